@@ -1,0 +1,32 @@
+# Aperture: `make run` starts the local stack, `make test` installs and tests.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)/scripts
+
+.PHONY: run test bench prereqs venv clean deploy
+
+$(STAMP): requirements-dev.txt functions/requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+prereqs: $(STAMP)
+	@$(PY) -m devstack.prereqs
+
+run: prereqs
+	$(PY) -m devstack run
+
+test: prereqs
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: prereqs
+	$(PY) -m devstack.benchmarks
+
+clean:
+	rm -rf $(VENV) .aperture .pytest_cache .hypothesis

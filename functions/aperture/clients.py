@@ -1,0 +1,33 @@
+"""Google Cloud clients, created once per function instance and reused.
+
+The client libraries pick the emulators up from FIRESTORE_EMULATOR_HOST,
+PUBSUB_EMULATOR_HOST and STORAGE_EMULATOR_HOST, so there is no "if local"
+branch here beyond what the libraries already do.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from google.cloud import firestore, storage
+
+from aperture.config import get_config
+
+
+@functools.cache
+def storage_client() -> storage.Client:
+    return storage.Client(project=get_config().project)
+
+
+@functools.cache
+def source_storage_client() -> storage.Client:
+    """Client for the source bucket: anonymous when it is someone else's public bucket."""
+    config = get_config()
+    if config.source_anonymous:
+        return storage.Client.create_anonymous_client()
+    return storage_client()
+
+
+@functools.cache
+def firestore_client() -> firestore.Client:
+    return firestore.Client(project=get_config().project)

@@ -1,0 +1,98 @@
+"""Every setting of Aperture, declared once with its default and description.
+
+Settings come from environment variables only (Cloud Functions sets them from
+Terraform; the local stack sets them from scripts/devstack). Nothing else in
+the package reads os.environ: code takes a `Config` or calls `get_config()`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+
+def _setting(env: str, default: Any, description: str) -> Any:
+    return field(default=default, metadata={"env": env, "description": description})
+
+
+@dataclass(frozen=True)
+class Config:
+    project: str = _setting(
+        "GOOGLE_CLOUD_PROJECT", "aperture-local", "Google Cloud project id (also the emulators' project)."
+    )
+    source_bucket: str = _setting(
+        "APERTURE_SOURCE_BUCKET",
+        "aperture-source",
+        "Bucket that /stats/{image}/{func} reads; may be a public bucket such as seetree-demo-open.",
+    )
+    source_anonymous: bool = _setting(
+        "APERTURE_SOURCE_ANONYMOUS",
+        False,
+        "Read the source bucket without credentials (for public buckets owned by someone else).",
+    )
+    uploads_bucket: str = _setting("APERTURE_UPLOADS_BUCKET", "aperture-uploads", "Bucket holding team uploads.")
+    derived_bucket: str = _setting(
+        "APERTURE_DERIVED_BUCKET", "aperture-derived", "Bucket for outputs the system writes (never re-processed)."
+    )
+    max_pixels: int = _setting(
+        "APERTURE_MAX_PIXELS",
+        100_000_000,
+        "Largest width*height decoded; bigger images answer 422 (decompression-bomb guard).",
+    )
+    stats_memory_entries: int = _setting(
+        "APERTURE_STATS_MEMORY_ENTRIES", 512, "Histograms kept in the in-process LRU cache per instance."
+    )
+    stats_cache_control: str = _setting(
+        "APERTURE_STATS_CACHE_CONTROL",
+        "public, no-cache",
+        "Cache-Control of stats answers: caches keep them but revalidate by ETag, so an overwrite is never stale.",
+    )
+    histogram_ttl_days: int = _setting(
+        "APERTURE_HISTOGRAM_TTL_DAYS", 30, "Days a stored histogram lives before the Firestore TTL policy drops it."
+    )
+    histogram_max_bytes: int = _setting(
+        "APERTURE_HISTOGRAM_MAX_BYTES",
+        900_000,
+        "Largest serialized histogram stored in Firestore (documents are capped at 1 MiB).",
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Config":
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(f.metadata["env"])
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(raw, type(f.default), f.metadata["env"])
+        return cls(**values)
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, Any, str]]:
+        """(variable, default, description) for docs and `--help` output."""
+        return [(f.metadata["env"], f.default, f.metadata["description"]) for f in dataclasses.fields(cls)]
+
+
+def _parse(raw: str, kind: type, env: str) -> Any:
+    if kind is bool:
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise ValueError(f"{env} must be true or false, not {raw!r}")
+    if kind is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"{env} must be an integer, not {raw!r}") from None
+    return raw
+
+
+@functools.cache
+def get_config() -> Config:
+    """The instance's configuration, read once (functions are configured at deploy time)."""
+    return Config.from_env()

@@ -1,0 +1,41 @@
+"""The `process` function: reacts to google.cloud.storage.object.v1.finalized.
+
+For now it records each finalized object generation once (create-only, so a
+redelivered event is a no-op); metadata extraction builds on this record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Mapping
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+
+from aperture import logs
+from aperture.histogram_store import document_id
+
+FINALIZED = "google.cloud.storage.object.v1.finalized"
+COLLECTION = "objects"
+
+
+def record_finalized(db: firestore.Client, event_id: str, data: Mapping[str, Any]) -> bool:
+    """Record one object generation; False when this generation was already recorded."""
+    bucket, name, generation = data["bucket"], data["name"], int(data["generation"])
+    try:
+        db.collection(COLLECTION).document(document_id(bucket, name, generation)).create(
+            {
+                "bucket": bucket,
+                "name": name,
+                "generation": str(generation),
+                "size": int(data.get("size") or 0),
+                "content_type": data.get("contentType"),
+                "event_id": event_id,
+                "received_at": dt.datetime.now(dt.timezone.utc),
+            }
+        )
+    except gexc.AlreadyExists:
+        logs.info("duplicate finalize event ignored", bucket=bucket, object=name, generation=generation)
+        return False
+    logs.info("object recorded", bucket=bucket, object=name, generation=generation, event_id=event_id)
+    return True

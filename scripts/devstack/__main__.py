@@ -1,0 +1,78 @@
+"""`python -m devstack run`: the whole local stack until Ctrl-C (what `make run` does)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from devstack.stack import REPO, Ports, Stack
+
+ENV_FILE = REPO / ".aperture" / "local.env"
+
+
+def run() -> int:
+    stack = Stack(Ports.fixed(), log_dir=REPO / ".aperture" / "logs")
+    stopping = threading.Event()
+
+    def on_signal(signum, frame):  # Ctrl-C or a TERM from a supervisor
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    print("starting the Aperture local stack (emulators take ~10 s)…", flush=True)
+    try:
+        stack.start()
+        from google.cloud import storage
+
+        from devstack.seed import seed_source_bucket
+
+        seeded = seed_source_bucket(storage.Client(project=stack.project), stack.source_bucket)
+        extra = _demo_credentials(stack)
+        stack.write_env_file(ENV_FILE, extra)
+        _banner(stack, seeded, extra)
+        stopping.wait()
+    finally:
+        print("\nstopping the local stack…", flush=True)
+        stack.stop()
+    return 0
+
+
+def _demo_credentials(stack: Stack) -> dict[str, str]:
+    """Demo team and key, once the auth module exists (see docs/local-stack.md)."""
+    try:
+        from aperture import bootstrap  # noqa: F401  (added with teams and keys)
+    except ImportError:
+        return {}
+    return bootstrap.demo_credentials()
+
+
+def _banner(stack: Stack, seeded: list[str], extra: dict[str, str]) -> None:
+    url = stack.gateway_url
+    lines = [
+        "",
+        f"Aperture is running at {url}",
+        f"  try: curl {url}/health",
+        f"       curl {url}/stats/{seeded[0]}/mean",
+        f"       curl -H 'Accept: application/json' '{url}/stats/{seeded[0]}/p99.9?channel=r'",
+        f"  source bucket {stack.source_bucket}: {', '.join(seeded)}",
+        f"  environment for other shells: source {ENV_FILE.relative_to(REPO)}",
+        f"  logs: {stack.log_dir.relative_to(REPO)}/",
+    ]
+    if "DEMO_API_KEY" in extra:
+        lines.append(f"  demo API key (x-api-key): {extra['DEMO_API_KEY']}")
+    lines.append("Ctrl-C stops everything.")
+    print("\n".join(lines), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="devstack")
+    parser.add_argument("command", choices=["run"])
+    parser.parse_args(argv)
+    return run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""The local Eventarc: bucket notifications in, storage CloudEvents out.
+
+fake-gcs-server publishes an object notification to Pub/Sub for every write,
+whoever makes it; this bridge pulls them and POSTs each finalize as a
+`google.cloud.storage.object.v1.finalized` CloudEvent in binary content mode,
+the shape Eventarc delivers to a Cloud Functions gen2 function. A non-2xx
+answer is retried with backoff, as Eventarc does, up to a limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+from cloudevents.conversion import to_binary
+from cloudevents.http import CloudEvent
+
+FINALIZED = "google.cloud.storage.object.v1.finalized"
+MAX_ATTEMPTS = 8
+
+
+def storage_event(attributes: dict[str, str], payload: dict[str, Any], message_id: str) -> CloudEvent | None:
+    """The CloudEvent Eventarc would send for one notification, or None if it sends none."""
+    if attributes.get("eventType") != "OBJECT_FINALIZE":
+        return None
+    bucket, name = attributes["bucketId"], attributes["objectId"]
+    data = dict(payload)
+    generation = str(data.get("generation") or attributes.get("objectGeneration"))
+    # Fields the real notification payload carries that fake-gcs-server may omit.
+    data.setdefault("kind", "storage#object")
+    data.setdefault("bucket", bucket)
+    data.setdefault("name", name)
+    data["generation"] = generation
+    data.setdefault("metageneration", "1")
+    data.setdefault("id", f"{bucket}/{name}/{generation}")
+    data.setdefault("selfLink", f"https://www.googleapis.com/storage/v1/b/{bucket}/o/{requests.utils.quote(name, safe='')}")
+    data.setdefault(
+        "mediaLink",
+        f"https://storage.googleapis.com/download/storage/v1/b/{bucket}/o/"
+        f"{requests.utils.quote(name, safe='')}?generation={generation}&alt=media",
+    )
+    return CloudEvent(
+        {
+            "id": message_id,
+            "source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
+            "type": FINALIZED,
+            "subject": f"objects/{name}",
+            "time": attributes.get("eventTime") or data.get("updated"),
+            "datacontenttype": "application/json",
+        },
+        data,
+    )
+
+
+class Bridge:
+    def __init__(self, target: str):
+        self._target = target
+        self._session = requests.Session()
+        self._attempts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, message) -> None:
+        try:
+            event = storage_event(dict(message.attributes), json.loads(message.data or b"{}"), message.message_id)
+        except (KeyError, ValueError) as exc:
+            _log("WARNING", f"dropping malformed notification: {exc}")
+            message.ack()
+            return
+        if event is None:
+            message.ack()
+            return
+        headers, body = to_binary(event)
+        try:
+            status = self._session.post(self._target, headers=headers, data=body, timeout=600).status_code
+        except requests.RequestException as exc:
+            status = 0
+            _log("WARNING", f"delivery failed: {exc}")
+        if 200 <= status < 300:
+            with self._lock:
+                self._attempts.pop(message.message_id, None)
+            message.ack()
+            _log("INFO", f"delivered {event['subject']} -> {status}", event_id=event["id"])
+            return
+        with self._lock:
+            attempt = self._attempts[message.message_id] = self._attempts.get(message.message_id, 0) + 1
+        if attempt >= MAX_ATTEMPTS:
+            _log("ERROR", f"giving up on {event['subject']} after {attempt} attempts", event_id=event["id"])
+            message.ack()
+            return
+        time.sleep(min(0.2 * 2**attempt, 10))  # backoff before the redelivery
+        message.nack()
+
+
+def _log(severity: str, message: str, **fields: Any) -> None:
+    sys.stdout.write(json.dumps({"severity": severity, "message": message, "component": "bridge", **fields}) + "\n")
+    sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> None:
+    from google.cloud import pubsub_v1
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--project", required=True)
+    parser.add_argument("--subscription", required=True)
+    parser.add_argument("--target", required=True, help="URL of the process function")
+    parser.add_argument("--ready-file", type=Path)
+    args = parser.parse_args(argv)
+    subscriber = pubsub_v1.SubscriberClient()
+    path = subscriber.subscription_path(args.project, args.subscription)
+    future = subscriber.subscribe(path, callback=Bridge(args.target))
+    if args.ready_file:
+        args.ready_file.write_text("ready\n")
+    _log("INFO", f"bridging {path} -> {args.target}")
+    future.result()
+
+
+if __name__ == "__main__":
+    main()

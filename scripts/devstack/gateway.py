@@ -1,0 +1,213 @@
+"""The local API gateway: routes by infra/openapi.yaml, as API Gateway does.
+
+Path templates follow API Gateway's rules ({var} one segment, {var=**} any
+number), an operation with `security: api_key` needs an `x-api-key` header,
+and each request is proxied to the function named by its x-google-backend
+address. Like `x-google-allow: all`, a request whose method or path is not in
+the spec still reaches a backend (the path's, else the spec's default), so the
+function answers its own 404/405 exactly as it would in the cloud.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Awaitable, Callable
+
+import yaml
+from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
+
+HOP_BY_HOP = {
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
+    "transfer-encoding", "upgrade", "host", "content-length",
+}
+METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
+API_KEY_HEADER = "x-api-key"
+
+# An authenticator sees the key (or None) and the matched operation, and
+# answers None to let the request through or (status, message) to refuse it.
+Authenticator = Callable[[str | None, "Route", web.Request], Awaitable[tuple[int, str] | None]]
+
+
+@dataclass(frozen=True)
+class Route:
+    template: str
+    regex: re.Pattern
+    operations: dict[str, "Operation"]
+    backend: str
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    operation_id: str
+    backend: str
+    secured: bool
+
+
+def backend_name(x_google_backend: dict) -> str:
+    """The function an x-google-backend address points at: its last path segment."""
+    return x_google_backend["address"].rstrip("/").rsplit("/", 1)[-1]
+
+
+def template_regex(template: str) -> re.Pattern:
+    parts = []
+    for segment in template.strip("/").split("/"):
+        match = re.fullmatch(r"\{([A-Za-z_][A-Za-z0-9_]*)(=\*\*|=\*)?\}", segment)
+        if match is None:
+            parts.append(re.escape(segment))
+        elif match.group(2) == "=**":
+            parts.append(f"(?P<{match.group(1)}>.*)")
+        else:
+            parts.append(f"(?P<{match.group(1)}>[^/]+)")
+    return re.compile("^/" + "/".join(parts) + "/?$")
+
+
+def load_routes(spec: dict) -> tuple[list[Route], str]:
+    default_backend = backend_name(spec["x-google-backend"])
+    global_security = bool(spec.get("security"))
+    routes = []
+    for template, item in spec.get("paths", {}).items():
+        operations = {}
+        path_backend = default_backend
+        for method, op in item.items():
+            if method not in METHODS:
+                continue
+            backend = backend_name(op.get("x-google-backend", spec["x-google-backend"]))
+            path_backend = backend
+            secured = any("api_key" in s for s in op.get("security", [])) if "security" in op else global_security
+            operations[method.upper()] = Operation(method.upper(), op.get("operationId", ""), backend, secured)
+        routes.append(Route(template, template_regex(template), operations, path_backend))
+    # Literal segments beat wildcards, as in API Gateway: try more specific first.
+    routes.sort(key=lambda r: (r.template.count("{"), -len(r.template)))
+    return routes, default_backend
+
+
+def match(routes: list[Route], path: str) -> Route | None:
+    for route in routes:
+        if route.regex.match(path):
+            return route
+    return None
+
+
+def error(status: int, message: str, request_id: str) -> web.Response:
+    return web.json_response(
+        {"error": {"code": status, "message": message}}, status=status, headers={"X-Request-Id": request_id}
+    )
+
+
+async def require_key_present(key: str | None, route: Route, request: web.Request) -> tuple[int, str] | None:
+    return None if key else (401, "missing API key: send it in the x-api-key header")
+
+
+def create_app(spec: dict, backends: dict[str, str], authenticator: Authenticator = require_key_present) -> web.Application:
+    routes, default_backend = load_routes(spec)
+    app = web.Application(client_max_size=0)
+
+    async def on_startup(app: web.Application) -> None:
+        app["session"] = ClientSession(
+            connector=TCPConnector(limit=256, keepalive_timeout=30),
+            timeout=ClientTimeout(total=600),
+            auto_decompress=False,
+        )
+
+    async def on_cleanup(app: web.Application) -> None:
+        await app["session"].close()
+
+    async def proxy(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        route = match(routes, request.path)
+        operation = route.operations.get(request.method) if route else None
+        backend = operation.backend if operation else (route.backend if route else default_backend)
+        status = 0
+        try:
+            if operation is not None and operation.secured:
+                refusal = await authenticator(request.headers.get(API_KEY_HEADER), route, request)
+                if refusal is not None:
+                    status = refusal[0]
+                    return error(refusal[0], refusal[1], request_id)
+            base = backends.get(backend)
+            if base is None:
+                status = 502
+                return error(502, f"backend {backend!r} is not running", request_id)
+            response = await _forward(request, app["session"], base, request_id)
+            status = response.status
+            return response
+        finally:
+            _log(request, status, backend, request_id, started)
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    app.router.add_route("*", "/{tail:.*}", proxy)
+    return app
+
+
+async def _forward(request: web.Request, session: ClientSession, base: str, request_id: str) -> web.StreamResponse:
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+    headers["X-Request-Id"] = request_id
+    headers["X-Forwarded-For"] = ", ".join(filter(None, [request.headers.get("X-Forwarded-For"), request.remote]))
+    headers["X-Forwarded-Proto"] = request.scheme
+    body = request.content if request.body_exists else None
+    try:
+        upstream = await session.request(
+            request.method, base + request.raw_path, headers=headers, data=body, allow_redirects=False
+        )
+    except Exception as exc:  # connection refused, reset: the client gets a JSON 502
+        return error(502, f"backend unavailable: {type(exc).__name__}", request_id)
+    async with upstream:
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        for key, value in upstream.headers.items():
+            if key.lower() not in HOP_BY_HOP:
+                response.headers.add(key, value)
+        response.headers["X-Request-Id"] = request_id
+        if upstream.headers.get("Content-Length") is not None:
+            response.content_length = int(upstream.headers["Content-Length"])
+        await response.prepare(request)
+        async for chunk in upstream.content.iter_chunked(256 * 1024):
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+
+
+def _log(request: web.Request, status: int, backend: str, request_id: str, started: float) -> None:
+    entry = {
+        "severity": "WARNING" if status >= 500 or status == 0 else "INFO",
+        "message": f"{request.method} {request.path} {status}",
+        "component": "gateway",
+        "request_id": request_id,
+        "backend": backend,
+        "httpRequest": {
+            "requestMethod": request.method,
+            "requestUrl": request.path_qs,
+            "status": status,
+            "remoteIp": request.remote,
+            "latency": f"{time.perf_counter() - started:.6f}s",
+        },
+    }
+    sys.stdout.write(json.dumps(entry) + "\n")
+
+
+def load_spec(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--spec", type=Path, required=True)
+    parser.add_argument("--backend", action="append", default=[], help="NAME=URL of a function")
+    args = parser.parse_args(argv)
+    backends = dict(b.split("=", 1) for b in args.backend)
+    app = create_app(load_spec(args.spec), backends)
+    web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()

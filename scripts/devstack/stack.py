@@ -1,0 +1,243 @@
+"""Start and stop the whole local stack; used by `make run` and by the tests."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devstack import prereqs
+from devstack.processes import Child, free_port, http_ok, port_open, spawn, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+FUNCTIONS_DIR = REPO / "functions"
+OPENAPI = REPO / "infra" / "openapi.yaml"
+
+# Every deployed function: name -> functions-framework signature type.
+FUNCTIONS = {
+    "stats": "http",
+    "process": "cloudevent",
+}
+# Topic fake-gcs-server publishes object notifications to (as a GCS
+# notification config would), and the bridge's subscription to it.
+NOTIFICATIONS_TOPIC = "gcs-notifications"
+NOTIFICATIONS_SUBSCRIPTION = "gcs-notifications-bridge"
+
+
+@dataclass
+class Ports:
+    gateway: int
+    firestore: int
+    pubsub: int
+    storage: int
+    functions: dict[str, int]
+
+    @classmethod
+    def fixed(cls) -> "Ports":
+        """The well-known ports of `make run` (override with APERTURE_GATEWAY_PORT)."""
+        base = 8090
+        return cls(
+            gateway=int(os.environ.get("APERTURE_GATEWAY_PORT", 8080)),
+            firestore=8681,
+            pubsub=8682,
+            storage=4443,
+            functions={name: base + i for i, name in enumerate(FUNCTIONS)},
+        )
+
+    @classmethod
+    def free(cls) -> "Ports":
+        return cls(free_port(), free_port(), free_port(), free_port(), {n: free_port() for n in FUNCTIONS})
+
+
+@dataclass
+class Stack:
+    ports: Ports
+    project: str = "aperture-local"
+    source_bucket: str = "aperture-source"
+    uploads_bucket: str = "aperture-uploads"
+    derived_bucket: str = "aperture-derived"
+    log_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="aperture-logs-")))
+    extra_env: dict[str, str] = field(default_factory=dict)
+    children: list[Child] = field(default_factory=list)
+
+    # addresses ---------------------------------------------------------------
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.gateway}"
+
+    def function_url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports.functions[name]}"
+
+    def client_env(self) -> dict[str, str]:
+        """What a client (test, CLI, another shell) needs to reach this stack."""
+        return {
+            "GOOGLE_CLOUD_PROJECT": self.project,
+            "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{self.ports.firestore}",
+            "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{self.ports.pubsub}",
+            "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{self.ports.storage}",
+            "GATEWAY_URL": self.gateway_url,
+            "SOURCE_BUCKET": self.source_bucket,
+            "UPLOADS_BUCKET": self.uploads_bucket,
+            "DERIVED_BUCKET": self.derived_bucket,
+        }
+
+    def function_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.client_env())
+        env.update(
+            {
+                "APERTURE_SOURCE_BUCKET": self.source_bucket,
+                "APERTURE_UPLOADS_BUCKET": self.uploads_bucket,
+                "APERTURE_DERIVED_BUCKET": self.derived_bucket,
+                "PYTHONPATH": os.pathsep.join([str(FUNCTIONS_DIR), str(REPO / "scripts")]),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    # lifecycle ---------------------------------------------------------------
+    def start(self) -> "Stack":
+        missing = prereqs.problems()
+        if missing:
+            raise RuntimeError("cannot start the local stack:\n  " + "\n  ".join(missing))
+        try:
+            self._start_emulators()
+            self._create_resources()
+            self._start_functions()
+            self._start_gateway_and_bridge()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            child.stop()
+        self.children.clear()
+
+    def __enter__(self) -> "Stack":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Child:
+        child = spawn(name, argv, env=env or self.function_env(), log_dir=self.log_dir, cwd=REPO)
+        self.children.append(child)
+        return child
+
+    def _start_emulators(self) -> None:
+        gcloud = shutil.which("gcloud")
+        fs = self._spawn(
+            "firestore",
+            [gcloud, "emulators", "firestore", "start", f"--host-port=127.0.0.1:{self.ports.firestore}", "--quiet"],
+        )
+        ps = self._spawn(
+            "pubsub",
+            [
+                gcloud, "beta", "emulators", "pubsub", "start",
+                f"--host-port=127.0.0.1:{self.ports.pubsub}", f"--project={self.project}", "--quiet",
+            ],
+        )
+        wait_until(http_ok(f"http://127.0.0.1:{self.ports.pubsub}/"), child=ps, timeout=90, what="the Pub/Sub emulator")
+        wait_until(
+            http_ok(f"http://127.0.0.1:{self.ports.firestore}/"), child=fs, timeout=90, what="the Firestore emulator"
+        )
+
+    def _create_resources(self) -> None:
+        os.environ.update(self.client_env())
+        from google.api_core import exceptions as gexc
+        from google.cloud import pubsub_v1
+
+        publisher = pubsub_v1.PublisherClient()
+        subscriber = pubsub_v1.SubscriberClient()
+        topic = publisher.topic_path(self.project, NOTIFICATIONS_TOPIC)
+        subscription = subscriber.subscription_path(self.project, NOTIFICATIONS_SUBSCRIPTION)
+        for create in (
+            lambda: publisher.create_topic(name=topic),
+            lambda: subscriber.create_subscription(name=subscription, topic=topic, ack_deadline_seconds=60),
+        ):
+            try:
+                create()
+            except gexc.AlreadyExists:
+                pass
+        # fake-gcs-server publishes to the topic but does not create it: start it after.
+        env = self.function_env()
+        gcs = self._spawn(
+            "storage",
+            [
+                str(prereqs.fake_gcs_binary()),
+                "-scheme", "http",
+                "-backend", "memory",
+                "-host", "127.0.0.1",
+                "-port", str(self.ports.storage),
+                "-public-host", f"127.0.0.1:{self.ports.storage}",
+                "-external-url", f"http://127.0.0.1:{self.ports.storage}",
+                "-event.pubsub-project-id", self.project,
+                "-event.pubsub-topic", NOTIFICATIONS_TOPIC,
+                "-event.list", "finalize,delete",
+                "-log-level", "warn",
+            ],
+            env=env,
+        )
+        wait_until(
+            http_ok(f"http://127.0.0.1:{self.ports.storage}/storage/v1/b"), child=gcs, timeout=30, what="fake-gcs-server"
+        )
+        from google.cloud import storage
+
+        client = storage.Client(project=self.project)
+        for bucket in (self.source_bucket, self.uploads_bucket, self.derived_bucket):
+            try:
+                client.create_bucket(bucket)
+            except gexc.Conflict:
+                pass
+
+    def _start_functions(self) -> None:
+        started = []
+        for name, signature in FUNCTIONS.items():
+            argv = [
+                sys.executable, "-m", "functions_framework",
+                f"--target={name}", f"--signature-type={signature}",
+                f"--source={FUNCTIONS_DIR / 'main.py'}",
+                "--host=127.0.0.1", f"--port={self.ports.functions[name]}",
+            ]
+            started.append((name, self._spawn(f"function-{name}", argv)))
+        for name, child in started:
+            wait_until(port_open(self.ports.functions[name]), child=child, timeout=60, what=f"function {name}")
+
+    def _start_gateway_and_bridge(self) -> None:
+        backends = [f"--backend={n}={self.function_url(n)}" for n, s in FUNCTIONS.items() if s == "http"]
+        gateway = self._spawn(
+            "gateway",
+            [sys.executable, "-m", "devstack.gateway", f"--port={self.ports.gateway}", f"--spec={OPENAPI}", *backends],
+        )
+        bridge = self._spawn(
+            "bridge",
+            [
+                sys.executable, "-m", "devstack.bridge",
+                f"--project={self.project}", f"--subscription={NOTIFICATIONS_SUBSCRIPTION}",
+                f"--target={self.function_url('process')}",
+                f"--ready-file={self.log_dir / 'bridge.ready'}",
+            ],
+        )
+        wait_until(http_ok(f"{self.gateway_url}/health"), child=gateway, timeout=60, what="the gateway")
+        wait_until(lambda: (self.log_dir / "bridge.ready").exists(), child=bridge, timeout=60, what="the event bridge")
+
+    # test helpers ------------------------------------------------------------
+    def reset_firestore(self) -> None:
+        url = (
+            f"http://127.0.0.1:{self.ports.firestore}/emulator/v1/projects/{self.project}"
+            "/databases/(default)/documents"
+        )
+        urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=30).read()
+
+    def write_env_file(self, path: Path, extra: dict[str, str] | None = None) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        values = {**self.client_env(), **(extra or {})}
+        path.write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items()))

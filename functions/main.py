@@ -15,4 +15,4 @@ def stats(request):
 def process(event: CloudEvent) -> None:
     if event["type"] != process_events.FINALIZED:
         return
-    process_events.record_finalized(clients.firestore_client(), event["id"], event.data)
+    process_events.record_finalized(clients.firestore_client(), event.get_attributes(), event.data)

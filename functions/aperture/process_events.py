@@ -19,7 +19,7 @@ FINALIZED = "google.cloud.storage.object.v1.finalized"
 COLLECTION = "objects"
 
 
-def record_finalized(db: firestore.Client, event_id: str, data: Mapping[str, Any]) -> bool:
+def record_finalized(db: firestore.Client, event: Mapping[str, Any], data: Mapping[str, Any]) -> bool:
     """Record one object generation; False when this generation was already recorded."""
     bucket, name, generation = data["bucket"], data["name"], int(data["generation"])
     try:
@@ -30,12 +30,15 @@ def record_finalized(db: firestore.Client, event_id: str, data: Mapping[str, Any
                 "generation": str(generation),
                 "size": int(data.get("size") or 0),
                 "content_type": data.get("contentType"),
-                "event_id": event_id,
+                "event_id": event["id"],
+                "event_type": event["type"],
+                "event_source": event["source"],
+                "event_subject": event.get("subject"),
                 "received_at": dt.datetime.now(dt.timezone.utc),
             }
         )
     except gexc.AlreadyExists:
         logs.info("duplicate finalize event ignored", bucket=bucket, object=name, generation=generation)
         return False
-    logs.info("object recorded", bucket=bucket, object=name, generation=generation, event_id=event_id)
+    logs.info("object recorded", bucket=bucket, object=name, generation=generation, event_id=event["id"])
     return True

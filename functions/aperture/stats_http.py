@@ -75,7 +75,7 @@ def handle(request: flask.Request) -> flask.Response:
         return flask.Response(status=304, headers=headers)
 
     try:
-        hists, source = _service().histograms(info)
+        hists, source = _service().histograms(info, need_luma=channel == "luma")
     except pixels.TooManyPixels as exc:
         raise ApiError(422, str(exc)) from None
     except pixels.NotAnImage as exc:
@@ -103,12 +103,10 @@ def handle(request: flask.Request) -> flask.Response:
 
 
 def _band(hists: ImageHistograms, channel: str | None) -> statistics.Histogram:
-    name = channel or "all"
     try:
-        return hists.bands[name]
-    except KeyError:
-        available = ", ".join(b for b in hists.bands if b != "all")
-        raise ApiError(400, f"channel {name!r} is not in this {hists.mode} image; it has {available}") from None
+        return statistics.select(hists.bands, channel)
+    except pixels.UnsupportedChannel as exc:
+        raise ApiError(400, f"{exc} (this is a {hists.mode} image)") from None
 
 
 def _wants_json(request: flask.Request) -> bool:

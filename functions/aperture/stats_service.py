@@ -7,14 +7,14 @@ computation (single flight), so 20 identical cold requests decode once.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
 
 from cachetools import LRUCache
 
-from aperture import pixels, statistics
+from aperture import logs, pixels, statistics
 from aperture.histogram_store import HistogramStore, StoredHistograms
 from aperture.object_store import ObjectInfo, ObjectStore
 
@@ -30,6 +30,8 @@ class ImageHistograms:
     mode: str
     format: str | None
     frames: int
+    # Set while the luma histogram is still being computed after a cold lookup.
+    pending: Future | None = None
 
 
 class StatsService:
@@ -41,7 +43,6 @@ class StatsService:
         max_pixels: int,
         memory_entries: int = 512,
         max_stored_bytes: int = 900_000,
-        on_compute: Callable[[ObjectInfo], None] | None = None,
     ):
         self._objects = objects
         self._store = store
@@ -50,9 +51,16 @@ class StatsService:
         self._memory: LRUCache = LRUCache(maxsize=memory_entries)
         self._lock = threading.Lock()
         self._inflight: dict[tuple, Future] = {}
-        self._on_compute = on_compute
+        self._background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="histograms")
 
-    def histograms(self, info: ObjectInfo) -> tuple[ImageHistograms, str]:
+    def histograms(self, info: ObjectInfo, *, need_luma: bool = False) -> tuple[ImageHistograms, str]:
+        """The image's histograms and where they came from (computed, memory, firestore)."""
+        result, source = self._lookup(info)
+        if need_luma and result.pending is not None:
+            result = result.pending.result()
+        return result, source
+
+    def _lookup(self, info: ObjectInfo) -> tuple[ImageHistograms, str]:
         key = (info.bucket, info.name, info.generation)
         with self._lock:
             cached = self._memory.get(key)
@@ -66,49 +74,59 @@ class StatsService:
             result, _ = future.result()
             return result, MEMORY
         try:
-            result, source = self._load(info)
+            result, source = self._load(info, key)
+            with self._lock:
+                self._memory[key] = result
+            future.set_result((result, source))
         except BaseException as exc:
             future.set_exception(exc)
             raise
         finally:
             with self._lock:
                 self._inflight.pop(key, None)
-        with self._lock:
-            self._memory[key] = result
-        future.set_result((result, source))
         return result, source
 
-    def _load(self, info: ObjectInfo) -> tuple[ImageHistograms, str]:
+    def _load(self, info: ObjectInfo, key: tuple) -> tuple[ImageHistograms, str]:
         stored = self._store.get(info.bucket, info.name, info.generation)
         if stored is not None:
             return _from_stored(stored), FIRESTORE
-        result, stored = self._compute(info)
-        if len(stored.payload) <= self._max_stored_bytes:
-            self._store.put(info.bucket, info.name, info.generation, stored)
-        return result, COMPUTED
+        return self._compute(info, key), COMPUTED
 
-    def _compute(self, info: ObjectInfo) -> tuple[ImageHistograms, StoredHistograms]:
-        if self._on_compute is not None:
-            self._on_compute(info)
+    def _compute(self, info: ObjectInfo, key: tuple) -> ImageHistograms:
         reader = self._objects.stream(info)
         try:
             image = pixels.open_image(reader, max_pixels=self._max_pixels)
+            fmt, frames = image.format, getattr(image, "n_frames", 1)
         finally:
             reader.close()
-        fmt = image.format
-        frames = getattr(image, "n_frames", 1)
         image = pixels.normalize(image)
-        bands = statistics.image_histograms(image)
-        result = ImageHistograms(bands, image.width, image.height, image.mode, fmt, frames)
-        stored = StoredHistograms(
-            payload=statistics.serialize(bands),
-            width=image.width,
-            height=image.height,
-            mode=image.mode,
-            format=fmt,
-            frames=frames,
-        )
-        return result, stored
+        bands = statistics.image_histograms(image, luma=False)
+        partial = ImageHistograms(bands, image.width, image.height, image.mode, fmt, frames, pending=Future())
+        # Luma costs as much again for RGB; answer the request first and finish
+        # (luma, then the Firestore write) in the background.
+        self._background.submit(self._complete, info, key, image, partial)
+        return partial
+
+    def _complete(self, info: ObjectInfo, key: tuple, image, partial: ImageHistograms) -> None:
+        try:
+            bands = dict(partial.bands)
+            statistics.add_luma(image, bands)
+            full = dataclasses.replace(partial, bands=bands, pending=None)
+            with self._lock:
+                self._memory[key] = full
+            partial.pending.set_result(full)
+        except BaseException as exc:
+            partial.pending.set_exception(exc)
+            return
+        try:
+            payload = statistics.serialize(bands, max_bytes=self._max_stored_bytes)
+        except statistics.HistogramTooLarge:
+            return  # e.g. float images with millions of distinct values: memory cache only
+        stored = StoredHistograms(payload, full.width, full.height, full.mode, full.format, full.frames)
+        try:
+            self._store.put(info.bucket, info.name, info.generation, stored)
+        except Exception:
+            logs.exception("storing histograms failed", bucket=info.bucket, object=info.name)
 
 
 def _from_stored(stored: StoredHistograms) -> ImageHistograms:

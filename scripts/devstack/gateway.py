@@ -22,6 +22,7 @@ from typing import Awaitable, Callable
 
 import yaml
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
+from yarl import URL
 
 HOP_BY_HOP = {
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
@@ -157,7 +158,9 @@ async def _forward(request: web.Request, session: ClientSession, base: str, requ
     body = request.content if request.body_exists else None
     try:
         upstream = await session.request(
-            request.method, base + request.raw_path, headers=headers, data=body, allow_redirects=False
+            # encoded=True: forward the path byte for byte; "a/../b" is an object name, not a directory walk.
+            request.method, URL(base + request.raw_path, encoded=True), headers=headers, data=body,
+            allow_redirects=False,
         )
     except Exception as exc:  # connection refused, reset: the client gets a JSON 502
         return error(502, f"backend unavailable: {type(exc).__name__}", request_id)

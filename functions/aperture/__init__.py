@@ -1,0 +1,1 @@
+"""Aperture: image statistics service."""

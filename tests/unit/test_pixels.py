@@ -1,0 +1,263 @@
+"""Decoding untrusted bytes: refuse non-images and pixel bombs, normalize modes."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from aperture.pixels import (
+    ImageError,
+    NotAnImage,
+    TooManyPixels,
+    UnsupportedChannel,
+    band_names,
+    normalize,
+    open_image,
+)
+
+
+def encode(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A ~60-byte PNG claiming width x height RGB, whose pixel data is garbage.
+
+    Decoding it would fail, so an answer of TooManyPixels proves the size was
+    checked before decoding.
+    """
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", b"not really deflate")
+        + png_chunk(b"IEND", b"")
+    )
+
+
+def photo_jpeg() -> bytes:
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    return encode(Image.fromarray(pixels), "JPEG", quality=85)
+
+
+# -- open_image ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"hello, world\n",
+        b"<!DOCTYPE html><html><body>Not found</body></html>",
+        b"\x89PNG\r\n\x1a\n",  # a signature and nothing else
+        b"\xff\xd8\xff",  # a JPEG start and nothing else
+    ],
+)
+def test_open_image_rejects_non_images(data: bytes) -> None:
+    with pytest.raises(NotAnImage) as info:
+        open_image(data, max_pixels=10_000)
+
+    assert str(info.value)  # says why
+    assert isinstance(info.value, ImageError) and isinstance(info.value, ValueError)
+
+
+def test_open_image_rejects_truncated_jpeg() -> None:
+    # Arrange
+    data = photo_jpeg()
+
+    # Act / Assert
+    with pytest.raises(NotAnImage, match="decode"):
+        open_image(data[: len(data) // 2], max_pixels=10_000)
+
+
+def test_open_image_rejects_png_with_corrupt_pixel_data() -> None:
+    with pytest.raises(NotAnImage):
+        open_image(png_header_only(4, 4), max_pixels=10_000)
+
+
+def test_open_image_checks_pixel_limit_before_decoding() -> None:
+    # Arrange: the header claims 6000x5000 = 30 MP; the pixel data is garbage.
+    data = png_header_only(6000, 5000)
+
+    # Act
+    with pytest.raises(TooManyPixels) as info:
+        open_image(data, max_pixels=25_000_000)
+
+    # Assert
+    assert str(info.value) == "image has 30000000 pixels; the limit is 25000000"
+    assert (info.value.pixels, info.value.limit) == (30_000_000, 25_000_000)
+
+
+def test_open_image_reports_huge_headers_as_too_many_pixels() -> None:
+    # Arrange: 100000 x 100000 is past Pillow's own bomb error threshold too.
+    data = png_header_only(100_000, 100_000)
+
+    # Act
+    with pytest.raises(TooManyPixels) as info:
+        open_image(data, max_pixels=100_000_000)
+
+    # Assert
+    assert info.value.pixels == 10_000_000_000
+    assert "10000000000 pixels" in str(info.value)
+    assert "the limit is 100000000" in str(info.value)
+
+
+def test_open_image_accepts_exactly_the_limit() -> None:
+    # Arrange
+    data = encode(Image.new("RGB", (10, 10), (1, 2, 3)), "PNG")
+
+    # Act
+    image = open_image(data, max_pixels=100)
+
+    # Assert
+    assert image.size == (10, 10)
+    with pytest.raises(TooManyPixels, match="the limit is 99"):
+        open_image(data, max_pixels=99)
+
+
+def test_open_image_decodes_bytes_and_streams() -> None:
+    # Arrange
+    data = photo_jpeg()
+
+    # Act
+    from_bytes = open_image(data, max_pixels=10_000)
+    from_stream = open_image(io.BytesIO(data), max_pixels=10_000)
+
+    # Assert: decoded already (no file access needed afterwards).
+    assert from_bytes.mode == "RGB" and from_bytes.size == (96, 64)
+    assert np.array_equal(np.asarray(from_bytes), np.asarray(from_stream))
+
+
+def test_open_image_takes_the_first_frame_of_an_animation() -> None:
+    # Arrange
+    frames = [Image.new("L", (4, 4), value) for value in (10, 200)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+
+    # Act
+    image = open_image(buffer.getvalue(), max_pixels=100)
+
+    # Assert
+    assert np.asarray(normalize(image)).max() == 10
+
+
+# -- normalize -------------------------------------------------------------------------------
+
+
+def palette_image(transparency: int | bytes | None) -> Image.Image:
+    image = Image.frombytes("P", (3, 1), bytes([0, 1, 2]))
+    image.putpalette(bytes([10, 20, 30, 40, 50, 60, 70, 80, 90]))
+    if transparency is not None:
+        image.info["transparency"] = transparency
+    return image
+
+
+def test_normalize_palette_without_transparency_gives_rgb_colours() -> None:
+    # Act
+    image = normalize(palette_image(None))
+
+    # Assert
+    assert image.mode == "RGB"
+    assert np.asarray(image).tolist() == [[[10, 20, 30], [40, 50, 60], [70, 80, 90]]]
+
+
+def test_normalize_palette_with_transparency_gives_rgba() -> None:
+    # Act
+    image = normalize(palette_image(1))
+
+    # Assert
+    assert image.mode == "RGBA"
+    assert np.asarray(image)[0, :, 3].tolist() == [255, 0, 255]
+
+
+def test_normalize_palette_png_with_trns_chunk_round_trip() -> None:
+    # Arrange: transparency as a real PNG tRNS chunk, read back by open_image.
+    data = encode(palette_image(bytes([255, 128, 0])), "PNG")
+
+    # Act
+    image = normalize(open_image(data, max_pixels=100))
+
+    # Assert
+    assert image.mode == "RGBA"
+    assert np.asarray(image)[0, :, 3].tolist() == [255, 128, 0]
+
+
+def test_normalize_pa_gives_rgba() -> None:
+    # Arrange
+    image = Image.frombytes("PA", (2, 1), bytes([0, 7, 2, 9]))
+    image.putpalette(bytes([10, 20, 30, 40, 50, 60, 70, 80, 90]))
+
+    # Act
+    normalized = normalize(image)
+
+    # Assert
+    assert normalized.mode == "RGBA"
+    assert np.asarray(normalized).tolist() == [[[10, 20, 30, 7], [70, 80, 90, 9]]]
+
+
+def test_normalize_bilevel_gives_l_with_0_and_255() -> None:
+    # Arrange
+    image = Image.fromarray(np.array([[True, False, True]]))
+    assert image.mode == "1"
+
+    # Act
+    normalized = normalize(image)
+
+    # Assert
+    assert normalized.mode == "L"
+    assert np.asarray(normalized).tolist() == [[255, 0, 255]]
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "CMYK", "YCbCr", "I;16", "I;16B", "I", "F"])
+def test_normalize_leaves_other_modes_alone(mode: str) -> None:
+    image = Image.new(mode, (2, 2))
+
+    assert normalize(image) is image
+
+
+# -- band_names -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "names"),
+    [
+        ("L", ("l",)),
+        ("1", ("l",)),
+        ("LA", ("l", "a")),
+        ("RGB", ("r", "g", "b")),
+        ("RGBA", ("r", "g", "b", "a")),
+        ("PA", ("r", "g", "b", "a")),
+        ("CMYK", ("c", "m", "y", "k")),
+        ("YCbCr", ("y", "cb", "cr")),
+        ("I;16", ("l",)),
+        ("I;16B", ("l",)),
+        ("I", ("l",)),
+        ("F", ("l",)),
+    ],
+)
+def test_band_names(mode: str, names: tuple[str, ...]) -> None:
+    assert band_names(Image.new(mode, (1, 1))) == names
+
+
+def test_band_names_of_palette_image_follow_normalization() -> None:
+    assert band_names(palette_image(None)) == ("r", "g", "b")
+    assert band_names(palette_image(0)) == ("r", "g", "b", "a")
+
+
+def test_unsupported_channel_message_names_channel_and_alternatives() -> None:
+    error = UnsupportedChannel("a", ("r", "g", "b", "luma"))
+
+    assert str(error) == "channel 'a' is not available; available channels: r, g, b, luma"
+    assert isinstance(error, ImageError)

@@ -19,6 +19,7 @@ from aperture.histogram_store import HistogramStore
 from aperture.http_errors import ApiError, json_errors, not_found
 from aperture.object_store import ObjectStore
 from aperture.stats_service import ImageHistograms, StatsService
+from aperture.timing import Timings
 
 CHANNELS = ("r", "g", "b", "a", "l", "luma")
 _ALLOWED = "GET, HEAD"
@@ -64,7 +65,9 @@ def handle(request: flask.Request) -> flask.Response:
         raise ApiError(400, f"unknown channel {channel!r}: use one of {', '.join(CHANNELS)}")
 
     config = get_config()
-    info = _source_objects().info(config.source_bucket, image)
+    timings = Timings()
+    with timings.span("metadata"):
+        info = _source_objects().info(config.source_bucket, image)
     if info is None:
         raise not_found(f"image {image!r} not found")
 
@@ -75,13 +78,14 @@ def handle(request: flask.Request) -> flask.Response:
         return flask.Response(status=304, headers=headers)
 
     try:
-        hists, source = _service().histograms(info, need_luma=channel == "luma")
+        hists, source = _service().histograms(info, need_luma=channel == "luma", timings=timings)
     except pixels.TooManyPixels as exc:
         raise ApiError(422, str(exc)) from None
     except pixels.NotAnImage as exc:
         raise ApiError(422, f"object {image!r} is not a readable image: {exc}") from None
     value = func.apply(_band(hists, channel))
     headers["X-Aperture-Cache"] = source
+    headers["Server-Timing"] = timings.header()
 
     if wants_json:
         body = {

@@ -13,10 +13,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from cachetools import LRUCache
+from PIL import Image
 
 from aperture import logs, pixels, statistics
 from aperture.histogram_store import HistogramStore, StoredHistograms
 from aperture.object_store import ObjectInfo, ObjectStore
+from aperture.timing import Timings
 
 # Where a lookup's histograms came from; reported to clients and benchmarks.
 COMPUTED, MEMORY, FIRESTORE = "computed", "memory", "firestore"
@@ -52,15 +54,18 @@ class StatsService:
         self._lock = threading.Lock()
         self._inflight: dict[tuple, Future] = {}
         self._background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="histograms")
+        self._decoders = ThreadPoolExecutor(max_workers=4, thread_name_prefix="decode")
 
-    def histograms(self, info: ObjectInfo, *, need_luma: bool = False) -> tuple[ImageHistograms, str]:
+    def histograms(
+        self, info: ObjectInfo, *, need_luma: bool = False, timings: Timings | None = None
+    ) -> tuple[ImageHistograms, str]:
         """The image's histograms and where they came from (computed, memory, firestore)."""
-        result, source = self._lookup(info)
+        result, source = self._lookup(info, timings or Timings())
         if need_luma and result.pending is not None:
             result = result.pending.result()
         return result, source
 
-    def _lookup(self, info: ObjectInfo) -> tuple[ImageHistograms, str]:
+    def _lookup(self, info: ObjectInfo, timings: Timings) -> tuple[ImageHistograms, str]:
         key = (info.bucket, info.name, info.generation)
         with self._lock:
             cached = self._memory.get(key)
@@ -74,7 +79,7 @@ class StatsService:
             result, _ = future.result()
             return result, MEMORY
         try:
-            result, source = self._load(info, key)
+            result, source = self._load(info, key, timings)
             with self._lock:
                 self._memory[key] = result
             future.set_result((result, source))
@@ -86,21 +91,31 @@ class StatsService:
                 self._inflight.pop(key, None)
         return result, source
 
-    def _load(self, info: ObjectInfo, key: tuple) -> tuple[ImageHistograms, str]:
-        stored = self._store.get(info.bucket, info.name, info.generation)
-        if stored is not None:
-            return _from_stored(stored), FIRESTORE
-        return self._compute(info, key), COMPUTED
-
-    def _compute(self, info: ObjectInfo, key: tuple) -> ImageHistograms:
+    def _load(self, info: ObjectInfo, key: tuple, timings: Timings) -> tuple[ImageHistograms, str]:
+        # Download and decode speculatively while Firestore is asked: on a miss
+        # (the case where speed matters) the lookup costs no wall time; on a
+        # hit, closing the reader aborts the download and the decode.
         reader = self._objects.stream(info)
+        decoding = self._decoders.submit(self._decode, reader)
         try:
-            image = pixels.open_image(reader, max_pixels=self._max_pixels)
-            fmt, frames = image.format, getattr(image, "n_frames", 1)
+            with timings.span("firestore"):
+                stored = self._store.get(info.bucket, info.name, info.generation)
+            if stored is not None:
+                return _from_stored(stored), FIRESTORE
+            with timings.span("decode"):
+                image, fmt, frames = decoding.result()
+            return self._compute(image, fmt, frames, key, info, timings), COMPUTED
         finally:
             reader.close()
-        image = pixels.normalize(image)
-        bands = statistics.image_histograms(image, luma=False)
+
+    def _decode(self, reader) -> tuple[Image.Image, str | None, int]:
+        image = pixels.open_image(reader, max_pixels=self._max_pixels)
+        return image, image.format, getattr(image, "n_frames", 1)
+
+    def _compute(self, image, fmt, frames, key: tuple, info: ObjectInfo, timings: Timings) -> ImageHistograms:
+        with timings.span("histogram"):
+            image = pixels.normalize(image)
+            bands = statistics.image_histograms(image, luma=False)
         partial = ImageHistograms(bands, image.width, image.height, image.mode, fmt, frames, pending=Future())
         # Luma costs as much again for RGB; answer the request first and finish
         # (luma, then the Firestore write) in the background.

@@ -1,0 +1,118 @@
+"""Benchmark of the stats function (issue: foundation, S4).
+
+Targets on a 12-megapixel JPEG, all end to end over HTTP through the local gateway:
+  * a first request (nothing cached) costs at most 1.3x the time to decode the image;
+  * a repeated request is at least 50x faster than the baseline (download + numpy, every time);
+  * cost grows linearly with pixels (1, 4, 12, 24 MP).
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import requests
+from PIL import Image
+
+from benchlib import local_stack, median_ms, photo_jpeg, timed, verdict
+from devstack.processes import free_port, port_open, spawn, wait_until
+
+COLD_RUNS = 7
+
+
+def decode_ms(data: bytes, repeat: int = 7) -> float:
+    return median_ms(timed(lambda: Image.open(io.BytesIO(data)).load(), repeat))
+
+
+def main() -> int:
+    with local_stack() as stack:
+        from google.cloud import storage
+
+        bucket = storage.Client(project=stack.project).bucket(stack.source_bucket)
+        session = requests.Session()
+        baseline_port = free_port()
+        baseline = spawn(
+            "baseline",
+            [sys.executable, "-m", "functions_framework", "--target=baseline",
+             f"--source={Path(__file__).with_name('baseline_stats.py')}", "--host=127.0.0.1", f"--port={baseline_port}"],
+            env=stack.function_env(), log_dir=stack.log_dir,
+        )
+        stack.children.append(baseline)
+        wait_until(port_open(baseline_port), child=baseline, timeout=60, what="baseline server")
+
+        def upload(megapixels: float, seed: int) -> tuple[str, bytes]:
+            data = photo_jpeg(megapixels, seed)
+            name = f"bench/{uuid.uuid4().hex}.jpg"
+            bucket.blob(name).upload_from_string(data, content_type="image/jpeg")
+            # Let the finalize event reach `process` (and previous requests'
+            # background work finish) so that the timing is of this request alone.
+            time.sleep(0.5)
+            return name, data
+
+        def ours(name: str, func: str = "p99") -> requests.Response:
+            response = session.get(f"{stack.gateway_url}/stats/{name}/{func}")
+            response.raise_for_status()
+            return response
+
+        print(__doc__.strip().splitlines()[0])
+        ours(upload(1, 999)[0])  # warm the function instance (imports, clients)
+
+        # 1. first request vs decode, 12 MP
+        cold, decodes, phases = [], [], {}
+        for seed in range(COLD_RUNS):
+            name, data = upload(12, seed)
+            decodes.append(decode_ms(data, 3))
+            responses = []
+            cold.extend(timed(lambda: responses.append(ours(name)), 1))
+            for item in responses[0].headers.get("Server-Timing", "").split(","):
+                if ";dur=" in item:
+                    phase, _, ms = item.strip().partition(";dur=")
+                    phases.setdefault(phase, []).append(float(ms))
+        cold_ms, decode = median_ms(cold), sorted(decodes)[len(decodes) // 2]
+        ratio = cold_ms / decode
+        print(f"12 MP first request: {cold_ms:.1f} ms; Pillow decode alone: {decode:.1f} ms; "
+              f"ratio {ratio:.2f}x (target <= 1.3x) {verdict(ratio <= 1.3)}")
+        print("  server-side breakdown (median ms): "
+              + ", ".join(f"{p} {sorted(v)[len(v) // 2]:.1f}" for p, v in phases.items()))
+
+        # 2. repeated request vs baseline, 12 MP
+        name, _ = upload(12, 100)
+        ours(name)
+        warm = median_ms(timed(lambda: ours(name), 200))
+        base = median_ms(timed(lambda: session.get(
+            f"http://127.0.0.1:{baseline_port}/{stack.source_bucket}/{name}/p99").raise_for_status(), 7))
+        speedup = base / warm
+        print(f"12 MP repeated request: ours {warm:.2f} ms, baseline {base:.1f} ms; "
+              f"speedup {speedup:.0f}x (target >= 50x) {verdict(speedup >= 50)}")
+        etag = ours(name).headers["ETag"]
+        revalidate = median_ms(timed(lambda: session.get(
+            f"{stack.gateway_url}/stats/{name}/p99", headers={"If-None-Match": etag}), 100))
+        print(f"12 MP conditional request (304): {revalidate:.2f} ms")
+
+        # 3. linear growth with pixels: least-squares line through (MP, ms)
+        sizes, costs = [], []
+        for megapixels in (1, 4, 12, 24):
+            runs, decodes = [], []
+            for seed in range(3):
+                name, data = upload(megapixels, 200 + seed)
+                runs.extend(timed(lambda: ours(name), 1))
+                decodes.append(decode_ms(data, 1))
+            sizes.append(megapixels)
+            costs.append(median_ms(runs))
+            print(f"{megapixels:>2} MP first request: {costs[-1]:7.1f} ms ({costs[-1] / megapixels:.1f} ms/MP; "
+                  f"decode alone {sorted(decodes)[1]:.1f} ms)")
+        slope, intercept = np.polyfit(sizes, costs, 1)
+        fitted = np.polyval([slope, intercept], sizes)
+        r2 = 1 - np.sum((np.array(costs) - fitted) ** 2) / np.sum((np.array(costs) - np.mean(costs)) ** 2)
+        marginal = [(costs[i + 1] - costs[i]) / (sizes[i + 1] - sizes[i]) for i in range(len(sizes) - 1)]
+        print(f"linear fit: {intercept:.1f} ms + {slope:.2f} ms/MP, R^2 {r2:.4f}; marginal ms/MP "
+              + " / ".join(f"{m:.2f}" for m in marginal) + f" (target R^2 >= 0.99) {verdict(r2 >= 0.99)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

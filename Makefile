@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TOOLS := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)/scripts
 
 .PHONY: run test bench prereqs venv clean deploy
@@ -14,7 +16,12 @@ $(STAMP): requirements-dev.txt functions/requirements.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
-venv: $(STAMP)
+$(TOOLS_STAMP): requirements-tools.txt
+	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet -r requirements-tools.txt
+	touch $(TOOLS_STAMP)
+
+venv: $(STAMP) $(TOOLS_STAMP)
 
 prereqs: $(STAMP)
 	@$(PY) -m devstack.prereqs
@@ -22,8 +29,8 @@ prereqs: $(STAMP)
 run: prereqs
 	$(PY) -m devstack run
 
-test: prereqs
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: prereqs $(TOOLS_STAMP)
+	CHECKOV=$(CURDIR)/$(TOOLS)/bin/checkov $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: prereqs
 	@for script in scripts/bench/[a-z]*.py; do \
@@ -32,4 +39,4 @@ bench: prereqs
 	done
 
 clean:
-	rm -rf $(VENV) .aperture .pytest_cache .hypothesis
+	rm -rf $(VENV) $(TOOLS) .aperture .pytest_cache .hypothesis

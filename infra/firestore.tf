@@ -1,0 +1,166 @@
+# Firestore (native mode) and its indexes.
+#
+# Collections: teams, users, keys, images, upload_links, jobs, audit,
+# histograms, counters (schema in docs/). Single-field indexes are automatic;
+# the composite, vector and TTL settings the queries need are declared here.
+# The emulator needs none of them (it serves any query), so local runs cannot
+# catch a missing index: tests/infra checks this file against
+# infra/firestore.indexes.json when that file exists.
+
+resource "google_firestore_database" "default" {
+  project                           = var.project_id
+  name                              = "(default)"
+  location_id                       = coalesce(var.firestore_location, var.region)
+  type                              = "FIRESTORE_NATIVE"
+  concurrency_mode                  = "OPTIMISTIC"
+  app_engine_integration_mode       = "DISABLED"
+  point_in_time_recovery_enablement = "POINT_IN_TIME_RECOVERY_ENABLED"
+  delete_protection_state           = var.deletion_protection ? "DELETE_PROTECTION_ENABLED" : "DELETE_PROTECTION_DISABLED"
+  deletion_policy                   = var.deletion_protection ? "ABANDON" : "DELETE"
+
+  depends_on = [google_project_service.apis]
+}
+
+# --- images: list with filters, newest first (S8) -----------------------------
+
+resource "google_firestore_index" "images_team_created" {
+  project     = var.project_id
+  database    = google_firestore_database.default.name
+  collection  = "images"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "team"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "created_at"
+    order      = "DESCENDING"
+  }
+}
+
+resource "google_firestore_index" "images_team_format_created" {
+  project     = var.project_id
+  database    = google_firestore_database.default.name
+  collection  = "images"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "team"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "format"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "created_at"
+    order      = "DESCENDING"
+  }
+}
+
+resource "google_firestore_index" "images_team_camera_created" {
+  project     = var.project_id
+  database    = google_firestore_database.default.name
+  collection  = "images"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "team"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "camera"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "created_at"
+    order      = "DESCENDING"
+  }
+}
+
+resource "google_firestore_index" "images_team_labels_created" {
+  project     = var.project_id
+  database    = google_firestore_database.default.name
+  collection  = "images"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "team"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path   = "labels"
+    array_config = "CONTAINS"
+  }
+  fields {
+    field_path = "created_at"
+    order      = "DESCENDING"
+  }
+}
+
+# --- images: semantic search (S10) --------------------------------------------
+# find_nearest over `embedding` (384-d, cosine distance chosen at query time)
+# pre-filtered on the team, so the index leads with team.
+
+resource "google_firestore_index" "images_team_embedding" {
+  project     = var.project_id
+  database    = google_firestore_database.default.name
+  collection  = "images"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "team"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "embedding"
+    vector_config {
+      dimension = 384
+      flat {}
+    }
+  }
+}
+
+# --- jobs and audit: per-team listings, newest first ----------------------------
+
+resource "google_firestore_index" "jobs_team_created" {
+  project     = var.project_id
+  database    = google_firestore_database.default.name
+  collection  = "jobs"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "team"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "created_at"
+    order      = "DESCENDING"
+  }
+}
+
+# --- TTL policies -------------------------------------------------------------
+# Documents are deleted (typically within 24 h) once expires_at is in the past.
+# The TTL field itself is not indexed: a timestamp that grows monotonically is a
+# write hotspot and no query filters on it.
+
+resource "google_firestore_field" "audit_expires_at" {
+  project    = var.project_id
+  database   = google_firestore_database.default.name
+  collection = "audit"
+  field      = "expires_at"
+
+  ttl_config {}
+  index_config {}
+}
+
+resource "google_firestore_field" "histograms_expires_at" {
+  project    = var.project_id
+  database   = google_firestore_database.default.name
+  collection = "histograms"
+  field      = "expires_at"
+
+  ttl_config {}
+  index_config {}
+}

@@ -1,0 +1,188 @@
+# Identities and grants. Least privilege:
+#  - one service account per function (local.functions), holding only the roles
+#    its table entry lists: bucket roles on that bucket, topic roles on that
+#    topic, the secret accessor on that secret; project-wide only for roles that
+#    exist nowhere else (Firestore, Eventarc receiver, Vertex AI, API keys);
+#  - the gateway's account may only invoke the HTTP functions;
+#  - the build account may only read the source archive, push to the aperture
+#    repository and write build logs;
+#  - no primitive role (owner/editor/viewer) and no allUsers invoker anywhere.
+
+resource "google_service_account" "function" {
+  for_each = local.functions
+
+  account_id   = "${local.prefix}-${each.key}"
+  display_name = "Aperture ${each.key} function"
+  description  = "Runtime identity of the ${each.key} function (${each.value.kind}); used by nothing else."
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_service_account" "gateway" {
+  account_id   = "${local.prefix}-gateway"
+  display_name = "Aperture API Gateway"
+  description  = "Identity API Gateway uses to call the HTTP functions."
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_service_account" "build" {
+  account_id   = "${local.prefix}-build"
+  display_name = "Aperture function builds"
+  description  = "Cloud Build identity for the gen2 function builds."
+
+  depends_on = [google_project_service.apis]
+}
+
+# --- per-function grants, all derived from local.functions -----------------------
+
+resource "google_project_iam_member" "function" {
+  for_each = local.function_project_roles
+
+  project = var.project_id
+  role    = each.value.role
+  member  = google_service_account.function[each.value.function].member
+}
+
+resource "google_storage_bucket_iam_member" "function" {
+  for_each = local.function_bucket_roles
+
+  bucket = local.buckets[each.value.bucket]
+  role   = each.value.role
+  member = google_service_account.function[each.value.function].member
+}
+
+resource "google_pubsub_topic_iam_member" "function" {
+  for_each = local.function_topic_roles
+
+  topic  = local.topics[each.value.topic].name
+  role   = each.value.role
+  member = google_service_account.function[each.value.function].member
+}
+
+resource "google_secret_manager_secret_iam_member" "function" {
+  for_each = local.function_secrets
+
+  secret_id = local.secrets[each.value.secret].secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = google_service_account.function[each.value.function].member
+}
+
+# V4 signed URLs without key files: the function signs with signBlob as itself,
+# so it may create tokens for its own account only.
+resource "google_service_account_iam_member" "function_self_signer" {
+  for_each = { for name, f in local.functions : name => f if f.sign_urls }
+
+  service_account_id = google_service_account.function[each.key].name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = google_service_account.function[each.key].member
+}
+
+# Event and Pub/Sub functions: Eventarc and the push subscription present an
+# OIDC token of the function's own account, which must be allowed to invoke
+# that one service.
+resource "google_cloud_run_v2_service_iam_member" "self_invoker" {
+  for_each = merge(local.event_functions, local.pubsub_functions)
+
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.function[each.key].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = google_service_account.function[each.key].member
+}
+
+# HTTP functions: only API Gateway may call them.
+resource "google_cloud_run_v2_service_iam_member" "gateway_invoker" {
+  for_each = local.http_functions
+
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.function[each.key].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = google_service_account.gateway.member
+}
+
+# --- build account ---------------------------------------------------------------
+
+resource "google_project_iam_member" "build" {
+  for_each = toset(["roles/logging.logWriter"])
+
+  project = var.project_id
+  role    = each.value
+  member  = google_service_account.build.member
+}
+
+resource "google_artifact_registry_repository_iam_member" "build_writer" {
+  project    = var.project_id
+  location   = google_artifact_registry_repository.aperture.location
+  repository = google_artifact_registry_repository.aperture.name
+  role       = "roles/artifactregistry.writer"
+  member     = google_service_account.build.member
+}
+
+resource "google_storage_bucket_iam_member" "build_source_reader" {
+  bucket = google_storage_bucket.function_source.name
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.build.member
+}
+
+# Cloud Functions copies each source archive into its own staging bucket
+# gcf-v2-sources-PROJECT_NUMBER-REGION (created on first deploy, so it cannot be
+# bound by name in advance) and the build reads it from there. The condition
+# keeps the grant off every other bucket (uploads, derived, ...).
+resource "google_project_iam_member" "build_staging_reader" {
+  project = var.project_id
+  role    = "roles/storage.objectViewer"
+  member  = google_service_account.build.member
+
+  condition {
+    title       = "gcf-v2-sources-only"
+    description = "Only the Cloud Functions source staging bucket of this project."
+    expression  = "resource.name.startsWith(\"projects/_/buckets/gcf-v2-sources-${data.google_project.this.number}-\")"
+  }
+}
+
+# --- Google-managed service agents ---------------------------------------------
+
+# Cloud Storage publishes object events to Pub/Sub for Eventarc storage triggers.
+data "google_storage_project_service_account" "gcs" {
+  project = var.project_id
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_project_iam_member" "gcs_pubsub_publisher" {
+  project = var.project_id
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${data.google_storage_project_service_account.gcs.email_address}"
+}
+
+locals {
+  pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+}
+
+# Pub/Sub moves undeliverable job messages to the dead-letter topic: it must
+# publish there and acknowledge on the source subscription.
+resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
+  topic  = google_pubsub_topic.jobs_dead_letter.name
+  role   = "roles/pubsub.publisher"
+  member = local.pubsub_service_agent
+}
+
+resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
+  for_each = local.pubsub_functions
+
+  subscription = google_pubsub_subscription.push[each.key].name
+  role         = "roles/pubsub.subscriber"
+  member       = local.pubsub_service_agent
+}
+
+# Pub/Sub mints the push subscription's OIDC tokens as the function's account
+# (needed for projects created before April 2021; harmless after).
+resource "google_service_account_iam_member" "pubsub_token_creator" {
+  for_each = local.pubsub_functions
+
+  service_account_id = google_service_account.function[each.key].name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = local.pubsub_service_agent
+}

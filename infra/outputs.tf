@@ -1,0 +1,49 @@
+output "gateway_url" {
+  description = "Public base URL of the API (https://...gateway.dev). GET $gateway_url/health answers OK."
+  value       = "https://${google_api_gateway_gateway.aperture.default_hostname}"
+}
+
+output "api_managed_service" {
+  description = "The API's managed service; Google API keys must be restricted to it."
+  value       = google_api_gateway_api.aperture.managed_service
+}
+
+output "source_bucket" {
+  description = "Bucket the stats endpoint reads (and, when it belongs to this project, the process trigger watches)."
+  value       = local.source_bucket_name
+}
+
+output "uploads_bucket" {
+  description = "Team images and direct uploads."
+  value       = google_storage_bucket.uploads.name
+}
+
+output "derived_bucket" {
+  description = "Batch job outputs and cached conversions."
+  value       = google_storage_bucket.derived.name
+}
+
+output "jobs_topic" {
+  description = "Pub/Sub topic of batch transform work items."
+  value       = google_pubsub_topic.jobs.name
+}
+
+output "function_urls" {
+  description = "Cloud Run URL of every function (HTTP ones reject callers other than the gateway)."
+  value       = { for name, f in google_cloudfunctions2_function.function : name => f.service_config[0].uri }
+}
+
+output "function_service_accounts" {
+  description = "Runtime service account of every function."
+  value       = { for name, sa in google_service_account.function : name => sa.email }
+}
+
+output "artifact_registry_repository" {
+  description = "Docker repository for the all-functions image (cloudbuild.yaml) and the gen2 builds."
+  value       = "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.aperture.repository_id}"
+}
+
+output "signing_key_secret" {
+  description = "Secret Manager secret holding the upload-link signing key."
+  value       = google_secret_manager_secret.signing_key.secret_id
+}

@@ -1,0 +1,105 @@
+variable "project_id" {
+  description = "Google Cloud project that hosts Aperture."
+  type        = string
+}
+
+variable "region" {
+  description = "Region for functions, buckets, Artifact Registry, Eventarc and the API gateway."
+  type        = string
+  default     = "us-central1"
+}
+
+variable "name_prefix" {
+  description = "Prefix of every named resource (buckets, service accounts, topics, API). Function names are NOT prefixed: infra/openapi.yaml addresses them by bare name."
+  type        = string
+  default     = "aperture"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{2,14}$", var.name_prefix))
+    error_message = "name_prefix: 3-15 characters, lowercase letters, digits and dashes, starting with a letter (it must fit in service account ids)."
+  }
+}
+
+variable "source_bucket" {
+  description = "Name of an EXISTING bucket to read source images from (e.g. the public \"seetree-demo-open\", read anonymously). Empty: Terraform creates \"<prefix>-<project>-source\"."
+  type        = string
+  default     = ""
+}
+
+variable "source_bucket_location" {
+  description = "Location of an existing source bucket (lowercase region or multi-region), used for its Eventarc trigger. Empty: var.region."
+  type        = string
+  default     = ""
+}
+
+variable "source_bucket_trigger" {
+  description = "Process objects finalized in the source bucket. Eventarc can only watch a bucket of this project: set false when source_bucket belongs to another project."
+  type        = bool
+  default     = true
+}
+
+variable "source_bucket_public" {
+  description = "Grant allUsers objectViewer on the source bucket Terraform creates (never on uploads or derived). Off by default."
+  type        = bool
+  default     = false
+}
+
+variable "upload_cors_origins" {
+  description = "Browser origins allowed to PUT to V4 signed URLs on the uploads bucket. Set it to the gateway origin once known."
+  type        = list(string)
+  default     = ["*"]
+}
+
+variable "enable_gps" {
+  description = "Keep GPS coordinates from EXIF (S7). Off by default: location is personal data."
+  type        = bool
+  default     = false
+}
+
+variable "firestore_location" {
+  description = "Firestore location (e.g. nam5 or a region). Empty: var.region. Cannot change after creation."
+  type        = string
+  default     = ""
+}
+
+variable "audit_retention_days" {
+  description = "Days before audit records expire (the functions write audit.expires_at; Firestore TTL deletes them)."
+  type        = number
+  default     = 90
+}
+
+variable "incoming_retention_days" {
+  description = "Days before unprocessed objects under incoming/ in the uploads bucket are deleted."
+  type        = number
+  default     = 1
+}
+
+variable "noncurrent_version_retention_days" {
+  description = "Days a replaced or deleted object version is kept (versioned buckets)."
+  type        = number
+  default     = 30
+}
+
+variable "max_instances_scale" {
+  description = "Multiplier applied to every function's max_instances (quota guard)."
+  type        = number
+  default     = 1
+}
+
+variable "deletion_protection" {
+  description = "Protect the Firestore database and refuse to destroy non-empty buckets."
+  type        = bool
+  default     = true
+}
+
+variable "labels" {
+  description = "Extra labels for every resource that takes labels."
+  type        = map(string)
+  default     = {}
+}
+
+variable "signing_key_rotation" {
+  description = "Change this value to rotate the upload-link signing key (a new secret version is generated; outstanding upload links stop working)."
+  type        = string
+  default     = "1"
+}

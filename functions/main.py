@@ -3,7 +3,7 @@
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from aperture import clients, process_events, stats_http
+from aperture import admin_http, clients, process_events, stats_http
 
 
 @functions_framework.http
@@ -16,3 +16,8 @@ def process(event: CloudEvent) -> None:
     if event["type"] != process_events.FINALIZED:
         return
     process_events.record_finalized(clients.firestore_client(), event.get_attributes(), event.data)
+
+
+@functions_framework.http
+def admin(request):
+    return admin_http.handle(request)

@@ -58,6 +58,25 @@ class Config:
         900_000,
         "Largest serialized histogram stored in Firestore (documents are capped at 1 MiB).",
     )
+    key_issuer: str = _setting(
+        "APERTURE_KEY_ISSUER",
+        "local",
+        "Who creates API key strings: local (generated here) or google (API Keys API, checked by API Gateway).",
+    )
+    api_service: str = _setting(
+        "APERTURE_API_SERVICE",
+        "",
+        "API Gateway's managed service name; Google API keys are restricted to it.",
+    )
+    audit_ttl_days: int = _setting(
+        "APERTURE_AUDIT_TTL_DAYS", 90, "Days an audit record lives before the Firestore TTL policy drops it."
+    )
+    key_touch_seconds: int = _setting(
+        "APERTURE_KEY_TOUCH_SECONDS",
+        60,
+        "A key's last-used time is rewritten at most this often (one write per key, not per request).",
+    )
+    max_json_bytes: int = _setting("APERTURE_MAX_JSON_BYTES", 65_536, "Largest JSON request body accepted (413 above).")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Config":

@@ -41,12 +41,18 @@ def run() -> int:
 
 
 def _demo_credentials(stack: Stack) -> dict[str, str]:
-    """Demo team and key, once the auth module exists (see docs/local-stack.md)."""
-    try:
-        from aperture import bootstrap  # noqa: F401  (added with teams and keys)
-    except ImportError:
-        return {}
-    return bootstrap.demo_credentials()
+    """A demo team with an admin and their key (the stack starts with empty Firestore)."""
+    from google.cloud import firestore
+
+    from aperture import provisioning
+    from aperture.identity_store import IdentityStore
+    from aperture.key_issuers import LocalKeyIssuer
+
+    identity = IdentityStore(firestore.Client(project=stack.project))
+    team, user, key, secret = provisioning.bootstrap(
+        identity, LocalKeyIssuer(), team_id="demo", email="admin@demo.example", role="admin"
+    )
+    return {"DEMO_API_KEY": secret, "DEMO_TEAM": team.team_id}
 
 
 def _banner(stack: Stack, seeded: list[str], extra: dict[str, str]) -> None:

@@ -124,6 +124,7 @@ def create_app(spec: dict, backends: dict[str, str], authenticator: Authenticato
     async def proxy(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        request["request_id"] = request_id
         route = match(routes, request.path)
         operation = route.operations.get(request.method) if route else None
         backend = operation.backend if operation else (route.backend if route else default_backend)
@@ -153,7 +154,9 @@ def create_app(spec: dict, backends: dict[str, str], authenticator: Authenticato
 async def _forward(request: web.Request, session: ClientSession, base: str, request_id: str) -> web.StreamResponse:
     headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
     headers["X-Request-Id"] = request_id
-    headers["X-Forwarded-For"] = ", ".join(filter(None, [request.headers.get("X-Forwarded-For"), request.remote]))
+    # The gateway is the edge: the client's address is the peer, whatever the
+    # client claims in its own X-Forwarded-For (audit records must not be spoofable).
+    headers["X-Forwarded-For"] = request.remote or ""
     headers["X-Forwarded-Proto"] = request.scheme
     body = request.content if request.body_exists else None
     try:
@@ -206,9 +209,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--spec", type=Path, required=True)
     parser.add_argument("--backend", action="append", default=[], help="NAME=URL of a function")
+    parser.add_argument("--project", help="check keys against this project's Firestore (else: presence only)")
     args = parser.parse_args(argv)
     backends = dict(b.split("=", 1) for b in args.backend)
-    app = create_app(load_spec(args.spec), backends)
+    authenticator: Authenticator = require_key_present
+    if args.project:
+        from devstack.edge_auth import firestore_edge_check
+
+        authenticator = firestore_edge_check(args.project)
+    app = create_app(load_spec(args.spec), backends, authenticator)
     web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None)
 
 

@@ -22,6 +22,7 @@ OPENAPI = REPO / "infra" / "openapi.yaml"
 FUNCTIONS = {
     "stats": "http",
     "process": "cloudevent",
+    "admin": "http",
 }
 # Topic fake-gcs-server publishes object notifications to (as a GCS
 # notification config would), and the bridge's subscription to it.
@@ -215,7 +216,10 @@ class Stack:
         backends = [f"--backend={n}={self.function_url(n)}" for n, s in FUNCTIONS.items() if s == "http"]
         gateway = self._spawn(
             "gateway",
-            [sys.executable, "-m", "devstack.gateway", f"--port={self.ports.gateway}", f"--spec={OPENAPI}", *backends],
+            [
+                sys.executable, "-m", "devstack.gateway", f"--port={self.ports.gateway}", f"--spec={OPENAPI}",
+                f"--project={self.project}", *backends,
+            ],
         )
         bridge = self._spawn(
             "bridge",

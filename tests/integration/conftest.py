@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from dataclasses import dataclass
 
 import pytest
 import requests
@@ -84,3 +85,39 @@ def gateway(stack):
 def unique():
     """A unique prefix for objects a test creates (buckets outlive Firestore resets)."""
     return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A user with a live key, made straight in Firestore (as `aperture bootstrap` does)."""
+
+    team: str
+    user_id: str
+    key_id: str
+    key: str
+    role: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"x-api-key": self.key}
+
+
+@pytest.fixture
+def identity(firestore_client):
+    from aperture.identity_store import IdentityStore
+
+    return IdentityStore(firestore_client)
+
+
+@pytest.fixture
+def make_caller(identity):
+    from aperture import provisioning
+    from aperture.key_issuers import LocalKeyIssuer
+
+    def make(team: str, role: str = "member") -> Caller:
+        _, user, key, secret = provisioning.bootstrap(
+            identity, LocalKeyIssuer(), team_id=team, email=f"{role}-{uuid.uuid4().hex[:6]}@{team}.example", role=role
+        )
+        return Caller(team, user.user_id, key.key_id, secret, role)
+
+    return make

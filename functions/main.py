@@ -3,7 +3,7 @@
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from aperture import admin_http, clients, process_events, stats_http
+from aperture import admin_http, process_events, stats_http, upload_http
 
 
 @functions_framework.http
@@ -13,11 +13,14 @@ def stats(request):
 
 @functions_framework.cloud_event
 def process(event: CloudEvent) -> None:
-    if event["type"] != process_events.FINALIZED:
-        return
-    process_events.record_finalized(clients.firestore_client(), event.get_attributes(), event.data)
+    process_events.handle(event)
 
 
 @functions_framework.http
 def admin(request):
     return admin_http.handle(request)
+
+
+@functions_framework.http
+def upload(request):
+    return upload_http.handle(request)

@@ -110,6 +110,18 @@ def client_ip(request: flask.Request) -> str | None:
     return request.remote_addr
 
 
+@functools.cache
+def default_access() -> Access:
+    """The gate of this function instance, over the instance's Firestore client."""
+    from aperture import clients
+    from aperture.config import get_config
+    from aperture.identity_store import IdentityStore as _IdentityStore
+
+    config = get_config()
+    db = clients.firestore_client()
+    return Access(_IdentityStore(db), AuditLog(db, config.audit_ttl_days), touch_seconds=config.key_touch_seconds)
+
+
 Handler = Callable[[flask.Request, Principal], flask.Response]
 
 

@@ -15,8 +15,7 @@ import flask
 from werkzeug.routing import Map, Rule
 
 from aperture import clients, provisioning
-from aperture.access import Access, Principal, team_route
-from aperture.audit import AuditLog
+from aperture.access import Principal, default_access, team_route
 from aperture.config import get_config
 from aperture.http_errors import ApiError, not_found
 from aperture.http_io import dispatch, json_response, read_json, string_field
@@ -43,22 +42,15 @@ ROUTES = Map(
 
 
 @functools.cache
-def access() -> Access:
-    config = get_config()
-    db = clients.firestore_client()
-    return Access(IdentityStore(db), AuditLog(db, config.audit_ttl_days), touch_seconds=config.key_touch_seconds)
-
-
-@functools.cache
 def issuer() -> KeyIssuer:
     config = get_config()
     return issuer_for(config.key_issuer, config.project, config.api_service)
 
 
-@team_route(access)
+@team_route(default_access)
 def handle(request: flask.Request, principal: Principal) -> flask.Response:
     endpoint, args = dispatch(ROUTES, request)
-    return _HANDLERS[endpoint](request, principal, access().identity, **args)
+    return _HANDLERS[endpoint](request, principal, default_access().identity, **args)
 
 
 # -- views ----------------------------------------------------------------------
@@ -133,7 +125,7 @@ def create_user(request, principal: Principal, identity: IdentityStore, team: st
         raise ApiError(400, "email is not an e-mail address")
     role = body.get("role", "member")
     if role not in ("member", "admin", "owner"):
-        raise ApiError(400, "role must be member or admin")
+        raise ApiError(400, "role must be member, admin or (for owners) owner")
     if role == "owner" and not principal.is_owner:
         raise ApiError(403, "only an owner can create an owner")
     if identity.get_team(team) is None:
@@ -156,7 +148,9 @@ def create_key(request, principal: Principal, identity: IdentityStore) -> flask.
     if user is None:
         raise not_found("user not found")
     principal.require_team(user.team, "user", owner_allowed=True)
-    name = string_field(body, "name", max_length=60, default=f"{user.team}/{user.email}")
+    if user.role == "owner":
+        principal.require_role("owner")  # an admin must not mint an owner's key
+    name = string_field(body, "name", max_length=60, default=f"{user.team}/{user.email}"[:60])
     key, secret = provisioning.issue_key(identity, issuer(), user, name)
     return json_response({**_key_view(key), "key": secret}, 201)
 
@@ -167,9 +161,10 @@ def revoke_key(request, principal: Principal, identity: IdentityStore, key_id: s
         raise not_found("key not found")
     principal.require_team(key.team, "key", owner_allowed=True)
     if key.user_id != principal.user_id:
-        principal.require_role("admin")  # anyone may revoke their own key
+        principal.require_role("owner" if key.role == "owner" else "admin")  # anyone may revoke their own key
     revoked = identity.revoke_key(key)
-    issuer().revoke(key.external_name)
+    if not key.revoked:
+        issuer().revoke(key.external_name)
     return json_response(_key_view(revoked))
 
 

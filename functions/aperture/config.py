@@ -77,6 +77,43 @@ class Config:
         "A key's last-used time is rewritten at most this often (one write per key, not per request).",
     )
     max_json_bytes: int = _setting("APERTURE_MAX_JSON_BYTES", 65_536, "Largest JSON request body accepted (413 above).")
+    max_file_bytes: int = _setting(
+        "APERTURE_MAX_FILE_BYTES", 25 * 1024 * 1024, "Largest single uploaded file (413 above)."
+    )
+    max_request_bytes: int = _setting(
+        "APERTURE_MAX_REQUEST_BYTES",
+        32 * 1024 * 1024,
+        "Largest upload request body (413 above); Cloud Functions caps requests at 32 MiB.",
+    )
+    max_files_per_request: int = _setting("APERTURE_MAX_FILES_PER_REQUEST", 100, "Files in one upload request.")
+    max_upload_pixels: int = _setting(
+        "APERTURE_MAX_UPLOAD_PIXELS", 100_000_000, "Largest width*height an upload may have (422 above)."
+    )
+    max_frames: int = _setting("APERTURE_MAX_FRAMES", 1000, "Most frames an animated upload may have (422 above).")
+    max_animation_pixels: int = _setting(
+        "APERTURE_MAX_ANIMATION_PIXELS",
+        500_000_000,
+        "Largest width*height*frames of an animated upload (decompression bomb by animation).",
+    )
+    max_metadata_bytes: int = _setting(
+        "APERTURE_MAX_METADATA_BYTES", 256 * 1024, "Largest total EXIF/XMP/comment/text metadata in an upload."
+    )
+    public_url: str = _setting(
+        "APERTURE_PUBLIC_URL", "", "Base URL clients reach the API at (the gateway); upload links point there."
+    )
+    url_signer: str = _setting(
+        "APERTURE_URL_SIGNER",
+        "local",
+        "How V4 signed URLs are signed: local (a key made per instance, for fake-gcs-server) or iam (signBlob).",
+    )
+    storage_public_url: str = _setting(
+        "APERTURE_STORAGE_PUBLIC_URL",
+        "https://storage.googleapis.com",
+        "Host that signed URLs point at (the fake-gcs-server URL locally).",
+    )
+    max_link_seconds: int = _setting(
+        "APERTURE_MAX_LINK_SECONDS", 7 * 24 * 3600, "Longest upload-link lifetime (V4 signed URLs allow 7 days)."
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Config":

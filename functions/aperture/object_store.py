@@ -46,6 +46,30 @@ class ObjectStore:
             md5_hash=blob.md5_hash,
         )
 
+    def create(self, bucket: str, name: str, data: bytes, content_type: str) -> bool:
+        """Write a new object; False (and no write) when the name is taken."""
+        blob = self._client.bucket(bucket).blob(name)
+        try:
+            blob.upload_from_string(data, content_type=content_type, if_generation_match=0, checksum="crc32c")
+        except gexc.PreconditionFailed:
+            return False
+        return True
+
+    def delete(self, bucket: str, name: str, generation: int | None = None) -> None:
+        try:
+            self._client.bucket(bucket).blob(name).delete(if_generation_match=generation)
+        except (gexc.NotFound, gexc.PreconditionFailed):
+            pass
+
+    def copy(self, bucket: str, name: str, generation: int, target: str) -> bool:
+        """Copy one generation to a new name, create-only; False when the target exists."""
+        source = self._client.bucket(bucket)
+        try:
+            source.copy_blob(source.blob(name), source, target, source_generation=generation, if_generation_match=0)
+        except gexc.PreconditionFailed:
+            return False
+        return True
+
     def read(self, info: ObjectInfo) -> bytes:
         """The bytes of exactly this generation (a later overwrite cannot mix in)."""
         blob = self._client.bucket(info.bucket).blob(info.name, generation=info.generation)

@@ -63,7 +63,7 @@ class UnsupportedChannel(ImageError):
 
 # Exceptions Pillow (and the codecs under it) raise on bytes it cannot decode.
 # MemoryError is deliberately absent: that is our problem, not the upload's.
-_DECODE_ERRORS: tuple[type[BaseException], ...] = (
+DECODE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,  # includes UnidentifiedImageError and "image file is truncated"
     SyntaxError,  # raised by several plugins for malformed headers
     ValueError,
@@ -99,16 +99,16 @@ def open_image(data: bytes | bytearray | memoryview | BinaryIO, *, max_pixels: i
         raise _bomb_to_too_many(exc, max_pixels) from None
     except Image.UnidentifiedImageError:
         raise NotAnImage("not a recognised image format") from None
-    except _DECODE_ERRORS as exc:
-        raise NotAnImage(f"cannot read image header: {_reason(exc)}") from None
+    except DECODE_ERRORS as exc:
+        raise NotAnImage(f"cannot read image header: {error_reason(exc)}") from None
 
     _check_size(image.size, max_pixels)
     try:
         image.load()
     except Image.DecompressionBombError as exc:
         raise _bomb_to_too_many(exc, max_pixels) from None
-    except _DECODE_ERRORS as exc:
-        raise NotAnImage(f"cannot decode image data: {_reason(exc)}") from None
+    except DECODE_ERRORS as exc:
+        raise NotAnImage(f"cannot decode image data: {error_reason(exc)}") from None
     # Some formats (ICO, ICNS) pick their size while loading: check again.
     _check_size(image.size, max_pixels)
     return image
@@ -132,7 +132,7 @@ def _bomb_to_too_many(exc: Exception, max_pixels: int) -> TooManyPixels:
     return TooManyPixels(pixels, limit)
 
 
-def _reason(exc: BaseException) -> str:
+def error_reason(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text if len(text) <= 200 else text[:197] + "..."
 

@@ -153,6 +153,10 @@ def create_app(spec: dict, backends: dict[str, str], authenticator: Authenticato
 
 async def _forward(request: web.Request, session: ClientSession, base: str, request_id: str) -> web.StreamResponse:
     headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+    if request.content_length is not None:
+        # Keep the declared length (streamed bodies would otherwise go chunked):
+        # functions refuse oversized bodies from it before reading them.
+        headers["Content-Length"] = str(request.content_length)
     headers["X-Request-Id"] = request_id
     # The gateway is the edge: the client's address is the peer, whatever the
     # client claims in its own X-Forwarded-For (audit records must not be spoofable).

@@ -23,6 +23,7 @@ FUNCTIONS = {
     "stats": "http",
     "process": "cloudevent",
     "admin": "http",
+    "upload": "http",
 }
 # Topic fake-gcs-server publishes object notifications to (as a GCS
 # notification config would), and the bridge's subscription to it.
@@ -95,6 +96,8 @@ class Stack:
                 "APERTURE_SOURCE_BUCKET": self.source_bucket,
                 "APERTURE_UPLOADS_BUCKET": self.uploads_bucket,
                 "APERTURE_DERIVED_BUCKET": self.derived_bucket,
+                "APERTURE_PUBLIC_URL": self.gateway_url,
+                "APERTURE_STORAGE_PUBLIC_URL": f"http://127.0.0.1:{self.ports.storage}",
                 "PYTHONPATH": os.pathsep.join([str(FUNCTIONS_DIR), str(REPO / "scripts")]),
                 "PYTHONUNBUFFERED": "1",
             }
@@ -244,4 +247,4 @@ class Stack:
     def write_env_file(self, path: Path, extra: dict[str, str] | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         values = {**self.client_env(), **(extra or {})}
-        path.write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items()))
+        path.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in values.items()))

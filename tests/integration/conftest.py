@@ -31,8 +31,13 @@ def stack(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def _clean_firestore(stack):
+def _clean_state(stack, storage_client):
+    """Every test starts with empty Firestore and empty uploads/derived buckets
+    (the seeded source bucket is shared and read-only for tests)."""
     stack.reset_firestore()
+    for bucket in (stack.uploads_bucket, stack.derived_bucket):
+        for blob in storage_client.list_blobs(bucket):
+            blob.delete()
 
 
 @pytest.fixture(scope="session")

@@ -41,13 +41,13 @@ def assert_error(response, status):
     assert response.json()["error"]["message"]
 
 
-def audit_records(firestore_client, path, status, timeout=10.0):
+def audit_records(firestore_client, path, status, key_id=None, timeout=10.0):
     deadline = time.monotonic() + timeout
     while True:
         found = [
             d.to_dict()
             for d in firestore_client.collection(AUDIT).where(filter=FieldFilter("path", "==", path)).stream()
-            if d.to_dict()["status"] == status
+            if d.to_dict()["status"] == status and (key_id is None or d.to_dict()["key_id"] == key_id)
         ]
         if found or time.monotonic() > deadline:
             return found
@@ -85,7 +85,7 @@ def test_malformed_key_is_401(gateway, team_a, method, path, body, role, bad_key
 @pytest.mark.parametrize("method,path,body,role", ROUTES)
 def test_unknown_and_revoked_keys_are_401_and_audited(gateway, firestore_client, team_a, make_caller,
                                                       method, path, body, role):
-    victim = make_caller("team-a", "owner")
+    victim = make_caller("team-a", "admin")
     revoke = call(gateway, "DELETE", "/v1/keys/{key}", team_a["admin"], key=victim.key_id)
     assert revoke.status_code == 200 and revoke.json()["revoked"] is True
     fmt = {"team": "team-a", "user": team_a["member"].user_id, "key": team_a["member"].key_id}
@@ -179,7 +179,7 @@ def test_allowed_requests_are_audited_without_the_key(gateway, firestore_client,
 
     gateway.get("/v1/me", headers={**caller.headers, "X-Forwarded-For": "6.6.6.6"})
 
-    [record] = audit_records(firestore_client, "/v1/me", 200)
+    [record] = audit_records(firestore_client, "/v1/me", 200, key_id=caller.key_id)
     assert record["outcome"] == "allowed" and record["key_id"] == caller.key_id
     assert record["team"] == "team-a" and record["client_ip"] == "127.0.0.1"  # not the spoofed address
     assert caller.key not in repr(record)
@@ -249,3 +249,15 @@ def test_keys_never_appear_in_firestore_logs_or_errors(stack, gateway, firestore
         assert secret not in error.text
         assert not any(secret in doc for doc in stored)
         assert not any(secret in log for log in logs)
+
+
+def test_admin_cannot_mint_or_revoke_an_owners_key(gateway, make_caller):
+    owner = make_caller("team-a", "owner")
+    admin = make_caller("team-a", "admin")
+
+    minted = call(gateway, "POST", "/v1/keys", admin, body={"user_id": owner.user_id})
+    revoked = call(gateway, "DELETE", "/v1/keys/{key}", admin, key=owner.key_id)
+
+    assert_error(minted, 403)
+    assert_error(revoked, 403)
+    assert call(gateway, "GET", "/v1/me", owner).status_code == 200

@@ -1,0 +1,42 @@
+"""Firestore repository for image records (`images` collection).
+
+Document id `{team}_{sha256}`: the image id is scoped to its team, and the
+create-only write is what makes 20 concurrent uploads of the same bytes end
+as one record (everyone else sees AlreadyExists and answers "duplicate").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+
+COLLECTION = "images"
+
+
+def record_id(team: str, image_id: str) -> str:
+    return f"{team}_{image_id}"
+
+
+class ImageStore:
+    def __init__(self, db: firestore.Client):
+        self._db = db
+        self._collection = db.collection(COLLECTION)
+
+    def create(self, record: dict[str, Any]) -> bool:
+        try:
+            self._collection.document(record_id(record["team"], record["id"])).create(record)
+        except gexc.AlreadyExists:
+            return False
+        return True
+
+    def get(self, team: str, image_id: str) -> dict[str, Any] | None:
+        snap = self._collection.document(record_id(team, image_id)).get()
+        return snap.to_dict() if snap.exists else None
+
+    def delete(self, team: str, image_id: str) -> None:
+        self._collection.document(record_id(team, image_id)).delete()
+
+    def update(self, team: str, image_id: str, fields: dict[str, Any]) -> None:
+        self._collection.document(record_id(team, image_id)).update(fields)

@@ -1,0 +1,58 @@
+"""Direct uploads: objects that arrive in `incoming/{team}/{link_id}/{n}` through
+an upload link's V4 signed URL (files too large for the function request limit).
+
+The finalize trigger hands them here: the object is validated like an API
+upload, filed under its content id (`teams/{team}/{id}.{ext}` plus a record)
+and removed from `incoming/` whatever the outcome, so nothing unvalidated stays.
+"""
+
+from __future__ import annotations
+
+import re
+
+from aperture import logs
+from aperture.object_store import ObjectInfo, ObjectStore
+from aperture.upload_links import UploadLinkStore
+from aperture.upload_service import CREATED, DUPLICATE, UploadService
+
+PREFIX = "incoming/"
+_NAME = re.compile(r"incoming/([a-z][a-z0-9-]{1,38}[a-z0-9])/([0-9a-f]{16})/(\d{1,4})")
+
+
+def is_incoming(name: str) -> bool:
+    return name.startswith(PREFIX)
+
+
+def file_incoming(info: ObjectInfo, objects: ObjectStore, links: UploadLinkStore, uploads: UploadService) -> str:
+    """File one direct upload; returns what happened (for logs and tests)."""
+    try:
+        outcome = _file(info, objects, links, uploads)
+    finally:
+        objects.delete(info.bucket, info.name, info.generation)
+    logs.info("direct upload " + outcome, bucket=info.bucket, object=info.name, generation=info.generation)
+    return outcome
+
+
+def _file(info: ObjectInfo, objects: ObjectStore, links: UploadLinkStore, uploads: UploadService) -> str:
+    match = _NAME.fullmatch(info.name)
+    if match is None:
+        return "rejected: not an upload-link object name"
+    team, link_id, slot = match.groups()
+    found = links.find_by_id(link_id)
+    if found is None or found[0].team != team:
+        return "rejected: no such upload link for this team"
+    link, digest = found
+    if info.size > uploads.max_file_bytes:
+        return f"rejected: {info.size} bytes is over the limit of {uploads.max_file_bytes}"
+    data = objects.read(info)
+    result = uploads.add(
+        team,
+        f"direct-upload-{slot}",
+        data,
+        {"upload_link": link_id, "direct": True},
+        claim=lambda: links.claim(digest, link.max_files),
+        release=lambda s: links.release(digest, s),
+    )
+    if result.status in (CREATED, DUPLICATE):
+        return f"{result.status}: {result.id}"
+    return f"rejected: {result.error}"

@@ -1,0 +1,255 @@
+"""The `aperture` operator CLI against the running local stack (S5, S11).
+
+Commands run in-process through click's CliRunner, and once more as a real
+subprocess through the installed console script (`pip install -e .`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from aperture.cli import main
+
+SCRIPT = Path(sys.executable).parent / "aperture"
+
+
+@pytest.fixture
+def cli(stack):
+    """cli(*args, key=KEY) -> click Result; the environment holds only what is given."""
+
+    def run(*args: str, key: str | None = None, **env: str | None):
+        environ = {"APERTURE_URL": stack.gateway_url, "APERTURE_API_KEY": key, "DEMO_API_KEY": None}
+        environ.update(env)
+        return CliRunner().invoke(main, list(args), env=environ, catch_exceptions=False)
+
+    return run
+
+
+def ok(result) -> str:
+    assert result.exit_code == 0, f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+    return result.stdout
+
+
+def failed(result, exit_code: int, prefix: str) -> str:
+    assert result.exit_code == exit_code, f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+    assert result.stderr.startswith(prefix), result.stderr
+    return result.stderr
+
+
+def fields(text: str) -> dict[str, str]:
+    """`label  value` lines (what bootstrap, whoami and keys create print)."""
+    return dict(line.split(None, 1) for line in text.splitlines() if line.strip())
+
+
+def rows(text: str) -> list[dict[str, str]]:
+    """A table printed by the CLI (columns are split on runs of 2+ spaces)."""
+    import re
+
+    lines = [line for line in text.splitlines() if line.strip()]
+    heads = re.split(r"\s{2,}", lines[0].strip())
+    return [dict(zip(heads, re.split(r"\s{2,}", line.strip()))) for line in lines[1:]]
+
+
+# -- bootstrap ----------------------------------------------------------------------
+
+
+def test_bootstrap_prints_a_key_that_works(cli, stack):
+    result = cli("bootstrap", "--team", "ops", "--email", "root@ops.example",
+                 FIRESTORE_EMULATOR_HOST=stack.client_env()["FIRESTORE_EMULATOR_HOST"],
+                 GOOGLE_CLOUD_PROJECT=stack.project)
+
+    printed = fields(ok(result))
+    assert printed["team"] == "ops" and printed["role"] == "owner" and printed["email"] == "root@ops.example"
+    assert printed["key"].startswith("apk_")
+    assert "shown only once" in result.stderr and "emulator" in result.stderr
+
+    me = json.loads(ok(cli("--json", "whoami", key=printed["key"])))
+    assert me == {"key_id": printed["key_id"], "user_id": printed["user_id"], "team": "ops", "role": "owner"}
+
+
+def test_bootstrap_into_an_existing_team_adds_a_user(cli, make_caller):
+    admin = make_caller("team-a", "admin")
+
+    created = json.loads(ok(cli("--json", "bootstrap", "--team", "team-a", "--email", "second@team-a.example",
+                                "--role", "member")))
+
+    assert created["team_id"] == "team-a" and created["role"] == "member"
+    emails = {r["EMAIL"] for r in rows(ok(cli("users", "list", key=admin.key)))}
+    assert "second@team-a.example" in emails
+
+
+def test_bootstrap_checks_its_input_before_touching_firestore(cli):
+    failed(cli("bootstrap", "--team", "Bad Team", "--email", "x@y.example"), 2, "error: --team")
+    failed(cli("bootstrap", "--team", "good-team", "--email", "not-an-email"), 2, "error: --email")
+
+
+def test_bootstrap_without_a_reachable_emulator_fails_fast(cli):
+    failed(cli("bootstrap", "--team", "ops", "--email", "x@ops.example", FIRESTORE_EMULATOR_HOST="127.0.0.1:9"),
+           1, "Firestore emulator at 127.0.0.1:9")
+
+
+# -- the installed console script --------------------------------------------------
+
+
+def test_console_script_runs_as_a_subprocess(stack):
+    if not SCRIPT.exists():
+        pytest.fail(f"{SCRIPT} is missing: run `pip install -e .` (requirements-dev.txt does)")
+    env = {k: v for k, v in os.environ.items() if k not in ("APERTURE_API_KEY", "DEMO_API_KEY", "APERTURE_URL")}
+    env.update(stack.client_env())  # GATEWAY_URL, FIRESTORE_EMULATOR_HOST, GOOGLE_CLOUD_PROJECT
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(SCRIPT), *args], env={**env, **extra}, capture_output=True, text=True, timeout=120)
+
+    boot = run("--json", "bootstrap", "--team", "ops", "--email", "root@ops.example")
+    assert boot.returncode == 0, boot.stderr
+    key = json.loads(boot.stdout)["key"]
+
+    me = run("whoami", DEMO_API_KEY=key)  # the variable .aperture/local.env holds
+    assert me.returncode == 0, me.stderr
+    assert fields(me.stdout)["team"] == "ops"
+    assert key not in me.stdout + me.stderr
+
+    missing = run("whoami")
+    assert missing.returncode == 2
+    assert "no API key" in missing.stderr
+
+
+# -- teams ---------------------------------------------------------------------------
+
+
+def test_owner_creates_and_lists_teams(cli, make_caller):
+    owner = make_caller("platform", "owner")
+
+    created = rows(ok(cli("teams", "create", "acme", "--name", "Acme Inc", "--gps", key=owner.key)))
+    assert created == [{"TEAM": "acme", "NAME": "Acme Inc", "GPS": "yes", "CREATED": created[0]["CREATED"]}]
+    ok(cli("teams", "create", "beta", key=owner.key))
+
+    listed = {r["TEAM"]: r for r in rows(ok(cli("teams", "list", key=owner.key)))}
+    assert set(listed) == {"acme", "beta", "platform"}
+    assert listed["beta"]["NAME"] == "beta" and listed["beta"]["GPS"] == "no"
+
+    as_json = json.loads(ok(cli("teams", "list", "--json", key=owner.key)))  # --json after the command too
+    assert {t["team_id"] for t in as_json["teams"]} == {"acme", "beta", "platform"}
+
+    failed(cli("teams", "create", "acme", key=owner.key), 1, "error 409: ")
+    failed(cli("teams", "create", "Not_Valid", key=owner.key), 1, "error 400: ")
+
+
+def test_member_is_refused_with_403(cli, make_caller):
+    member = make_caller("team-a", "member")
+
+    for args in (["teams", "list"], ["teams", "create", "newteam"], ["keys", "list"], ["users", "list"]):
+        stderr = failed(cli(*args, key=member.key), 1, "error 403: ")
+        assert "role" in stderr and member.key not in stderr
+
+
+# -- users ---------------------------------------------------------------------------
+
+
+def test_users_create_and_list(cli, make_caller):
+    owner = make_caller("platform", "owner")
+    admin = make_caller("team-a", "admin")
+    ok(cli("teams", "create", "acme", key=owner.key))
+
+    created = rows(ok(cli("users", "create", "--team", "acme", "bob@acme.example", "--role", "admin", key=owner.key)))
+    assert created[0]["EMAIL"] == "bob@acme.example" and created[0]["ROLE"] == "admin"
+    assert created[0]["USER_ID"].startswith("usr_") and created[0]["TEAM"] == "acme"
+
+    listed = rows(ok(cli("users", "list", "--team", "acme", key=owner.key)))
+    assert [(r["EMAIL"], r["ROLE"]) for r in listed] == [("bob@acme.example", "admin")]
+
+    # a team admin's own team is the default, and another team is "not found"
+    ok(cli("users", "create", "carol@team-a.example", key=admin.key))
+    own = {r["EMAIL"]: r["ROLE"] for r in rows(ok(cli("users", "list", key=admin.key)))}
+    assert own["carol@team-a.example"] == "member" and len(own) == 2
+    failed(cli("users", "list", "--team", "acme", key=admin.key), 1, "error 404: ")
+    failed(cli("users", "create", "--team", "acme", "eve@acme.example", key=admin.key), 1, "error 404: ")
+
+
+def test_empty_listing_says_so(cli, make_caller):
+    owner = make_caller("platform", "owner")
+    ok(cli("teams", "create", "empty-team", key=owner.key))
+
+    assert ok(cli("users", "list", "--team", "empty-team", key=owner.key)).strip() == "no users"
+    assert json.loads(ok(cli("--json", "keys", "list", "--team", "empty-team", key=owner.key))) == {"keys": []}
+
+
+# -- keys ----------------------------------------------------------------------------
+
+
+def test_keys_create_list_revoke(cli, make_caller):
+    admin = make_caller("team-a", "admin")
+    user = rows(ok(cli("users", "create", "dev@team-a.example", key=admin.key)))[0]
+
+    created = cli("keys", "create", user["USER_ID"], "--name", "laptop", key=admin.key)
+    new = fields(ok(created))
+    assert new["user_id"] == user["USER_ID"] and new["team"] == "team-a" and new["role"] == "member"
+    assert new["key"].startswith("apk_") and "shown only once" in created.stderr
+    assert fields(ok(cli("whoami", key=new["key"])))["key_id"] == new["key_id"]
+
+    listed = {r["KEY_ID"]: r for r in rows(ok(cli("keys", "list", key=admin.key)))}
+    assert set(listed) == {admin.key_id, new["key_id"]}
+    assert listed[new["key_id"]]["STATUS"] == "active" and listed[new["key_id"]]["USER_ID"] == user["USER_ID"]
+    listing = ok(cli("--json", "keys", "list", key=admin.key))
+    assert new["key"] not in listing and admin.key not in listing
+    assert "key_hash" not in listing
+
+    revoked = rows(ok(cli("keys", "revoke", new["key_id"], key=admin.key)))
+    assert revoked[0]["KEY_ID"] == new["key_id"] and revoked[0]["STATUS"].startswith("revoked ")
+    listed = {r["KEY_ID"]: r for r in rows(ok(cli("keys", "list", key=admin.key)))}
+    assert listed[new["key_id"]]["STATUS"].startswith("revoked ")
+
+    stderr = failed(cli("whoami", key=new["key"]), 1, "error 401: ")
+    assert new["key"] not in stderr
+    failed(cli("keys", "revoke", "key_doesnotexist", key=admin.key), 1, "error 404: ")
+
+
+def test_owner_lists_another_teams_keys(cli, make_caller):
+    owner = make_caller("platform", "owner")
+    admin = make_caller("team-a", "admin")
+
+    listed = rows(ok(cli("keys", "list", "--team", "team-a", key=owner.key)))
+    assert [r["KEY_ID"] for r in listed] == [admin.key_id]
+    failed(cli("keys", "list", "--team", "platform", key=admin.key), 1, "error 404: ")
+
+
+def test_anyone_may_revoke_their_own_key(cli, make_caller):
+    member = make_caller("team-a", "member")
+
+    ok(cli("keys", "revoke", member.key_id, key=member.key))
+
+    failed(cli("whoami", key=member.key), 1, "error 401: ")
+
+
+# -- configuration --------------------------------------------------------------------
+
+
+def test_missing_key_exits_2(cli):
+    stderr = failed(cli("whoami"), 2, "error: no API key")
+    assert "APERTURE_API_KEY" in stderr
+
+
+def test_unknown_key_is_401_and_not_echoed(cli):
+    bogus = "apk_" + "x" * 43
+    stderr = failed(cli("whoami", key=bogus), 1, "error 401: ")
+    assert bogus not in stderr
+
+
+def test_gateway_url_comes_from_the_environment(cli, stack, make_caller):
+    admin = make_caller("team-a", "admin")
+
+    result = cli("whoami", key=admin.key, APERTURE_URL=None, GATEWAY_URL=stack.gateway_url)
+
+    assert fields(ok(result))["team"] == "team-a"
+
+
+def test_unreachable_gateway_exits_1(cli, make_caller):
+    admin = make_caller("team-a", "admin")
+    failed(cli("--url", "http://127.0.0.1:9", "whoami", key=admin.key), 1, "error: cannot reach http://127.0.0.1:9")

@@ -31,6 +31,23 @@ class ImageStore:
             return False
         return True
 
+    def create_all(self, records: list[dict[str, Any]]) -> list[bool]:
+        """Create several records in one commit; per record, False when it already existed.
+
+        A commit is all-or-nothing, so when any record exists the batch fails
+        and each is then created on its own to find out which.
+        """
+        if len(records) == 1 or len({record_id(r["team"], r["id"]) for r in records}) != len(records):
+            return [self.create(r) for r in records]
+        batch = self._db.batch()
+        for record in records:
+            batch.create(self._collection.document(record_id(record["team"], record["id"])), record)
+        try:
+            batch.commit()
+        except (gexc.AlreadyExists, gexc.Conflict):
+            return [self.create(r) for r in records]
+        return [True] * len(records)
+
     def get(self, team: str, image_id: str) -> dict[str, Any] | None:
         snap = self._collection.document(record_id(team, image_id)).get()
         return snap.to_dict() if snap.exists else None

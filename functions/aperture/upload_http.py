@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 
 import flask
-from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import Map, Rule
 
 from aperture import services
@@ -19,7 +18,9 @@ from aperture.access import Principal, default_access, team_route
 from aperture.config import get_config
 from aperture.http_errors import ApiError, json_errors
 from aperture.http_io import dispatch, json_response, read_json
-from aperture.upload_service import FileResult, overall_status
+from aperture.multipart_form import read_file_parts
+from aperture.timing import Timings
+from aperture.upload_service import overall_status
 
 FILE_FIELDS = ("files", "image_files")
 DIRECT_CONTENT_TYPE = "application/octet-stream"
@@ -77,24 +78,25 @@ def _upload(request: flask.Request, team: str, uploaded_by: dict, **slots) -> fl
         raise ApiError(413, f"request is {request.content_length} bytes; the limit is {config.max_request_bytes}")
     if request.mimetype != "multipart/form-data":
         raise ApiError(415, "send the files as multipart/form-data in the field 'files'")
-    request.max_form_parts = config.max_files_per_request * 4 + 20
-    try:
-        uploads = [f for name in FILE_FIELDS for f in request.files.getlist(name)]
-    except RequestEntityTooLarge:
-        raise ApiError(413, f"request is over the limit of {config.max_request_bytes} bytes") from None
+    timings = Timings()
+    with timings.span("parse"):
+        uploads = read_file_parts(request.stream, request.content_type, FILE_FIELDS,
+                                  max_parts=config.max_files_per_request * 2 + 20)
     if not uploads:
         raise ApiError(400, "no files: send them in the multipart field 'files' (or 'image_files')")
     if len(uploads) > config.max_files_per_request:
         raise ApiError(413, f"{len(uploads)} files in one request; the limit is {config.max_files_per_request}")
-    results: list[FileResult] = []
-    for upload in uploads:
-        data = upload.stream.read(config.max_file_bytes + 1)
-        results.append(services.uploads().add(team, upload.filename, data, uploaded_by, **slots))
+    files = [(upload.filename, upload.data) for upload in uploads]
+    if slots:  # upload links count files one by one against their slots
+        results = [services.uploads().add(team, name, data, uploaded_by, timings=timings, **slots)
+                   for name, data in files]
+    else:
+        results = services.uploads().add_many(team, files, uploaded_by, timings=timings)
     body = {
         "files": [r.view() for r in results],
         "mapping": {r.filename: r.id for r in results if r.id is not None},
     }
-    return json_response(body, overall_status(results))
+    return json_response(body, overall_status(results), {"Server-Timing": timings.header()})
 
 
 def _create_link(request: flask.Request, principal: Principal) -> flask.Response:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import unicodedata
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -19,6 +21,7 @@ from aperture import logs
 from aperture.image_store import ImageStore
 from aperture.image_validation import Limits, Rejected, ValidImage, validate
 from aperture.object_store import ObjectStore
+from aperture.timing import Timings
 
 CREATED, DUPLICATE, REJECTED = "created", "duplicate", "rejected"
 MAX_FILENAME = 255
@@ -62,6 +65,9 @@ class UploadService:
         self._images = images
         self._bucket = bucket
         self._limits = limits
+        self._writers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="upload-write")
+        # Decoding releases the GIL: one validator per core is enough.
+        self._validators = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="validate")
 
     @property
     def max_file_bytes(self) -> int:
@@ -75,40 +81,119 @@ class UploadService:
         uploaded_by: dict[str, Any],
         claim: Callable[[], str | None] | None = None,
         release: Callable[[str], None] | None = None,
+        timings: Timings | None = None,
     ) -> FileResult:
         """File one upload. `claim` reserves a slot (upload links) and returns a
         token, or None when none is left; `release` gives it back on failure."""
+        timings = timings or Timings()
+        with timings.span("validate"):
+            checked = self._check((filename, data))
+        if isinstance(checked, FileResult):
+            return checked
+        shown, image_id, data, image = checked
+        slot = None
+        if claim is not None:
+            # Links count files: find duplicates before taking one of the link's slots.
+            if self._images.get(team, image_id) is not None:
+                return FileResult(shown, DUPLICATE, image_id, status_code=200)
+            slot = claim()
+            if slot is None:
+                return FileResult(shown, REJECTED, error="this upload link has no files left", status_code=410)
+        record = self._record(team, image_id, shown, data, image, uploaded_by)
+        # The record (the arbiter) and the object are written at the same time;
+        # whichever side fails undoes the other, so nothing half-made remains.
+        with timings.span("write"):
+            writing = self._writers.submit(self._objects.create, self._bucket, record["object"], data, image.mime_type)
+            try:
+                created = self._images.create(record)
+            except Exception:
+                self._undo_object(writing, record)
+                raise
+            try:
+                writing.result()
+            except Exception:
+                if created:
+                    self._images.delete(team, image_id)
+                if release and slot:
+                    release(slot)
+                logs.exception("upload write failed; record rolled back", team=team, image_id=image_id)
+                raise
+        if not created:
+            # Another upload of the same bytes holds the record; the object is
+            # content-addressed, so whoever wrote it wrote the same bytes: keep it.
+            if release and slot:
+                release(slot)
+            return FileResult(shown, DUPLICATE, image_id, status_code=200)
+        return FileResult(shown, CREATED, image_id, status_code=201, image=record)
+
+    def add_many(
+        self, team: str, files: list[tuple[str | None, bytes]], uploaded_by: dict[str, Any],
+        timings: Timings | None = None,
+    ) -> list[FileResult]:
+        """File several uploads at once, with the same outcome per file as `add`.
+
+        Each file's object write starts as soon as that file is validated, so
+        storage I/O overlaps the validation of the others; the records then go
+        in one commit. Objects are content-addressed, so writing one before its
+        record is safe: a duplicate rewrites nothing, and a failed commit
+        removes the objects nobody else's record needs.
+        """
+        timings = timings or Timings()
+        with timings.span("validate"):
+            checked = list(self._validators.map(lambda item: self._check_and_write(team, item), files))
+        results: list[FileResult | None] = [c if isinstance(c, FileResult) else None for c in checked]
+        accepted = [(i, c) for i, c in enumerate(checked) if not isinstance(c, FileResult)]
+        if not accepted:
+            return results  # type: ignore[return-value]
+        records = [self._record(team, image_id, shown, data, image, uploaded_by)
+                   for _, (shown, image_id, data, image, _) in accepted]
+        with timings.span("write"):
+            try:
+                created = self._images.create_all(records)
+            except Exception:
+                for (_, (*_, writing)), record in zip(accepted, records):
+                    self._undo_object(writing, record)
+                raise
+            for (index, (shown, image_id, _, _, writing)), record, made in zip(accepted, records, created):
+                try:
+                    writing.result()
+                except Exception:
+                    if made:
+                        self._images.delete(team, image_id)
+                    logs.exception("upload write failed; record rolled back", team=team, image_id=image_id)
+                    results[index] = FileResult(shown, REJECTED, error="storage write failed; try again",
+                                                status_code=503)
+                    continue
+                results[index] = (FileResult(shown, CREATED, image_id, status_code=201, image=record) if made
+                                  else FileResult(shown, DUPLICATE, image_id, status_code=200))
+        return results  # type: ignore[return-value]
+
+    def _check_and_write(self, team: str, item: tuple[str | None, bytes]):
+        checked = self._check(item)
+        if isinstance(checked, FileResult):
+            return checked
+        shown, image_id, data, image = checked
+        name = object_name(team, image_id, image.extension)
+        return shown, image_id, data, image, self._writers.submit(
+            self._objects.create, self._bucket, name, data, image.mime_type)
+
+    def _check(self, item: tuple[str | None, bytes]) -> FileResult | tuple[str, str, bytes, ValidImage]:
+        filename, data = item
         shown = (filename or "")[:MAX_FILENAME]
         try:
             shown = clean_filename(filename)
             image = validate(data, self._limits)
         except Rejected as exc:
             return FileResult(shown, REJECTED, error=exc.reason, status_code=exc.status)
-        image_id = hashlib.sha256(data).hexdigest()
-        if self._images.get(team, image_id) is not None:
-            return FileResult(shown, DUPLICATE, image_id, status_code=200)
-        slot = None
-        if claim is not None:
-            slot = claim()
-            if slot is None:
-                return FileResult(shown, REJECTED, error="this upload link has no files left", status_code=410)
-        record = self._record(team, image_id, shown, data, image, uploaded_by)
-        if not self._images.create(record):
-            if release and slot:
-                release(slot)
-            return FileResult(shown, DUPLICATE, image_id, status_code=200)
+        return shown, hashlib.sha256(data).hexdigest(), data, image
+
+    def _undo_object(self, writing, record: dict[str, Any]) -> None:
+        """The record could not be written: remove the object unless another upload's record needs it."""
         try:
-            written = self._objects.create(self._bucket, record["object"], data, image.mime_type)
+            if writing.result() and self._images.get(record["team"], record["id"]) is None:
+                self._objects.delete(self._bucket, record["object"])
         except Exception:
-            self._images.delete(team, image_id)
-            if release and slot:
-                release(slot)
-            logs.exception("upload write failed; record rolled back", team=team, image_id=image_id)
-            raise
-        if not written:
-            # Same bytes already stored under this name (e.g. a plain-client copy): the record is now its record.
-            logs.info("object already present; record created for it", team=team, image_id=image_id)
-        return FileResult(shown, CREATED, image_id, status_code=201, image=record)
+            logs.exception("could not undo object write", object=record["object"])
 
     def _record(self, team: str, image_id: str, filename: str, data: bytes, image: ValidImage,
                 uploaded_by: dict[str, Any]) -> dict[str, Any]:

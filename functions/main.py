@@ -3,7 +3,7 @@
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from aperture import admin_http, process_events, stats_http, upload_http
+from aperture import admin_http, images_http, process_events, stats_http, upload_http
 
 
 @functions_framework.http
@@ -24,3 +24,8 @@ def admin(request):
 @functions_framework.http
 def upload(request):
     return upload_http.handle(request)
+
+
+@functions_framework.http
+def images(request):
+    return images_http.handle(request)

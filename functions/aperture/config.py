@@ -114,6 +114,19 @@ class Config:
     max_link_seconds: int = _setting(
         "APERTURE_MAX_LINK_SECONDS", 7 * 24 * 3600, "Longest upload-link lifetime (V4 signed URLs allow 7 days)."
     )
+    provider: str = _setting(
+        "APERTURE_PROVIDER",
+        "local",
+        "Labels and embeddings: local (offline models from pip packages) or cloud (Cloud Vision + Vertex AI).",
+    )
+    vision_cache_dir: str = _setting(
+        "APERTURE_VISION_CACHE_DIR", "", "Where the local provider caches label text vectors (default ~/.cache/aperture)."
+    )
+    prewarm_source: bool = _setting(
+        "APERTURE_PREWARM_SOURCE",
+        True,
+        "Compute histograms for new source-bucket objects when they land, so the first stats request is cached.",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Config":

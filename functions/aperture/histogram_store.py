@@ -77,3 +77,6 @@ class HistogramStore:
         except gexc.AlreadyExists:
             return False
         return True
+
+    def delete(self, bucket: str, name: str, generation: int) -> None:
+        self._collection.document(document_id(bucket, name, generation)).delete()

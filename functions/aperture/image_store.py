@@ -11,6 +11,7 @@ from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
 
 COLLECTION = "images"
 
@@ -57,3 +58,23 @@ class ImageStore:
 
     def update(self, team: str, image_id: str, fields: dict[str, Any]) -> None:
         self._collection.document(record_id(team, image_id)).update(fields)
+
+    def list(self, team: str, *, filters: dict[str, Any], after=None, before=None, limit: int = 50,
+             start_after: tuple | None = None) -> list[dict[str, Any]]:
+        """A team's records, newest first, optionally filtered (format, camera, label, time range)."""
+        query = self._collection.where(filter=FieldFilter("team", "==", team))
+        if filters.get("format"):
+            query = query.where(filter=FieldFilter("format", "==", filters["format"]))
+        if filters.get("camera"):
+            query = query.where(filter=FieldFilter("camera", "==", filters["camera"]))
+        if filters.get("label"):
+            query = query.where(filter=FieldFilter("labels", "array_contains", filters["label"]))
+        if after is not None:
+            query = query.where(filter=FieldFilter("created_at", ">=", after))
+        if before is not None:
+            query = query.where(filter=FieldFilter("created_at", "<", before))
+        query = query.order_by("created_at", direction=firestore.Query.DESCENDING).order_by(
+            "id", direction=firestore.Query.DESCENDING)
+        if start_after is not None:
+            query = query.start_after({"created_at": start_after[0], "id": start_after[1]})
+        return [snap.to_dict() for snap in query.limit(limit).stream()]

@@ -1,8 +1,8 @@
 """The `process` function: reacts to google.cloud.storage.object.v1.finalized.
 
-Direct uploads in `incoming/` are validated and filed (`incoming`); every
-other object generation is recorded once (create-only, so a redelivered
-event is a no-op); metadata extraction builds on this record.
+Team images, direct uploads and source-bucket objects go to `processing`;
+every other object generation is recorded once (create-only, so a
+redelivered event is a no-op).
 """
 
 from __future__ import annotations
@@ -13,12 +13,27 @@ from typing import Any, Mapping
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
-from aperture import clients, incoming, logs, services
-from aperture.object_store import ObjectInfo
+from aperture import clients, logs, services
 from aperture.histogram_store import document_id
+from aperture.object_store import ObjectInfo
 
 FINALIZED = "google.cloud.storage.object.v1.finalized"
 COLLECTION = "objects"
+
+
+def handle(event) -> None:
+    """Entry point of the `process` function for one CloudEvent."""
+    if event["type"] != FINALIZED:
+        return
+    data = event.data
+    info = ObjectInfo(data["bucket"], data["name"], int(data["generation"]), int(data.get("size") or 0),
+                      data.get("contentType"), data.get("md5Hash"))
+    outcome = services.processor().handle(info)
+    if outcome == "ignored":
+        record_finalized(clients.firestore_client(), event.get_attributes(), data)
+    else:
+        logs.info(f"process: {outcome}", bucket=info.bucket, object=info.name, generation=info.generation,
+                  event_id=event["id"])
 
 
 def record_finalized(db: firestore.Client, event: Mapping[str, Any], data: Mapping[str, Any]) -> bool:
@@ -44,16 +59,3 @@ def record_finalized(db: firestore.Client, event: Mapping[str, Any], data: Mappi
         return False
     logs.info("object recorded", bucket=bucket, object=name, generation=generation, event_id=event["id"])
     return True
-
-
-def handle(event) -> None:
-    """Entry point of the `process` function for one CloudEvent."""
-    if event["type"] != FINALIZED:
-        return
-    data = event.data
-    if incoming.is_incoming(data["name"]):
-        info = ObjectInfo(data["bucket"], data["name"], int(data["generation"]), int(data.get("size") or 0),
-                          data.get("contentType"), data.get("md5Hash"))
-        incoming.file_incoming(info, services.objects(), services.upload_links(), services.uploads())
-        return
-    record_finalized(clients.firestore_client(), event.get_attributes(), data)

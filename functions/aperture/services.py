@@ -54,3 +54,83 @@ def upload_links() -> UploadLinkStore:
 def url_signer() -> UrlSigner:
     config = get_config()
     return signer_for(config.url_signer, clients.storage_client(), config.storage_public_url)
+
+
+@functools.cache
+def vision():
+    """The label/embedding provider; its models load on first analyze(), not here."""
+    from aperture.vision import provider_for
+
+    config = get_config()
+    return provider_for(config.provider, cache_dir=config.vision_cache_dir or None)
+
+
+@functools.cache
+def processor():
+    from aperture.histogram_store import HistogramStore
+    from aperture.identity_store import IdentityStore
+    from aperture.processing import Processor
+
+    config = get_config()
+    db = clients.firestore_client()
+    return Processor(
+        objects=objects(),
+        images=images(),
+        histograms=HistogramStore(db, ttl_days=config.histogram_ttl_days),
+        counters=counters(),
+        identity=IdentityStore(db),
+        uploads=uploads(),
+        links=upload_links(),
+        provider=vision,
+        uploads_bucket=config.uploads_bucket,
+        source_bucket=config.source_bucket,
+        max_pixels=config.max_pixels,
+        prewarm_source=config.prewarm_source,
+        histogram_max_bytes=config.histogram_max_bytes,
+    )
+
+
+@functools.cache
+def source_objects() -> ObjectStore:
+    return ObjectStore(clients.source_storage_client())
+
+
+def _stats_service(objects_store: ObjectStore):
+    from aperture.histogram_store import HistogramStore
+    from aperture.stats_service import StatsService
+
+    config = get_config()
+    return StatsService(
+        objects_store,
+        HistogramStore(clients.firestore_client(), ttl_days=config.histogram_ttl_days),
+        max_pixels=config.max_pixels,
+        memory_entries=config.stats_memory_entries,
+        max_stored_bytes=config.histogram_max_bytes,
+    )
+
+
+@functools.cache
+def source_stats():
+    """Statistics over the source bucket (S4)."""
+    return _stats_service(source_objects())
+
+
+@functools.cache
+def team_stats():
+    """Statistics over team images in the uploads bucket (S8), sharing the histograms `process` stored."""
+    return _stats_service(objects())
+
+
+@functools.cache
+def counters():
+    from aperture.counters import TeamCounters
+
+    return TeamCounters(clients.firestore_client())
+
+
+@functools.cache
+def deleter():
+    from aperture.histogram_store import HistogramStore
+    from aperture.image_deletion import ImageDeleter
+
+    return ImageDeleter(objects(), images(), counters(), HistogramStore(clients.firestore_client()))

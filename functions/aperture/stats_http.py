@@ -7,39 +7,20 @@ generation.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 
 import flask
 
-from aperture import clients, pixels, statistics
+from aperture import pixels, services, statistics
 from aperture.config import get_config
-from aperture.histogram_store import HistogramStore
 from aperture.http_errors import ApiError, json_errors, not_found
-from aperture.object_store import ObjectStore
+from aperture.object_store import ObjectInfo
 from aperture.stats_service import ImageHistograms, StatsService
 from aperture.timing import Timings
 
 CHANNELS = ("r", "g", "b", "a", "l", "luma")
 _ALLOWED = "GET, HEAD"
-
-
-@functools.cache
-def _service() -> StatsService:
-    config = get_config()
-    return StatsService(
-        ObjectStore(clients.source_storage_client()),
-        HistogramStore(clients.firestore_client(), ttl_days=config.histogram_ttl_days),
-        max_pixels=config.max_pixels,
-        memory_entries=config.stats_memory_entries,
-        max_stored_bytes=config.histogram_max_bytes,
-    )
-
-
-@functools.cache
-def _source_objects() -> ObjectStore:
-    return ObjectStore(clients.source_storage_client())
 
 
 @json_errors
@@ -54,6 +35,18 @@ def handle(request: flask.Request) -> flask.Response:
     image, _, func_name = path[len("/stats/") :].rpartition("/")
     if not image:
         raise not_found("path must be /stats/{image}/{func}")
+    func, channel = parse_stat_request(request, func_name)
+    config = get_config()
+    timings = Timings()
+    with timings.span("metadata"):
+        info = services.source_objects().info(config.source_bucket, image)
+    if info is None:
+        raise not_found(f"image {image!r} not found")
+    return answer(request, info, image, func, channel, services.source_stats(), timings)
+
+
+def parse_stat_request(request: flask.Request, func_name: str) -> tuple[statistics.StatFunction, str | None]:
+    """The function (404 when unsupported, as S4 says) and the channel (400 when unknown)."""
     try:
         func = statistics.parse_function(func_name)
     except statistics.UnknownFunction:
@@ -63,33 +56,31 @@ def handle(request: flask.Request) -> flask.Response:
     channel = request.args.get("channel")
     if channel is not None and channel not in CHANNELS:
         raise ApiError(400, f"unknown channel {channel!r}: use one of {', '.join(CHANNELS)}")
+    return func, channel
 
+
+def answer(request: flask.Request, info: ObjectInfo, label: str, func: statistics.StatFunction,
+           channel: str | None, service: StatsService, timings: Timings) -> flask.Response:
+    """The statistic over one object generation, with ETag/304, text or JSON (S4)."""
     config = get_config()
-    timings = Timings()
-    with timings.span("metadata"):
-        info = _source_objects().info(config.source_bucket, image)
-    if info is None:
-        raise not_found(f"image {image!r} not found")
-
     wants_json = _wants_json(request)
-    etag = _etag(info.bucket, image, info.generation, func.name, channel, wants_json)
+    etag = _etag(info.bucket, info.name, info.generation, func.name, channel, wants_json)
     headers = {"ETag": f'"{etag}"', "Cache-Control": config.stats_cache_control, "Vary": "Accept"}
     if request.if_none_match.contains_weak(etag):  # If-None-Match compares weakly (RFC 9110)
         return flask.Response(status=304, headers=headers)
-
     try:
-        hists, source = _service().histograms(info, need_luma=channel == "luma", timings=timings)
+        hists, source = service.histograms(info, need_luma=channel == "luma", timings=timings)
     except pixels.TooManyPixels as exc:
         raise ApiError(422, str(exc)) from None
     except pixels.NotAnImage as exc:
-        raise ApiError(422, f"object {image!r} is not a readable image: {exc}") from None
-    value = func.apply(_band(hists, channel))
+        raise ApiError(422, f"{label!r} is not a readable image: {exc}") from None
+    band = _band(hists, channel)
+    value = func.apply(band)
     headers["X-Aperture-Cache"] = source
     headers["Server-Timing"] = timings.header()
-
     if wants_json:
         body = {
-            "image": image,
+            "image": label,
             "function": func.name,
             "channel": channel or "all",
             "value": value,
@@ -99,7 +90,7 @@ def handle(request: flask.Request) -> flask.Response:
             "mode": hists.mode,
             "format": hists.format,
             "frames": hists.frames,
-            "samples": _band(hists, channel).total,
+            "samples": band.total,
             "cache": source,
         }
         return flask.Response(json.dumps(body), status=200, mimetype="application/json", headers=headers)

@@ -29,7 +29,8 @@ def decode_ms(data: bytes, repeat: int = 7) -> float:
 
 
 def main() -> int:
-    with local_stack() as stack:
+    # No prewarming: the first request must find nothing cached.
+    with local_stack(APERTURE_PREWARM_SOURCE="false") as stack:
         from google.cloud import storage
 
         bucket = storage.Client(project=stack.project).bucket(stack.source_bucket)

@@ -24,6 +24,7 @@ FUNCTIONS = {
     "process": "cloudevent",
     "admin": "http",
     "upload": "http",
+    "images": "http",
 }
 # Topic fake-gcs-server publishes object notifications to (as a GCS
 # notification config would), and the bridge's subscription to it.

@@ -15,7 +15,10 @@ from devstack.stack import Ports, Stack
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
-    stack = Stack(Ports.free(), log_dir=tmp_path_factory.mktemp("stack-logs"))
+    # Source-bucket prewarming is off so stats tests see their own computations;
+    # tests/integration/test_processing.py exercises it in-process.
+    stack = Stack(Ports.free(), log_dir=tmp_path_factory.mktemp("stack-logs"),
+                  extra_env={"APERTURE_PREWARM_SOURCE": "false"})
     stack.start()
     previous = {k: os.environ.get(k) for k in stack.client_env()}
     os.environ.update(stack.client_env())

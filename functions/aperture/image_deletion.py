@@ -1,0 +1,31 @@
+"""Deleting a team image everywhere it lives (spec S8): the counters' share,
+the object, the stored histograms and the record (which holds the search
+embedding). Each step is idempotent, so a retried delete finishes the job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aperture.counters import TeamCounters
+from aperture.histogram_store import HistogramStore
+from aperture.image_store import ImageStore
+from aperture.object_store import ObjectStore
+
+
+class ImageDeleter:
+    def __init__(self, objects: ObjectStore, images: ImageStore, counters: TeamCounters, histograms: HistogramStore):
+        self._objects = objects
+        self._images = images
+        self._counters = counters
+        self._histograms = histograms
+
+    def delete(self, record: dict[str, Any]) -> None:
+        team, image_id = record["team"], record["id"]
+        contribution = self._counters.counted(team, image_id)
+        if contribution is not None:
+            self._counters.remove(team, image_id, contribution)
+        self._objects.delete(record["bucket"], record["object"])
+        stored = record.get("histograms")
+        if stored:
+            self._histograms.delete(stored["bucket"], stored["name"], int(stored["generation"]))
+        self._images.delete(team, image_id)

@@ -1,0 +1,202 @@
+"""Images API (S8) through the gateway: list, metadata, original download,
+statistics, delete, upload statistics; and team isolation on every route (S5)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from aperture.counters import TeamCounters
+from aperture.histogram_store import COLLECTION as HISTOGRAMS
+from aperture.image_store import ImageStore
+from tests.support import hostile
+from tests.support.images import close, encode, numpy_stat, random_image, samples
+
+
+@pytest.fixture
+def images(firestore_client):
+    return ImageStore(firestore_client)
+
+
+def upload(gateway, caller, *items):
+    response = gateway.post("/v1/images", headers=caller.headers,
+                            files=[("files", (name, data, "application/octet-stream")) for name, data in items])
+    assert response.status_code in (200, 201), response.text
+    return [f["id"] for f in response.json()["files"]]
+
+
+def processed(images, team, image_id, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = images.get(team, image_id)
+        if record and record["status"] == "processed":
+            return record
+        time.sleep(0.1)
+    raise AssertionError(f"not processed: {images.get(team, image_id)}")
+
+
+@pytest.fixture
+def alice(make_caller):
+    return make_caller("team-a", "member")
+
+
+@pytest.fixture
+def bob(make_caller):
+    return make_caller("team-b", "member")
+
+
+def test_list_newest_first_with_cursor_pages(gateway, alice):
+    ids = [upload(gateway, alice, (f"{i}.png", encode(random_image("RGB", seed=i))))[0] for i in range(5)]
+
+    first = gateway.get("/v1/images?limit=2", headers=alice.headers).json()
+    second = gateway.get(f"/v1/images?limit=2&cursor={first['next_cursor']}", headers=alice.headers).json()
+    third = gateway.get(f"/v1/images?limit=2&cursor={second['next_cursor']}", headers=alice.headers).json()
+
+    listed = [r["id"] for page in (first, second, third) for r in page["images"]]
+    assert listed == list(reversed(ids))
+    assert third["next_cursor"] is None
+    assert "embedding" not in first["images"][0]
+
+
+def test_list_filters(gateway, alice, images):
+    jpeg_id = upload(gateway, alice, ("a.jpg", hostile.jpeg(seed=1)))[0]
+    png_id = upload(gateway, alice, ("b.png", encode(random_image("RGB", seed=2))))[0]
+    record = processed(images, "team-a", jpeg_id)
+    processed(images, "team-a", png_id)
+    middle = record["created_at"] + dt.timedelta(microseconds=1)
+
+    by_format = gateway.get("/v1/images?format=jpg", headers=alice.headers).json()["images"]
+    by_label = gateway.get("/v1/images", params={"label": record["labels"][0]}, headers=alice.headers).json()["images"]
+    after = gateway.get("/v1/images", params={"after": middle.isoformat()}, headers=alice.headers).json()["images"]
+    before = gateway.get("/v1/images", params={"before": middle.isoformat()}, headers=alice.headers).json()["images"]
+
+    assert [r["id"] for r in by_format] == [jpeg_id]
+    assert jpeg_id in [r["id"] for r in by_label]
+    assert [r["id"] for r in after] == [png_id]
+    assert [r["id"] for r in before] == [jpeg_id]
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=abc", "limit=100000", "after=yesterday", "before=2026-13-45",
+                                   "cursor=%%%", "cursor=eyJ0IjogMX0", "colour=red"])
+def test_bad_list_parameters_are_400(gateway, alice, query):
+    response = gateway.get(f"/v1/images?{query}", headers=alice.headers)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["message"]
+
+
+def test_cursor_of_another_query_is_400(gateway, alice):
+    for i in range(3):
+        upload(gateway, alice, (f"{i}.png", encode(random_image("L", seed=i))))
+    cursor = gateway.get("/v1/images?limit=1", headers=alice.headers).json()["next_cursor"]
+
+    response = gateway.get(f"/v1/images?limit=1&format=PNG&cursor={cursor}", headers=alice.headers)
+
+    assert response.status_code == 400
+
+
+def test_metadata_of_a_processed_image(gateway, alice, images):
+    [image_id] = upload(gateway, alice, ("meta.jpg", hostile.jpeg(size=(320, 240), seed=3)))
+    processed(images, "team-a", image_id)
+
+    body = gateway.get(f"/v1/images/{image_id}", headers=alice.headers).json()
+
+    assert body["id"] == image_id and body["status"] == "processed"
+    assert (body["format"], body["width"], body["height"]) == ("JPEG", 320, 240)
+    assert body["labels"] and body["embedding_dimensions"] > 0 and "embedding" not in body
+
+
+def test_original_download(gateway, alice):
+    data = hostile.jpeg(seed=4)
+    [image_id] = upload(gateway, alice, ("orig.jpg", data))
+
+    response = gateway.get(f"/v1/images/{image_id}/original", headers=alice.headers)
+    again = gateway.get(f"/v1/images/{image_id}/original",
+                        headers={**alice.headers, "If-None-Match": response.headers["ETag"]})
+
+    assert response.status_code == 200 and response.content == data
+    assert response.headers["Content-Type"] == "image/jpeg"
+    assert int(response.headers["Content-Length"]) == len(data)
+    assert response.headers["ETag"] == f'"{image_id}"'
+    assert again.status_code == 304
+
+
+def test_stats_on_a_team_image_equal_numpy(gateway, alice, images):
+    data = encode(random_image("RGBA", size=(50, 40), seed=5))
+    [image_id] = upload(gateway, alice, ("s.png", data))
+    processed(images, "team-a", image_id)
+
+    for func in ("min", "max", "mean", "median", "p99.9"):
+        response = gateway.get(f"/v1/images/{image_id}/stats/{func}", headers=alice.headers)
+        assert response.status_code == 200, response.text
+        assert response.headers["X-Aperture-Cache"] in ("firestore", "memory")  # process stored the histograms
+        assert close(float(response.text), numpy_stat(samples(data), func))
+    assert gateway.get(f"/v1/images/{image_id}/stats/average", headers=alice.headers).status_code == 404
+    assert gateway.get(f"/v1/images/{image_id}/stats/mean?channel=q", headers=alice.headers).status_code == 400
+
+
+def test_delete_removes_object_record_counters_and_histograms(gateway, alice, images, storage_client, stack,
+                                                              firestore_client):
+    [image_id] = upload(gateway, alice, ("gone.jpg", hostile.jpeg(seed=6)))
+    record = processed(images, "team-a", image_id)
+    counters = TeamCounters(firestore_client)
+    assert sum(counters.totals("team-a").formats.values()) == 1
+
+    response = gateway.delete(f"/v1/images/{image_id}", headers=alice.headers)
+    again = gateway.delete(f"/v1/images/{image_id}", headers=alice.headers)
+
+    assert response.status_code == 204 and again.status_code == 404
+    assert images.get("team-a", image_id) is None
+    assert storage_client.bucket(stack.uploads_bucket).get_blob(record["object"]) is None
+    assert sum(counters.totals("team-a").formats.values()) == 0
+    assert list(firestore_client.collection(HISTOGRAMS).stream()) == []
+    assert gateway.get("/v1/images", headers=alice.headers).json()["images"] == []
+
+
+def test_upload_stats_from_counters(gateway, alice, images):
+    ids = upload(gateway, alice, ("1.jpg", hostile.jpeg(seed=7)), ("2.jpg", hostile.jpeg(seed=8)),
+                 ("3.png", encode(random_image("RGB", seed=9))))
+    for image_id in ids:
+        processed(images, "team-a", image_id)
+    upload(gateway, alice, ("dup.jpg", hostile.jpeg(seed=7)))  # duplicate: not counted
+
+    body = gateway.get("/v1/stats", headers=alice.headers).json()
+
+    assert len(body["uploads_per_day"]) == 30
+    assert body["uploads_per_day"][-1] == {"date": dt.datetime.now(dt.timezone.utc).date().isoformat(), "uploads": 3}
+    assert sum(d["uploads"] for d in body["uploads_per_day"]) == 3
+    assert body["most_popular_format"] == "JPEG" and body["formats"] == {"JPEG": 2, "PNG": 1}
+
+
+# -- team isolation ---------------------------------------------------------------------
+
+
+def test_teams_cannot_touch_each_others_images(gateway, alice, bob, images, storage_client, stack):
+    [mine] = upload(gateway, alice, ("private.png", encode(random_image("RGB", seed=10))))
+    processed(images, "team-a", mine)
+    missing = "0" * 64
+    routes = [("GET", "/v1/images/{id}"), ("GET", "/v1/images/{id}/original"), ("GET", "/v1/images/{id}/stats/mean"),
+              ("DELETE", "/v1/images/{id}")]
+
+    for method, route in routes:
+        theirs = gateway.request(method, route.format(id=mine), headers=bob.headers)
+        absent = gateway.request(method, route.format(id=missing), headers=bob.headers)
+        assert theirs.status_code == absent.status_code == 404, (method, route)
+        assert theirs.json() == absent.json()
+    listed = gateway.get("/v1/images", headers=bob.headers).json()["images"]
+    by_label = gateway.get("/v1/images", params={"label": images.get("team-a", mine)["labels"][0]},
+                           headers=bob.headers).json()["images"]
+    assert listed == [] and by_label == []
+    assert gateway.get("/v1/stats", headers=bob.headers).json()["total_images"] == 0
+    # guessing names: the object path of team-a's image, traversal, and the raw bucket name
+    for guess in (f"teams/team-a/{mine}.png", f"..%2Fteam-a%2F{mine}", f"{mine}/../{mine}"):
+        assert gateway.get(f"/v1/images/{guess}", headers=bob.headers).status_code == 404
+    # and nothing was deleted
+    assert images.get("team-a", mine) is not None
+    assert gateway.get(f"/v1/images/{mine}/original", headers=alice.headers).status_code == 200

@@ -32,7 +32,7 @@ def _text(value: Any, limit: int = 200) -> str | None:
 def _scalar(value: Any) -> Any:
     """The first value of a multi-valued tag (Pillow gives a tuple when the count is above one)."""
     if isinstance(value, (tuple, list)):
-        return value[0] if len(value) == 1 or (value and not isinstance(value[0], (tuple, list))) else None
+        return value[0] if value else None
     return value
 
 

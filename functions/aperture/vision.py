@@ -21,19 +21,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence, runtime_checkable
+from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
 
-if TYPE_CHECKING:  # pragma: no cover
-    from PIL import Image
+import numpy as np
+from PIL import Image
 
 __all__ = [
     "Label",
     "VisionProvider",
     "VisionError",
+    "VisionUnavailable",
     "PROVIDERS",
     "MAX_LABELS",
     "MIN_LABEL_SCORE",
     "provider_for",
+    "rgb_image",
     "select_labels",
     "unit_vector",
 ]
@@ -50,6 +52,10 @@ class VisionError(RuntimeError):
     """A provider could not label or embed (bad answer from a model or an API)."""
 
 
+class VisionUnavailable(VisionError):
+    """A transient failure (quota, 5xx, timeout, connection): the same call may work later."""
+
+
 @dataclass(frozen=True)
 class Label:
     name: str
@@ -61,7 +67,7 @@ class VisionProvider(Protocol):
     name: str  # "local" | "cloud"
     dimensions: int  # length of every embedding this provider returns
 
-    def analyze(self, image: "Image.Image") -> tuple[list[Label], list[float]]:
+    def analyze(self, image: Image.Image) -> tuple[list[Label], list[float]]:
         """Top labels (score-sorted, see `select_labels`) and a unit-norm embedding."""
         ...
 
@@ -111,6 +117,36 @@ def unit_vector(values: Sequence[float] | Any, *, dimensions: int | None = None)
     if not floats or not math.isfinite(norm) or norm == 0.0:
         raise VisionError("embedding is empty, zero or not finite")
     return [v / norm for v in floats]
+
+
+def rgb_image(image: Image.Image) -> Image.Image:
+    """8-bit RGB for any Pillow mode: alpha composited over white, wide ints and floats stretched.
+
+    RGB images are returned as they are (the same object); others are
+    converted into a new image. 16/32-bit integer and float images are
+    stretched linearly from their minimum to their maximum (a model sees
+    the picture, not the sensor range).
+    """
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
+        values = np.asarray(image.convert("F") if mode != "F" else image, dtype=np.float32)
+        finite = values[np.isfinite(values)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        span = high - low if high > low else 1.0
+        stretched = np.nan_to_num((values - low) * (255.0 / span), nan=0.0, posinf=255.0, neginf=0.0)
+        return Image.fromarray(np.clip(stretched, 0, 255).astype(np.uint8), "L").convert("RGB")
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        if image.mode == "RGB":
+            return image
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
 
 
 def provider_for(kind: str = "local", **options: Any) -> VisionProvider:

@@ -12,12 +12,17 @@ Everything loads from files that pip packages install (nothing is fetched):
   model) so that a cold start does not import sentence-transformers,
   transformers and scikit-learn (~5 s) and nothing can reach the Hugging Face hub.
 
-An image's embedding is the score-weighted mean of the MiniLM vectors of its
-top ImageNet classes ("a photo of a golden retriever."), plus a small colour
-term: the MiniLM vectors of basic colour names ("a red photo.") weighted by the
-share of the image's pixels of each colour. Both parts live in MiniLM's
-space, so a text query embedded by `embed_text` ranks images by cosine, and
-two photos with the same labels but different colours get different vectors.
+An image's embedding is the probability-weighted mean of the MiniLM vectors
+of its top 5 ImageNet classes ("a photo of a golden retriever."), plus a small
+colour term (weight 0.1): the MiniLM vectors of basic colour names ("a red
+photo.") weighted by the share of the image's pixels of each colour. Every
+text vector is centred first (the mean of the 1000 class vectors is
+subtracted), which removes what all "a photo of ..." texts share: unrelated
+query/image pairs then score near 0 instead of ~0.5, so a search threshold
+separates hits from misses. A query is embedded the same way: prompted
+("cat" -> "a photo of cat."), encoded, centred, normalized. Everything lives in
+MiniLM's space, so cosine(query, image) ranks images, and two photos with the
+same labels but different colours get different vectors.
 
 The 1000 class vectors and 11 colour vectors are computed once and cached on
 disk (``cache_dir``, default ``~/.cache/aperture``), keyed by the package
@@ -36,7 +41,6 @@ import os
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Sequence
@@ -44,7 +48,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from aperture.vision import MAX_LABELS, MIN_LABEL_SCORE, Label, select_labels, unit_vector
+from aperture.vision import MAX_LABELS, MIN_LABEL_SCORE, Label, rgb_image, select_labels, unit_vector
 
 __all__ = ["LocalVisionProvider", "COLOUR_NAMES", "PROMPT_TEMPLATE", "DIMENSIONS"]
 
@@ -54,6 +58,9 @@ PROMPT_TEMPLATE = "a photo of a {}."
 #: Basic colour terms (Berlin & Kay) the colour term of an image is made of.
 COLOUR_NAMES = ("black", "white", "grey", "red", "orange", "yellow", "green", "blue", "purple", "pink", "brown")
 COLOUR_TEMPLATE = "a {} photo."
+#: The text a search query is embedded as, so it reads like the class prompts.
+QUERY_TEMPLATE = "a photo of {}."
+QUERY_PROMPT_PREFIXES = ("a photo", "photo of", "a picture", "picture of", "an image", "image of")
 #: Weight of the colour term against the (unit) label term.
 COLOUR_WEIGHT = 0.1
 #: How many top classes make up the label term of an image's embedding.
@@ -61,6 +68,7 @@ EMBEDDING_CLASSES = 5
 
 INPUT_SIZE = 224  # EfficientNet-Lite0's resolution
 CROP_FRACTION = 0.875  # resize the short side to 224/0.875 = 256, centre-crop 224 (as in training)
+MAX_LONG_SIDE = 1024  # extreme aspect ratios: cap the resized long side, pad the short one
 # EfficientNet-Lite was trained with inception-style normalization: (x - 127) / 128.
 PIXEL_MEAN = 127.0
 PIXEL_STD = 128.0
@@ -122,6 +130,8 @@ def _build_classifier(torch):
     model.eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
+    with torch.inference_mode():  # the first forward pass sets up kernels (~1 s): pay it while loading
+        model(torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE))
     return model
 
 
@@ -138,7 +148,9 @@ class MiniLMEncoder:
         self.heads = int(config["num_attention_heads"])
         self.layers = int(config["num_hidden_layers"])
         self.eps = float(config.get("layer_norm_eps", 1e-12))
-        if config.get("hidden_act", "gelu") != "gelu" or config.get("position_embedding_type", "absolute") != "absolute":
+        supported = config.get("hidden_act", "gelu") == "gelu"
+        supported &= config.get("position_embedding_type", "absolute") == "absolute"
+        if not supported:
             raise RuntimeError("unsupported MiniLM configuration")
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=int(max_length))
@@ -189,7 +201,8 @@ class MiniLMEncoder:
                 v = split(self._linear(x, f"{p}.attention.self.value"))
                 context = F.scaled_dot_product_attention(q, k, v, attn_mask=attend)
                 context = context.transpose(1, 2).reshape(batch, length, -1)
-                x = self._norm(x + self._linear(context, f"{p}.attention.output.dense"), f"{p}.attention.output.LayerNorm")
+                attended = self._linear(context, f"{p}.attention.output.dense")
+                x = self._norm(x + attended, f"{p}.attention.output.LayerNorm")
                 hidden = F.gelu(self._linear(x, f"{p}.intermediate.dense"))
                 x = self._norm(x + self._linear(hidden, f"{p}.output.dense"), f"{p}.output.LayerNorm")
             summed = (x * mask[:, :, None]).sum(dim=1)
@@ -223,53 +236,36 @@ def model_input(image: Image.Image, size: int = INPUT_SIZE) -> tuple[np.ndarray,
     """(resized RGB uint8 array, centre-cropped float32 CHW model input) of `image`.
 
     The short side is resized to size/0.875 (256 for 224) and the centre
-    size x size square is cut, as in EfficientNet's evaluation. A JPEG that
-    is not decoded yet is decoded at a reduced scale (`Image.draft`), and a
-    large decoded image is shrunk by fast integer reduction before the final
-    bicubic resize (``reducing_gap``), so a 12 MP photo costs a few tens of ms.
+    size x size square is cut, as in EfficientNet's evaluation. A decoded
+    image is shrunk by fast integer reduction before the final bicubic
+    resize (``reducing_gap``) and is never modified. A JPEG that is still
+    undecoded (a fresh `Image.open`) is decoded at a reduced DCT scale with
+    `Image.draft`, which is much faster but, as draft does, changes that
+    Image object's size and mode in place: pass one you do not need afterwards.
     """
     short = max(1, round(size / CROP_FRACTION))
-    if image.format == "JPEG" and getattr(image, "im", None) is None and image.mode in ("RGB", "L", "CMYK", "YCbCr"):
+    if image.format == "JPEG" and getattr(image, "tile", None):
         try:
             image.draft("RGB", (short, short))
         except (OSError, ValueError):  # pragma: no cover - draft is an optimisation only
             pass
-    rgb = _to_rgb(image)
+    rgb = rgb_image(image)
     width, height = rgb.size
-    scale = short / min(width, height)
-    target = (max(short, round(width * scale)), max(short, round(height * scale)))
+    # Short side to `short`, unless that makes the long side huge (a 4000x10 strip):
+    # then the long side is capped and the short one padded to `size` below.
+    scale = min(short / min(width, height), MAX_LONG_SIDE / max(width, height))
+    target = (max(1, round(width * scale)), max(1, round(height * scale)))
     if target != rgb.size:
         rgb = rgb.resize(target, Image.Resampling.BICUBIC, reducing_gap=3.0)
     pixels = np.asarray(rgb, dtype=np.uint8)
-    top = (pixels.shape[0] - size) // 2
-    left = (pixels.shape[1] - size) // 2
-    crop = pixels[top:top + size, left:left + size].astype(np.float32)
+    height, width = pixels.shape[:2]
+    canvas = np.full((max(size, height), max(size, width), 3), PIXEL_MEAN, dtype=np.float32)
+    top, left = (canvas.shape[0] - height) // 2, (canvas.shape[1] - width) // 2
+    canvas[top:top + height, left:left + width] = pixels
+    top, left = (canvas.shape[0] - size) // 2, (canvas.shape[1] - size) // 2
+    crop = canvas[top:top + size, left:left + size]
     chw = ((crop - PIXEL_MEAN) / PIXEL_STD).transpose(2, 0, 1)
     return pixels, np.ascontiguousarray(chw, dtype=np.float32)
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """8-bit RGB for any Pillow mode: alpha over white, wide ints and floats stretched."""
-    mode = image.mode
-    if mode == "RGB":
-        return image
-    if mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
-        values = np.asarray(image.convert("F") if mode != "F" else image, dtype=np.float32)
-        finite = values[np.isfinite(values)]
-        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-        span = high - low if high > low else 1.0
-        stretched = np.nan_to_num((values - low) * (255.0 / span), nan=0.0, posinf=255.0, neginf=0.0)
-        return Image.fromarray(np.clip(stretched, 0, 255).astype(np.uint8), "L").convert("RGB")
-    if mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-        if image.mode == "RGB":
-            return image
-        mode = "RGBA"
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
 
 
 def colour_shares(pixels: np.ndarray) -> np.ndarray:
@@ -309,11 +305,29 @@ def colour_shares(pixels: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- provider
 
 
-@dataclass(frozen=True)
 class _Vectors:
-    classes: np.ndarray  # (1000, 384) unit rows, prompt vectors of the ImageNet classes
-    colours: np.ndarray  # (len(COLOUR_NAMES), 384) unit rows
-    path: Path | None  # the cache file, None when it could not be written
+    """The cached text vectors, and the same centred on their means (see `LocalVisionProvider`)."""
+
+    def __init__(self, classes: np.ndarray, colours: np.ndarray, path: Path | None) -> None:
+        self.classes = classes  # (1000, 384) unit rows: the class prompts
+        self.colours = colours  # (len(COLOUR_NAMES), 384) unit rows: the colour prompts
+        self.path = path  # the cache file, None when it could not be written
+        self.class_mean = classes.astype(np.float64).mean(axis=0)
+        self.centred_classes = classes.astype(np.float64) - self.class_mean
+        self.centred_colours = colours.astype(np.float64) - colours.astype(np.float64).mean(axis=0)
+
+
+def _unit_or_zero(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 1e-12 and np.isfinite(norm) else np.zeros_like(vector)
+
+
+def query_prompt(text: str) -> str:
+    """`text` in the class prompts' form ("cat" -> "a photo of cat."), unless it already is one."""
+    lowered = text.lower()
+    if lowered.startswith(QUERY_PROMPT_PREFIXES):
+        return text
+    return QUERY_TEMPLATE.format(text.rstrip("."))
 
 
 class LocalVisionProvider:
@@ -361,17 +375,21 @@ class LocalVisionProvider:
             min_score=self.min_score,
         )
         top = order[: self.embedding_classes]
-        semantic = unit_vector(probs[top] @ vectors.classes[top].astype(np.float64))
-        colour = unit_vector(colour_shares(pixels) @ vectors.colours.astype(np.float64))
-        embedding = np.asarray(semantic) + self.colour_weight * np.asarray(colour)
-        return labels, unit_vector(embedding, dimensions=self.dimensions)
+        semantic = _unit_or_zero(probs[top] @ vectors.centred_classes[top])
+        colour = _unit_or_zero(colour_shares(pixels) @ vectors.centred_colours)
+        if not semantic.any():  # cannot happen with real weights; keep the vector valid anyway
+            semantic = _unit_or_zero(vectors.centred_classes[order[0]])
+        return labels, unit_vector(semantic + self.colour_weight * colour, dimensions=self.dimensions)
 
     def embed_text(self, text: str) -> list[float]:
+        """The query's MiniLM vector, prompted like the class texts and centred like images."""
         text = " ".join(str(text).split())
         if not text:
             raise ValueError("cannot embed an empty text")
+        vectors = self.vectors()
         encoder = _shared("encoder", _build_encoder, self.num_threads)
-        return unit_vector(encoder.encode([text])[0], dimensions=self.dimensions)
+        vector = encoder.encode([query_prompt(text)])[0].astype(np.float64) - vectors.class_mean
+        return unit_vector(vector, dimensions=self.dimensions)
 
     def warm(self) -> dict[str, float]:
         """Load everything `analyze` needs now; returns the load times in ms."""
@@ -414,9 +432,10 @@ class LocalVisionProvider:
         from aperture import logs
 
         path = self.cache_path()
-        loaded = _read_cache(path, classes=1000, colours=len(COLOUR_NAMES), dimensions=self.dimensions)
-        if loaded is not None:
-            return _Vectors(*loaded, path=path)
+        for candidate in _cache_locations(path):
+            loaded = _read_cache(candidate, classes=1000, colours=len(COLOUR_NAMES), dimensions=self.dimensions)
+            if loaded is not None:
+                return _Vectors(*loaded, path=candidate)
         start = time.perf_counter()
         encoder = _shared("encoder", _build_encoder, self.num_threads)
         _, prompts = self._class_names()
@@ -430,6 +449,12 @@ class LocalVisionProvider:
             ms=round((time.perf_counter() - start) * 1000, 1),
         )
         return _Vectors(classes, colours, written)
+
+
+def _cache_locations(path: Path) -> list[Path]:
+    """Where the cache file may be: its directory, else the temp-dir fallback."""
+    fallback = Path(tempfile.gettempdir()) / "aperture" / path.name
+    return [path] if fallback == path else [path, fallback]
 
 
 def _read_cache(path: Path, *, classes: int, colours: int, dimensions: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -455,14 +480,15 @@ def _write_cache(path: Path, *, classes: np.ndarray, colours: np.ndarray) -> Pat
     """
     from aperture import logs
 
-    for directory in (path.parent, Path(tempfile.gettempdir()) / "aperture"):
-        target = directory / path.name
+    for target in _cache_locations(path):
+        directory = target.parent
         try:
             directory.mkdir(parents=True, exist_ok=True)
             fd, temp = tempfile.mkstemp(dir=directory, prefix=".label-vectors-", suffix=".npz")
             try:
                 with os.fdopen(fd, "wb") as handle:
                     np.savez(handle, classes=classes.astype(np.float32), colours=colours.astype(np.float32))
+                os.chmod(temp, 0o644)  # mkstemp makes it 0600: a cache built at deploy time must be readable
                 os.replace(temp, target)
             except BaseException:
                 Path(temp).unlink(missing_ok=True)
@@ -471,3 +497,31 @@ def _write_cache(path: Path, *, classes: np.ndarray, colours: np.ndarray) -> Pat
         except OSError as exc:
             logs.warning("cannot write label vector cache", path=str(target), error=str(exc))
     return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m aperture.vision_local [--cache-dir DIR]``: build (or check) the vector cache.
+
+    Run it at image build or deploy time so that no instance ever computes
+    the class vectors at start-up; prints the cache file and the load times.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m aperture.vision_local", description=main.__doc__)
+    parser.add_argument("--cache-dir", default=None, help="default: ~/.cache/aperture")
+    args = parser.parse_args(argv)
+    provider = LocalVisionProvider(cache_dir=args.cache_dir)
+    start = time.perf_counter()
+    timings = provider.warm()
+    vectors = provider.vectors()
+    print(json.dumps({
+        "cache": str(vectors.path) if vectors.path else None,
+        "built": bool(provider.vector_builds),
+        "warm_ms": round((time.perf_counter() - start) * 1000, 1),
+        **{key: round(value, 1) for key, value in timings.items()},
+    }))
+    return 0 if vectors.path else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

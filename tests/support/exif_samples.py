@@ -1,7 +1,8 @@
 """JPEGs with real EXIF, and a second, independent reader's answers for them.
 
 Three sources of EXIF:
-- `piexif` and Pillow's `Image.Exif` writers (well-formed, big- and little-endian);
+- `piexif` and Pillow's `Image.Exif` writers (well-formed; both write big-endian
+  "MM" TIFF, so `raw_exif` adds little-endian "II" samples);
 - `raw_exif`, a hand-written TIFF/EXIF encoder for malformed blocks the writers
   refuse to produce (wrong tag types, zero denominators, bad offsets);
 - real camera photographs shipped inside the `exif==0.12.0` wheel
@@ -66,7 +67,7 @@ def pillow_exif(
     exif: dict | None = None,
     gps: dict | None = None,
 ) -> Image.Exif:
-    """An `Image.Exif` (Pillow's writer, little-endian) with IFD0, Exif and GPS sub-IFDs filled in."""
+    """An `Image.Exif` (Pillow's writer) with IFD0, Exif and GPS sub-IFDs filled in."""
     block = Image.Exif()
     for tag, value in (zeroth or {}).items():
         block[tag] = value
@@ -88,7 +89,6 @@ def rational(numerator: int, denominator: int = 1) -> IFDRational:
 # field (for pointers that lead nowhere).
 
 BYTE, ASCII, SHORT, LONG, RATIONAL, UNDEFINED, SRATIONAL = 1, 2, 3, 4, 5, 7, 10
-_UNIT = {BYTE: 1, ASCII: 1, SHORT: 2, LONG: 4, RATIONAL: 8, UNDEFINED: 1, SRATIONAL: 8}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,7 +238,7 @@ def reference(data: bytes) -> dict[str, Any]:
         "lens": _ascii(get("EXIF LensModel")),
         "exposure_time": _float(_first(get("EXIF ExposureTime"))) if get("EXIF ExposureTime") else None,
         "f_number": _float(_first(get("EXIF FNumber"))) if get("EXIF FNumber") else None,
-        "iso": _float(_first(get("EXIF ISOSpeedRatings"))) if get("EXIF ISOSpeedRatings") else None,
+        "iso": _first(get("EXIF ISOSpeedRatings")) if get("EXIF ISOSpeedRatings") else None,
         "focal_length": _float(_first(get("EXIF FocalLength"))) if get("EXIF FocalLength") else None,
     }
     lat = _dms(get("GPS GPSLatitude"), get("GPS GPSLatitudeRef"), "S")

@@ -33,6 +33,7 @@ test: prereqs $(TOOLS_STAMP)
 	CHECKOV=$(CURDIR)/$(TOOLS)/bin/checkov $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: prereqs
+	$(PY) -m pip install --quiet -r requirements-bench.txt
 	@for script in scripts/bench/[a-z]*.py; do \
 	  case $$script in */benchlib.py|*/baseline_*.py) continue;; esac; \
 	  echo "== $$script"; $(PY) $$script || exit 1; \

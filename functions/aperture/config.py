@@ -122,6 +122,11 @@ class Config:
     vision_cache_dir: str = _setting(
         "APERTURE_VISION_CACHE_DIR", "", "Where the local provider caches label text vectors (default ~/.cache/aperture)."
     )
+    vision_threads: int = _setting(
+        "APERTURE_VISION_THREADS",
+        1,
+        "Torch intra-op threads of the local provider; 1 keeps a busy 2-core instance from oversubscribing.",
+    )
     prewarm_source: bool = _setting(
         "APERTURE_PREWARM_SOURCE",
         True,

@@ -8,6 +8,7 @@ exactly like a missing one (404 "image not found").
 from __future__ import annotations
 
 import base64
+import hashlib
 import datetime as dt
 import json
 import re
@@ -16,7 +17,7 @@ from typing import Any, Callable
 import flask
 from werkzeug.routing import Map, Rule
 
-from aperture import services, stats_http
+from aperture import pixels, services, stats_http, transforms
 from aperture.access import Principal, default_access, team_route
 from aperture.config import get_config
 from aperture.counters import Totals
@@ -163,7 +164,38 @@ def original(request: flask.Request, principal: Principal, image: str) -> flask.
 
 
 def download_converted(request: flask.Request, principal: Principal, image_id: str, extension: str) -> flask.Response:
-    raise ApiError(404, "conversion is not available yet")
+    """The image converted to `extension` with the `ops=` pipeline (or single-parameter forms) applied."""
+    try:
+        fmt = transforms.output_format(extension)
+        pipeline = transforms.parse_query(request.args.items(multi=True))
+    except transforms.InvalidOperation as exc:
+        raise ApiError(400, str(exc)) from None
+    if pipeline.splits:
+        raise ApiError(400, "split gives four images: download one with split:tl, split:tr, split:bl or split:br "
+                            "(batch jobs write all four)")
+    record = find(principal, image_id)
+    # Content-addressed source + canonical pipeline + format: the output never changes.
+    etag = hashlib.sha256(f"{record['id']}\0{pipeline}\0{fmt.extension}".encode()).hexdigest()[:32]
+    headers = {"ETag": f'"{etag}"', "Cache-Control": "private, max-age=31536000, immutable",
+               "X-Content-Type-Options": "nosniff"}
+    if request.if_none_match.contains_weak(etag):
+        return flask.Response(status=304, headers=headers)
+    info = services.objects().info(record["bucket"], record["object"])
+    if info is None:
+        raise ApiError(404, "image not found")
+    timings = Timings()
+    with timings.span("download"):
+        data = services.objects().read(info)
+    try:
+        with timings.span("render"):
+            [out] = transforms.render(data, pipeline, fmt.extension, max_pixels=get_config().max_pixels)
+    except transforms.InvalidOperation as exc:
+        raise ApiError(400, str(exc)) from None
+    except (pixels.NotAnImage, pixels.TooManyPixels) as exc:
+        raise ApiError(422, str(exc)) from None
+    headers["Server-Timing"] = timings.header()
+    headers["Content-Disposition"] = f'inline; filename="{record["id"]}.{out.extension}"'
+    return flask.Response(out.data, status=200, mimetype=out.mime_type, headers=headers)
 
 
 def image_stats(request: flask.Request, principal: Principal, image: str, func: str) -> flask.Response:

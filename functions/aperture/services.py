@@ -62,7 +62,9 @@ def vision():
     from aperture.vision import provider_for
 
     config = get_config()
-    return provider_for(config.provider, cache_dir=config.vision_cache_dir or None)
+    if config.provider in ("", "local"):
+        return provider_for("local", cache_dir=config.vision_cache_dir or None, num_threads=config.vision_threads)
+    return provider_for(config.provider)
 
 
 @functools.cache

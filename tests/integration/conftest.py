@@ -34,13 +34,36 @@ def stack(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def _clean_state(stack, storage_client):
+def _clean_state(stack, storage_client, firestore_client):
     """Every test starts with empty Firestore and empty uploads/derived buckets
-    (the seeded source bucket is shared and read-only for tests)."""
+    (the seeded source bucket is shared and read-only for tests). Work the
+    previous test set off (finalize events still being processed) is let
+    finish first, so it cannot land in this test's fresh state."""
+    _wait_for_pipeline_idle(storage_client, firestore_client, stack)
     stack.reset_firestore()
+    from google.api_core import exceptions as gexc
+
     for bucket in (stack.uploads_bucket, stack.derived_bucket):
         for blob in storage_client.list_blobs(bucket):
-            blob.delete()
+            try:
+                blob.delete()
+            except gexc.NotFound:
+                pass  # the process function removed it meanwhile
+
+
+def _wait_for_pipeline_idle(storage_client, firestore_client, stack, timeout: float = 30.0) -> None:
+    import time
+
+    from google.cloud.firestore_v1.base_query import FieldFilter
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pending = list(firestore_client.collection("images").where(
+            filter=FieldFilter("status", "==", "pending")).limit(1).stream())
+        incoming = list(storage_client.list_blobs(stack.uploads_bucket, prefix="incoming/", max_results=1))
+        if not pending and not incoming:
+            return
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")

@@ -200,3 +200,71 @@ def test_teams_cannot_touch_each_others_images(gateway, alice, bob, images, stor
     # and nothing was deleted
     assert images.get("team-a", mine) is not None
     assert gateway.get(f"/v1/images/{mine}/original", headers=alice.headers).status_code == 200
+
+
+# -- conversion and transforms over HTTP -------------------------------------------------
+
+
+@pytest.mark.parametrize("extension,mime", [("png", "image/png"), ("jpg", "image/jpeg"), ("jpeg", "image/jpeg"),
+                                            ("gif", "image/gif"), ("webp", "image/webp"), ("tiff", "image/tiff"),
+                                            ("bmp", "image/bmp")])
+def test_download_converted_by_extension(gateway, alice, extension, mime):
+    import piexif
+
+    source = io.BytesIO()
+    random_image("RGB", size=(120, 80), seed=20).save(
+        source, "JPEG", exif=piexif.dump({"0th": {piexif.ImageIFD.Make: b"Canon"}}))
+    [image_id] = upload(gateway, alice, ("conv.jpg", source.getvalue()))
+
+    response = gateway.get(f"/v1/images/{image_id}.{extension}", headers=alice.headers)
+
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"] == mime
+    out = Image.open(io.BytesIO(response.content))
+    assert out.size == (120, 80)
+    assert out.getexif().get(0x010F) is None  # metadata stripped (TIFF keeps only its structural tags)
+    assert int(response.headers["Content-Length"]) == len(response.content)
+
+
+def test_transform_pipeline_and_etag(gateway, alice):
+    [image_id] = upload(gateway, alice, ("t.png", encode(random_image("RGB", size=(400, 300), seed=21))))
+    url = f"/v1/images/{image_id}.png?ops=crop:10,10,200,100|rotate:90|resize:50%"
+
+    first = gateway.get(url, headers=alice.headers)
+    again = gateway.get(url, headers={**alice.headers, "If-None-Match": first.headers["ETag"]})
+
+    assert first.status_code == 200, first.text
+    assert Image.open(io.BytesIO(first.content)).size == (50, 100)
+    assert again.status_code == 304
+
+
+def test_orientation_is_applied_first(gateway, alice):
+    import piexif
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (60, 20), "red").save(buffer, "JPEG", exif=piexif.dump({"0th": {piexif.ImageIFD.Orientation: 6}}))
+    [image_id] = upload(gateway, alice, ("rot.jpg", buffer.getvalue()))
+
+    response = gateway.get(f"/v1/images/{image_id}.png", headers=alice.headers)
+
+    assert Image.open(io.BytesIO(response.content)).size == (20, 60)
+
+
+@pytest.mark.parametrize("query", ["ops=crop:-1,0,10,10", "ops=crop:0,0,99999,99999", "ops=rotate:1e309",
+                                   "ops=resize:0", "ops=resize:100000x100000", "ops=explode:3",
+                                   "ops=" + "|".join(["grayscale"] * 1000), "ops=split", "ops=quality:0"])
+def test_hostile_transform_parameters_are_400(gateway, alice, query):
+    [image_id] = upload(gateway, alice, ("h.png", encode(random_image("RGB", size=(64, 64), seed=22))))
+
+    response = gateway.get(f"/v1/images/{image_id}.png?{query}", headers=alice.headers)
+
+    assert response.status_code == 400, (query, response.status_code)
+    assert response.json()["error"]["message"]
+
+
+def test_unsupported_output_format_is_400(gateway, alice):
+    [image_id] = upload(gateway, alice, ("f.png", encode(random_image("RGB", seed=23))))
+
+    response = gateway.get(f"/v1/images/{image_id}.svg", headers=alice.headers)
+
+    assert response.status_code == 400

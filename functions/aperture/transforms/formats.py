@@ -171,12 +171,12 @@ def _gif_frame_options(frame: Image.Image) -> dict[str, object]:
 
 
 def _to_palette(image: Image.Image, method: Image.Quantize = Image.Quantize.MEDIANCUT) -> Image.Image:
-    """A P (or L) image for GIF: exact when the colours fit, quantized otherwise.
+    """A P image for GIF: exact when the colours fit, quantized (by `method`) otherwise.
 
     Pixels with alpha below 128 take the transparent index 255 (``info["transparency"]``).
     """
     if image.mode == "L":
-        image = image.convert("RGB")  # a P frame like the others (an L still could stay L, but needs no special case)
+        image = image.convert("RGB")  # at most 256 greys: the exact palette below keeps them
     if image.mode == "LA":
         image = image.convert("RGBA")
     transparent = None

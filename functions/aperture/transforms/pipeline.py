@@ -28,7 +28,7 @@ from aperture.transforms.quadrant import QUADRANTS, Quadrant
 from aperture.transforms.quality import Quality
 from aperture.transforms.resize import Resize
 from aperture.transforms.rotate import Rotate
-from aperture.transforms.source import all_frames, first_frame, loop_count, open_source
+from aperture.transforms.source import all_frames, first_frame, open_source
 
 OPERATIONS: tuple[type[Operation], ...] = (Crop, Rotate, Flip, Resize, Blur, Grayscale, Quadrant, Quality)
 _BY_NAME = {name: cls for cls in OPERATIONS for name in cls.names}
@@ -283,8 +283,9 @@ def render(
         if source.format == "GIF" and fmt.name == "WEBP":
             # Browsers show GIF delays of 0 or 10 ms as 100 ms; WebP players do not.
             durations = [100 if duration <= 10 else duration for duration in durations]
-        loop = loop_count(source)
-        encoded = [formats.encode(frames, fmt, quality=quality, durations=durations, loop=loop) for frames in branches]
+        encoded = [
+            formats.encode(frames, fmt, quality=quality, durations=durations, loop=source.loop) for frames in branches
+        ]
         outputs = [(blob, frames[0].size, len(frames)) for blob, frames in zip(encoded, branches)]
     else:
         target = pipeline.leading_downscale(source.size)

@@ -45,6 +45,7 @@ class Source:
     format: str  # Pillow's format name, MPO reported as JPEG
     orientation: Image.Transpose | None
     frames: int  # animation frames (1 for stills)
+    loop: int | None = None  # animation loop count (0: forever); None: plays once (GIF without NETSCAPE2.0)
 
     @property
     def size(self) -> Size:
@@ -79,7 +80,8 @@ def open_source(data: bytes, *, max_pixels: int) -> Source:
         frames = image.n_frames if animated else 1  # type: ignore[attr-defined]
     except DECODE_ERRORS as exc:
         raise NotAnImage(f"cannot read the frames: {error_reason(exc)}") from None
-    return Source(image, fmt, _ORIENTATION.get(_orientation_tag(image)), frames)
+    loop = image.info.get("loop") if frames > 1 else None
+    return Source(image, fmt, _ORIENTATION.get(_orientation_tag(image)), frames, int(loop) if loop is not None else None)
 
 
 def first_frame(source: Source, draft: Size | None = None) -> Image.Image:
@@ -113,12 +115,6 @@ def all_frames(source: Source) -> Iterator[tuple[Image.Image, int]]:
             frame = frame.transpose(source.orientation)
         frame.info = {}
         yield frame, duration
-
-
-def loop_count(source: Source) -> int | None:
-    """The animation's loop count (0: forever); None when it plays once (a GIF without NETSCAPE2.0)."""
-    loop = source.image.info.get("loop")
-    return int(loop) if loop is not None else None
 
 
 def _orientation_tag(image: Image.Image) -> int:

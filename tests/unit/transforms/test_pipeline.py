@@ -180,3 +180,39 @@ def test_rendered_fields():
     assert (out.format, out.mime_type, out.extension, out.width, out.height, out.frames, out.suffix) == (
         "JPEG", "image/jpeg", "jpg", 32, 24, 1, "")
     assert decode(out.data).size == (32, 24)
+
+
+OPERATION_TEXT = st.one_of(
+    st.builds(lambda x, y, w, h: f"crop:{x},{y},{w},{h}", st.integers(0, 40), st.integers(0, 40),
+              st.integers(1, 40), st.integers(1, 40)),
+    st.builds(lambda a: f"rotate:{a}", st.sampled_from([0, 90, 180, 270, -90, 33, 12.5, 359.9])),
+    st.sampled_from(["flip", "flop", "flip:hv", "grayscale", "split", "quadrant:tl", "quadrant:br", "quality:40"]),
+    st.builds(lambda w, h: f"resize:{w}x{h}", st.integers(1, 80), st.integers(1, 80)),
+    st.builds(lambda w, h: f"resize:{w}x{h}!", st.integers(1, 80), st.integers(1, 80)),
+    st.builds(lambda p: f"resize:{p}%", st.sampled_from([1, 10, 33.3, 50, 100, 150])),
+    st.builds(lambda s: f"blur:{s}", st.sampled_from([0, 0.5, 3])),
+)
+
+
+@given(
+    items=st.lists(OPERATION_TEXT, max_size=5),
+    mode=st.sampled_from(["RGB", "RGBA", "L", "LA"]),
+    fmt=st.sampled_from(["png", "jpg", "gif", "webp", "tiff", "bmp"]),
+)
+@settings(max_examples=120, deadline=None)
+def test_rendered_sizes_are_the_planned_sizes(items, mode, fmt):
+    text = "|".join(items)
+    try:
+        pipeline = parse_ops(text)
+    except InvalidOperation:
+        return  # two splits
+    data = encode(photo((48, 36), mode))
+    try:
+        planned = pipeline.plan((48, 36))
+    except InvalidOperation:
+        with pytest.raises(InvalidOperation):
+            render(data, pipeline, fmt, max_pixels=MAX_PIXELS)
+        return
+    outputs = render(data, pipeline, fmt, max_pixels=MAX_PIXELS)
+    assert [(out.width, out.height) for out in outputs] == planned
+    assert all(decode(out.data).size == (out.width, out.height) for out in outputs)

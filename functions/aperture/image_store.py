@@ -60,7 +60,7 @@ class ImageStore:
         self._collection.document(record_id(team, image_id)).update(fields)
 
     def list(self, team: str, *, filters: dict[str, Any], after=None, before=None, limit: int = 50,
-             start_after: tuple | None = None) -> list[dict[str, Any]]:
+             start_after: str | None = None) -> list[dict[str, Any]] | None:
         """A team's records, newest first, optionally filtered (format, camera, label, time range)."""
         query = self._collection.where(filter=FieldFilter("team", "==", team))
         if filters.get("format"):
@@ -73,8 +73,12 @@ class ImageStore:
             query = query.where(filter=FieldFilter("created_at", ">=", after))
         if before is not None:
             query = query.where(filter=FieldFilter("created_at", "<", before))
-        query = query.order_by("created_at", direction=firestore.Query.DESCENDING).order_by(
-            "id", direction=firestore.Query.DESCENDING)
+        # Ties on created_at are broken by the document id, which Firestore adds
+        # to every index on its own: the declared composite indexes suffice.
+        query = query.order_by("created_at", direction=firestore.Query.DESCENDING)
         if start_after is not None:
-            query = query.start_after({"created_at": start_after[0], "id": start_after[1]})
+            snapshot = self._collection.document(record_id(team, start_after)).get()
+            if not snapshot.exists:
+                return None  # the cursor's image was deleted meanwhile
+            query = query.start_after(snapshot)
         return [snap.to_dict() for snap in query.limit(limit).stream()]

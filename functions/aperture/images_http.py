@@ -87,6 +87,8 @@ def list_images(request: flask.Request, principal: Principal) -> flask.Response:
     cursor = _decode_cursor(args.get("cursor"), filters, after, before) if args.get("cursor") else None
     records = services.images().list(principal.team, filters=filters, after=after, before=before,
                                      limit=limit + 1, start_after=cursor)
+    if records is None:
+        raise ApiError(400, "cursor points at an image that was deleted; start again without a cursor")
     page, more = records[:limit], len(records) > limit
     next_cursor = _encode_cursor(page[-1], filters, after, before) if more and page else None
     return json_response({"images": [view(r) for r in page], "next_cursor": next_cursor})
@@ -114,17 +116,18 @@ def _query_key(filters, after, before) -> str:
 
 
 def _encode_cursor(record: dict, filters, after, before) -> str:
-    raw = json.dumps({"t": record["created_at"].isoformat(), "id": record["id"], "q": _query_key(filters, after, before)})
+    raw = json.dumps({"id": record["id"], "q": _query_key(filters, after, before)})
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def _decode_cursor(raw: str, filters, after, before) -> tuple:
+def _decode_cursor(raw: str, filters, after, before) -> str:
     try:
         data = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-        position = (dt.datetime.fromisoformat(data["t"]), str(data["id"]))
-        query = data["q"]
+        position, query = str(data["id"]), data["q"]
     except (ValueError, KeyError, TypeError):
         raise ApiError(400, "cursor is not one this API returned") from None
+    if not IMAGE_ID.fullmatch(position):
+        raise ApiError(400, "cursor is not one this API returned")
     if query != _query_key(filters, after, before):
         raise ApiError(400, "cursor belongs to a different query (filters changed)")
     return position

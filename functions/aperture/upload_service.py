@@ -60,11 +60,13 @@ def object_name(team: str, image_id: str, extension: str) -> str:
 
 
 class UploadService:
-    def __init__(self, objects: ObjectStore, images: ImageStore, bucket: str, limits: Limits):
+    def __init__(self, objects: ObjectStore, images: ImageStore, bucket: str, limits: Limits,
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)):
         self._objects = objects
         self._images = images
         self._bucket = bucket
         self._limits = limits
+        self._clock = clock
         self._writers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="upload-write")
         # Decoding releases the GIL: one validator per core is enough.
         self._validators = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="validate")
@@ -212,7 +214,7 @@ class UploadService:
             "bucket": self._bucket,
             "object": object_name(team, image_id, image.extension),
             "status": "pending",
-            "created_at": dt.datetime.now(dt.timezone.utc),
+            "created_at": self._clock(),
             "uploaded_by": uploaded_by,
         }
 

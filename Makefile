@@ -35,9 +35,12 @@ test: prereqs $(TOOLS_STAMP)
 bench: prereqs
 	$(PY) -m pip install --quiet -r requirements-bench.txt
 	@for script in scripts/bench/[a-z]*.py; do \
-	  case $$script in */benchlib.py|*/baseline_*.py) continue;; esac; \
+	  case $$script in */benchlib.py) continue;; esac; \
 	  echo "== $$script"; $(PY) $$script || exit 1; \
 	done
+
+deploy:
+	bash scripts/deploy.sh
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .aperture .pytest_cache .hypothesis

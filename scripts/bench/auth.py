@@ -51,7 +51,7 @@ def main() -> int:
         spec_path = Path(tempfile.mkdtemp()) / "bench-openapi.yaml"
         spec_path.write_text(yaml.safe_dump(bench_spec(yaml.safe_load(OPENAPI.read_text()))))
         target = spawn("benchauth", [sys.executable, "-m", "functions_framework", "--target=target",
-                                     f"--source={Path(__file__).with_name('auth_target.py')}",
+                                     f"--source={Path(__file__).with_name('_auth_target.py')}",
                                      "--host=127.0.0.1", f"--port={target_port}"],
                        env=stack.function_env(), log_dir=stack.log_dir)
         gateway = spawn("benchgateway", [sys.executable, "-m", "devstack.gateway", f"--port={gateway_port}",

@@ -39,7 +39,7 @@ def main() -> int:
         baseline = spawn(
             "baseline",
             [sys.executable, "-m", "functions_framework", "--target=baseline",
-             f"--source={Path(__file__).with_name('baseline_stats.py')}", "--host=127.0.0.1", f"--port={baseline_port}"],
+             f"--source={Path(__file__).with_name('_baseline_stats.py')}", "--host=127.0.0.1", f"--port={baseline_port}"],
             env=stack.function_env(), log_dir=stack.log_dir,
         )
         stack.children.append(baseline)

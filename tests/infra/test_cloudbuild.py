@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.tools import require
+
 ROOT = Path(__file__).resolve().parents[2]
 CLOUDBUILD = ROOT / "cloudbuild.yaml"
 
@@ -20,19 +22,11 @@ BUILTIN = {
 }  # fmt: skip
 
 
-def _require(module: str):
-    try:
-        return __import__(module)
-    except ImportError:  # pragma: no cover - depends on the environment
-        message = f"{module} is not installed: pip install -r requirements-dev.txt"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 @pytest.fixture(scope="module")
 def build() -> dict:
-    yaml = _require("yaml")
+    yaml = require("yaml")
     doc = yaml.safe_load(CLOUDBUILD.read_text())
     assert isinstance(doc, dict) and doc.get("steps"), "cloudbuild.yaml has no steps"
     return doc
@@ -118,3 +112,17 @@ def test_options_and_substitutions(build):
     assert not unused, f"unused substitutions: {unused}"
     for name, value in build["substitutions"].items():
         assert value is not None, f"{name} needs a default"
+
+
+def test_make_deploy_runs_the_documented_script():
+    import subprocess
+
+    script = ROOT / "scripts" / "deploy.sh"
+    makefile = (ROOT / "Makefile").read_text()
+
+    assert "deploy:\n\tbash scripts/deploy.sh" in makefile
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    text = script.read_text()
+    for step in ("terraform -chdir=infra init", "terraform -chdir=infra apply", "gcloud builds submit",
+                 "output -raw gateway_url"):
+        assert step in text, step

@@ -9,19 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.tools import require
+
 ROOT = Path(__file__).resolve().parents[2]
 SPEC_PATH = ROOT / "infra" / "openapi.yaml"
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch"}
 
 
-def _require(module: str):
-    try:
-        return __import__(module)
-    except ImportError:  # pragma: no cover - depends on the environment
-        message = f"{module} is not installed: pip install -r requirements-dev.txt"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 def _rendered_text() -> str:
@@ -31,7 +25,7 @@ def _rendered_text() -> str:
 
 @pytest.fixture(scope="module")
 def spec() -> dict:
-    yaml = _require("yaml")
+    yaml = require("yaml")
     return yaml.safe_load(_rendered_text())
 
 
@@ -49,8 +43,8 @@ def test_is_swagger_2(spec):
 
 
 def test_validates_with_openapi_spec_validator():
-    _require("openapi_spec_validator")
-    yaml = _require("yaml")
+    require("openapi_spec_validator")
+    yaml = require("yaml")
     from openapi_spec_validator import OpenAPIV2SpecValidator, validate
 
     text = _rendered_text()

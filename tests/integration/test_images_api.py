@@ -16,6 +16,7 @@ from aperture.counters import TeamCounters
 from aperture.histogram_store import COLLECTION as HISTOGRAMS
 from aperture.image_store import ImageStore
 from tests.support import hostile
+from tests.support.api import settled, upload
 from tests.support.images import close, encode, numpy_stat, random_image, samples
 
 
@@ -24,21 +25,10 @@ def images(firestore_client):
     return ImageStore(firestore_client)
 
 
-def upload(gateway, caller, *items):
-    response = gateway.post("/v1/images", headers=caller.headers,
-                            files=[("files", (name, data, "application/octet-stream")) for name, data in items])
-    assert response.status_code in (200, 201), response.text
-    return [f["id"] for f in response.json()["files"]]
-
-
-def processed(images, team, image_id, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        record = images.get(team, image_id)
-        if record and record["status"] == "processed":
-            return record
-        time.sleep(0.1)
-    raise AssertionError(f"not processed: {images.get(team, image_id)}")
+def processed(images, team, image_id):
+    record = settled(images, team, image_id)
+    assert record["status"] == "processed", record.get("error")
+    return record
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from aperture.counters import TeamCounters
 from aperture.histogram_store import HistogramStore
 from aperture.object_store import ObjectStore
 from tests.support import hostile
+from tests.support.api import settled, upload
 from tests.support.images import encode, random_image
 
 
@@ -33,23 +34,6 @@ def camera_jpeg(make="Canon", model="Canon EOS 5D Mark IV", when="2024:05:17 09:
     return buffer.getvalue()
 
 
-def upload(gateway, caller, *items):
-    response = gateway.post("/v1/images", headers=caller.headers,
-                            files=[("files", (name, data, "image/jpeg")) for name, data in items])
-    assert response.status_code in (200, 201), response.text
-    return [f["id"] for f in response.json()["files"]]
-
-
-def wait_for_status(images, team, image_id, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        record = images.get(team, image_id)
-        if record and record["status"] != "pending":
-            return record
-        time.sleep(0.1)
-    raise AssertionError(f"{image_id} still pending: {images.get(team, image_id)}")
-
-
 @pytest.fixture
 def images(firestore_client):
     from aperture.image_store import ImageStore
@@ -61,7 +45,7 @@ def test_upload_becomes_processed_with_labels_and_embedding(gateway, make_caller
     caller = make_caller("team-a", "member")
     [image_id] = upload(gateway, caller, ("cam.jpg", camera_jpeg()))
 
-    record = wait_for_status(images, "team-a", image_id)
+    record = settled(images, "team-a", image_id)
 
     assert record["status"] == "processed", record.get("error")
     assert (record["format"], record["width"], record["height"], record["frames"]) == ("JPEG", 640, 480, 1)
@@ -85,8 +69,8 @@ def test_gps_is_stored_only_when_the_team_enables_it(gateway, make_caller, ident
     [a] = upload(gateway, private, ("gps.jpg", data))
     [b] = upload(gateway, public, ("gps.jpg", data))
 
-    assert "gps" not in wait_for_status(images, "team-a", a)["exif"]
-    stored = wait_for_status(images, "team-gps", b)["exif"]["gps"]
+    assert "gps" not in settled(images, "team-a", a)["exif"]
+    stored = settled(images, "team-gps", b)["exif"]["gps"]
     assert stored["latitude"] == pytest.approx(-33.8667, abs=1e-3) and stored["longitude"] == pytest.approx(151.21, abs=1e-2)
 
 
@@ -97,7 +81,7 @@ def test_same_event_three_times_counts_once(stack, gateway, make_caller, images,
 
     caller = make_caller("team-a", "member")
     [image_id] = upload(gateway, caller, ("once.jpg", camera_jpeg(seed=3)))
-    record = wait_for_status(images, "team-a", image_id)
+    record = settled(images, "team-a", image_id)
     blob = ObjectStore(__import__("google.cloud.storage", fromlist=["Client"]).Client(project=stack.project)).info(
         stack.uploads_bucket, record["object"])
     event = CloudEvent({"id": "replay-1", "source": f"//storage.googleapis.com/projects/_/buckets/{stack.uploads_bucket}",
@@ -128,7 +112,7 @@ def test_corrupt_object_is_failed_not_retried_forever(stack, storage_client, ima
     blob = storage_client.bucket(stack.uploads_bucket).blob(f"teams/team-a/{image_id}.jpg")
     blob.upload_from_string(good[:200], content_type="image/jpeg")
 
-    record = wait_for_status(images, "team-a", image_id)
+    record = settled(images, "team-a", image_id)
     time.sleep(1.0)
 
     assert record["status"] == "failed" and record["error"]
@@ -147,7 +131,7 @@ def test_plain_client_upload_under_a_team_prefix_is_processed(stack, storage_cli
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and images.get("team-a", image_id) is None:
         time.sleep(0.1)
-    record = wait_for_status(images, "team-a", image_id)
+    record = settled(images, "team-a", image_id)
     assert record["status"] == "processed" and record["object"] == f"teams/team-a/{image_id}.jpg"
     assert record["uploaded_by"]["plain_client"] is True
     names = [b.name for b in storage_client.list_blobs(stack.uploads_bucket, prefix="teams/team-a/")]

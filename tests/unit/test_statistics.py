@@ -217,7 +217,7 @@ def test_int32_percentile_reproduces_numpy_even_when_neighbours_are_far_apart() 
 @pytest.mark.parametrize("photo", ["astronaut", "coffee", "chelsea", "camera"])
 def test_real_jpeg_photos_match_numpy(photo: str) -> None:
     # Arrange: a real photo through a real JPEG encode/decode.
-    skimage_data = pytest.importorskip("skimage.data")
+    import skimage.data as skimage_data
     buffer = io.BytesIO()
     Image.fromarray(getattr(skimage_data, photo)()).save(buffer, format="JPEG", quality=90)
     decoded = Image.open(io.BytesIO(buffer.getvalue()))

@@ -66,6 +66,9 @@ class Stack:
     derived_bucket: str = "aperture-derived"
     log_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="aperture-logs-")))
     extra_env: dict[str, str] = field(default_factory=dict)
+    # False: no event bridge, so bucket writes are not processed (benchmarks of
+    # the request path alone, without processing competing for the CPU).
+    events: bool = True
     children: list[Child] = field(default_factory=list)
 
     # addresses ---------------------------------------------------------------
@@ -225,6 +228,9 @@ class Stack:
                 f"--project={self.project}", *backends,
             ],
         )
+        wait_until(http_ok(f"{self.gateway_url}/health"), child=gateway, timeout=60, what="the gateway")
+        if not self.events:
+            return
         bridge = self._spawn(
             "bridge",
             [
@@ -234,7 +240,6 @@ class Stack:
                 f"--ready-file={self.log_dir / 'bridge.ready'}",
             ],
         )
-        wait_until(http_ok(f"{self.gateway_url}/health"), child=gateway, timeout=60, what="the gateway")
         wait_until(lambda: (self.log_dir / "bridge.ready").exists(), child=bridge, timeout=60, what="the event bridge")
 
     # test helpers ------------------------------------------------------------

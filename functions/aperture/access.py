@@ -23,6 +23,7 @@ from aperture.http_errors import ApiError, error_response
 from aperture.identity_store import ApiKey, IdentityStore
 
 API_KEY_HEADER = "x-api-key"
+_RANK = {"member": 1, "admin": 2, "owner": 3}
 INVALID_KEY = "invalid API key"
 
 
@@ -38,8 +39,8 @@ class Principal:
         return self.role == "owner"
 
     def require_role(self, *roles: str) -> None:
-        """403 unless the caller has one of `roles` (an owner has them all)."""
-        if self.is_owner or self.role in roles:
+        """403 unless the caller has one of `roles` or a higher one (member < admin < owner)."""
+        if _RANK.get(self.role, 0) >= min(_RANK[r] for r in roles):
             return
         raise ApiError(403, f"this route needs the {' or '.join(roles)} role; your key has {self.role}")
 

@@ -269,3 +269,12 @@ def test_invalid_direct_upload_is_removed(gateway, member, storage_client, fires
         time.sleep(0.1)
     assert list(storage_client.list_blobs(stack.uploads_bucket, prefix="incoming/")) == []
     assert team_records(firestore_client, "team-a") == []
+
+
+@pytest.mark.parametrize("role", ["member", "admin", "owner"])
+def test_every_role_can_upload(gateway, make_caller, role):
+    caller = make_caller("team-a", role)
+
+    response = gateway.post("/v1/images", headers=caller.headers, files=files((f"{role}.jpg", hostile.jpeg(seed=80))))
+
+    assert response.status_code in (200, 201), response.text

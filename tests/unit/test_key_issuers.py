@@ -85,3 +85,4 @@ def test_issuer_for_rejects_unknown_kinds():
     assert isinstance(issuer_for("local", "p", "svc"), LocalKeyIssuer)
     with pytest.raises(ValueError):
         issuer_for("ldap", "p", "svc")
+

@@ -48,7 +48,11 @@ locals {
     APERTURE_AUDIT_TTL_DAYS = tostring(var.audit_retention_days)
     # Google API keys the admin function creates are restricted to this service.
     APERTURE_API_SERVICE = google_api_gateway_api.aperture.managed_service
-    LOG_EXECUTION_ID     = "true"
+    # Signed URLs are signed by the function's own account (IAM signBlob), and
+    # upload links point clients at the gateway, never at a function.
+    APERTURE_URL_SIGNER = "iam"
+    APERTURE_PUBLIC_URL = "https://${google_api_gateway_gateway.aperture.default_hostname}"
+    LOG_EXECUTION_ID    = "true"
   }
 
   # ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ generation.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 
@@ -78,6 +79,7 @@ def answer(request: flask.Request, info: ObjectInfo, label: str, func: statistic
     value = func.apply(band)
     headers["X-Aperture-Cache"] = source
     headers["Server-Timing"] = timings.header()
+    finish = functools.partial(service.finish, info)
     if wants_json:
         body = {
             "image": label,
@@ -93,8 +95,11 @@ def answer(request: flask.Request, info: ObjectInfo, label: str, func: statistic
             "samples": band.total,
             "cache": source,
         }
-        return flask.Response(json.dumps(body), status=200, mimetype="application/json", headers=headers)
-    return flask.Response(statistics.format_value(value), status=200, mimetype="text/plain", headers=headers)
+        response = flask.Response(json.dumps(body), status=200, mimetype="application/json", headers=headers)
+    else:
+        response = flask.Response(statistics.format_value(value), status=200, mimetype="text/plain", headers=headers)
+    response.call_on_close(finish)  # deferred histogram work starts once the answer is sent
+    return response
 
 
 def _band(hists: ImageHistograms, channel: str | None) -> statistics.Histogram:

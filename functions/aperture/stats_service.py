@@ -11,6 +11,7 @@ import dataclasses
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable
 
 from cachetools import LRUCache
 from PIL import Image
@@ -37,6 +38,7 @@ class ImageHistograms:
 
 
 class StatsService:
+    FINISH_AFTER = 0.2  # seconds: the latest the deferred work of a cold lookup starts
     def __init__(
         self,
         objects: ObjectStore,
@@ -55,6 +57,7 @@ class StatsService:
         self._inflight: dict[tuple, Future] = {}
         self._background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="histograms")
         self._decoders = ThreadPoolExecutor(max_workers=4, thread_name_prefix="decode")
+        self._deferred: dict[tuple, Callable[[], None]] = {}
 
     def histograms(
         self, info: ObjectInfo, *, need_luma: bool = False, timings: Timings | None = None
@@ -62,8 +65,16 @@ class StatsService:
         """The image's histograms and where they came from (computed, memory, firestore)."""
         result, source = self._lookup(info, timings or Timings())
         if need_luma and result.pending is not None:
+            self.finish(info)
             result = result.pending.result()
         return result, source
+
+    def finish(self, info: ObjectInfo) -> None:
+        """Start the deferred work of a cold lookup now (callers: once the answer is sent)."""
+        with self._lock:
+            start = self._deferred.pop((info.bucket, info.name, info.generation), None)
+        if start is not None:
+            start()
 
     def _lookup(self, info: ObjectInfo, timings: Timings) -> tuple[ImageHistograms, str]:
         key = (info.bucket, info.name, info.generation)
@@ -118,8 +129,21 @@ class StatsService:
             bands = statistics.image_histograms(image, luma=False)
         partial = ImageHistograms(bands, image.width, image.height, image.mode, fmt, frames, pending=Future())
         # Luma costs as much again for RGB; answer the request first and finish
-        # (luma, then the Firestore write) in the background.
-        self._background.submit(self._complete, info, key, image, partial)
+        # (luma, then the Firestore write) in the background, once the answer is
+        # out (`finish`), so it does not compete with sending it. A timer starts
+        # it anyway if no caller does.
+        started = threading.Event()
+
+        def start() -> None:
+            if not started.is_set():
+                started.set()
+                self._background.submit(self._complete, info, key, image, partial)
+
+        with self._lock:
+            self._deferred[key] = start
+        timer = threading.Timer(self.FINISH_AFTER, lambda: self.finish(info))
+        timer.daemon = True
+        timer.start()
         return partial
 
     def _complete(self, info: ObjectInfo, key: tuple, image, partial: ImageHistograms) -> None:

@@ -14,7 +14,7 @@ from dataclasses import asdict
 import flask
 from werkzeug.routing import Map, Rule
 
-from aperture import clients, provisioning
+from aperture import provisioning
 from aperture.access import Principal, default_access, team_route
 from aperture.config import get_config
 from aperture.http_errors import ApiError, not_found

@@ -6,7 +6,6 @@ import argparse
 import signal
 import sys
 import threading
-from pathlib import Path
 
 from devstack.stack import REPO, Ports, Stack
 

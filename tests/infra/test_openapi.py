@@ -3,7 +3,6 @@ of the local gateway (S11, S12)."""
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 

@@ -4,11 +4,8 @@ statistics, delete, upload statistics; and team isolation on every route (S5).""
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import io
-import time
 
-import numpy as np
 import pytest
 from PIL import Image
 

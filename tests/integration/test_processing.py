@@ -9,7 +9,6 @@ import time
 
 import piexif
 import pytest
-from PIL import Image
 
 from aperture import services
 from aperture.counters import TeamCounters
@@ -100,7 +99,7 @@ def test_same_event_three_times_counts_once(stack, gateway, make_caller, images,
 
 
 def test_corrupt_object_is_failed_not_retried_forever(stack, storage_client, images, make_caller, identity):
-    caller = make_caller("team-a", "member")
+    make_caller("team-a", "member")  # the team must exist for its images to be processed
     good = hostile.jpeg(size=(300, 200), seed=9)
     image_id = hashlib.sha256(good).hexdigest()
     # A record made by an upload whose object was then replaced with garbage by someone with bucket access.

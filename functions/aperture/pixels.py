@@ -14,7 +14,7 @@ import io
 import re
 import struct
 import zlib
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 from PIL import Image, ImageMode
 
@@ -24,6 +24,7 @@ __all__ = [
     "TooManyPixels",
     "UnsupportedChannel",
     "open_image",
+    "RowBand",
     "normalize",
     "band_names",
     "normalized_mode",
@@ -79,8 +80,25 @@ DECODE_ERRORS: tuple[type[BaseException], ...] = (
 _BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
 
 
-def open_image(data: bytes | bytearray | memoryview | BinaryIO, *, max_pixels: int) -> Image.Image:
+# A run of finished rows of an image still being decoded; calling it copies
+# them out as an image of their own (safe from any thread while decoding goes on).
+RowBand = Callable[[], Image.Image]
+
+
+def open_image(
+    data: bytes | bytearray | memoryview | BinaryIO,
+    *,
+    max_pixels: int,
+    on_rows: Callable[[RowBand], None] | None = None,
+) -> Image.Image:
     """Decode the first frame of `data`, refusing images over `max_pixels` before decoding.
+
+    With `on_rows`, an 8-bit RGB JPEG reports its rows while libjpeg decodes
+    them: `on_rows` receives each run of finished rows once, top to bottom,
+    covering the image, so that work on the pixels can overlap the decode
+    (the stats function histograms bands on the other core). Such an image
+    comes back in mode RGBX (RGB plus the padding byte Pillow stores anyway).
+    Any other image never calls `on_rows` and comes back as usual.
 
     Raises `NotAnImage` when Pillow cannot identify or decode the bytes and
     `TooManyPixels` when width*height > max_pixels. The size check uses the
@@ -93,8 +111,9 @@ def open_image(data: bytes | bytearray | memoryview | BinaryIO, *, max_pixels: i
     as `TooManyPixels` too, with the effective limit.
     """
     stream: BinaryIO = io.BytesIO(bytes(data)) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    watcher = _RowWatcher(stream, on_rows) if on_rows is not None else None
     try:
-        image = Image.open(stream)
+        image = Image.open(watcher or stream)
     except Image.DecompressionBombError as exc:
         raise _bomb_to_too_many(exc, max_pixels) from None
     except Image.UnidentifiedImageError:
@@ -103,8 +122,12 @@ def open_image(data: bytes | bytearray | memoryview | BinaryIO, *, max_pixels: i
         raise NotAnImage(f"cannot read image header: {error_reason(exc)}") from None
 
     _check_size(image.size, max_pixels)
+    if watcher is not None:
+        watcher.watch(image)
     try:
         image.load()
+        if watcher is not None:
+            watcher.finish()
     except Image.DecompressionBombError as exc:
         raise _bomb_to_too_many(exc, max_pixels) from None
     except DECODE_ERRORS as exc:
@@ -112,6 +135,66 @@ def open_image(data: bytes | bytearray | memoryview | BinaryIO, *, max_pixels: i
     # Some formats (ICO, ICNS) pick their size while loading: check again.
     _check_size(image.size, max_pixels)
     return image
+
+
+class _RowWatcher:
+    """The stream Pillow decodes from, reporting finished rows between its reads.
+
+    Pillow feeds libjpeg 64 KB at a time, reading the stream before each
+    chunk, so `read` runs while the decoder is idle. libjpeg writes RGBX rows
+    in order with the padding byte 255 into memory Pillow zero-fills, so the
+    rows whose last pixel has a non-zero padding byte are exactly the
+    finished ones. Switching the decoder to RGBX uses two Pillow internals
+    (`_mode`, `_im`); tests/unit/test_pixels.py pins the behaviour against a
+    plain decode.
+    """
+
+    MIN_ROWS = 64  # fewer rows per band cost more in hand-offs than they overlap
+
+    def __init__(self, stream: BinaryIO, on_rows: Callable[[RowBand], None]):
+        self._stream = stream
+        self._on_rows = on_rows
+        self._image: Image.Image | None = None
+        self._done = 0
+
+    def watch(self, image: Image.Image) -> None:
+        tile = image.tile[0] if len(image.tile) == 1 else None
+        if (image.format in ("JPEG", "MPO") and image.mode == "RGB" and tile is not None
+                and tile.codec_name == "jpeg" and tile.args[0] == "RGB"):
+            image._mode = "RGBX"
+            image.tile = [tile._replace(args=("RGBX", *tile.args[1:]))]
+            self._image = image
+
+    def finish(self) -> None:
+        if self._image is not None:
+            self._report(self._image.height)
+
+    def read(self, size: int = -1) -> bytes:
+        if self._image is not None and self._image._im is not None:
+            self._report(self._finished_rows())
+        return self._stream.read(size)
+
+    def _finished_rows(self) -> int:
+        core = self._image._im
+        last = core.size[0] - 1
+        low, high = self._done, core.size[1]
+        while low < high:  # rows finish in order: bisect for the first unfinished one
+            middle = (low + high) // 2
+            if core.getpixel((last, middle))[3]:
+                low = middle + 1
+            else:
+                high = middle
+        return low
+
+    def _report(self, rows: int) -> None:
+        if rows - self._done < (1 if rows == self._image.height else self.MIN_ROWS):
+            return
+        core, image, box = self._image._im, self._image, (0, self._done, self._image.width, rows)
+        self._done = rows
+        self._on_rows(lambda: image._new(core.crop(box)))
+
+    def __getattr__(self, name: str):  # seek, tell, ...: the stream's own
+        return getattr(self._stream, name)
 
 
 def _check_size(size: tuple[int, int], max_pixels: int) -> None:
@@ -145,6 +228,8 @@ def normalized_mode(image: Image.Image) -> str:
         return "RGBA"
     if image.mode == "1":
         return "L"
+    if image.mode == "RGBX":  # RGB with Pillow's padding byte showing (open_image's on_rows)
+        return "RGB"
     return image.mode
 
 
@@ -153,11 +238,12 @@ def normalize(image: Image.Image) -> Image.Image:
 
     P becomes RGBA when the palette has transparency information
     (``"transparency" in image.info``) and RGB otherwise; PA becomes RGBA;
-    1 becomes L (0 and 255). Every other mode (L, LA, RGB, RGBA, CMYK, YCbCr,
+    1 becomes L (0 and 255). RGBX is RGB as Pillow stores it, padding
+    included: it is returned as is and counted as RGB. Every other mode (L, LA, RGB, RGBA, CMYK, YCbCr,
     I;16*, I, F, ...) is returned unchanged, as the same object.
     """
     mode = normalized_mode(image)
-    if mode == image.mode:
+    if mode == image.mode or image.mode == "RGBX":
         return image
     return image.convert(mode)
 

@@ -31,13 +31,14 @@ import math
 import re
 import struct
 import zlib
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Iterable, Literal
 
 import numpy as np
 from PIL import Image, ImageMode
 
-from aperture.pixels import UnsupportedChannel, band_names, normalize
+from aperture.pixels import RowBand, UnsupportedChannel, band_names, normalize
 
 __all__ = [
     "Histogram",
@@ -47,6 +48,8 @@ __all__ = [
     "parse_function",
     "format_value",
     "image_histograms",
+    "add_luma",
+    "RowHistograms",
     "select",
     "serialize",
     "deserialize",
@@ -387,10 +390,7 @@ def image_histograms(image: Image.Image, *, luma: bool = True) -> dict[str, Hist
     names = band_names(image)
     hists: dict[str, Histogram] = {}
     if ImageMode.getmode(image.mode).typestr == "|u1":
-        dense = np.asarray(image.histogram(), dtype=np.int64).reshape(len(names), 256)
-        for name, band_counts in zip(names, dense):
-            hists[name] = Histogram.from_dense(band_counts)
-        hists[ALL] = Histogram.from_dense(dense.sum(axis=0))
+        hists.update(_dense_histograms(names, image.histogram()))
     else:
         samples = np.asarray(image)
         if samples.ndim == 2:
@@ -402,6 +402,35 @@ def image_histograms(image: Image.Image, *, luma: bool = True) -> dict[str, Hist
     if luma:
         add_luma(image, hists)
     return hists
+
+
+def _dense_histograms(names: tuple[str, ...], counts: Iterable[int]) -> dict[str, Histogram]:
+    """Per-band and ``all`` histograms from Pillow's 256-per-band counts
+    (an RGBX image's padding band comes last and is dropped)."""
+    dense = np.asarray(counts, dtype=np.int64).reshape(-1, 256)[: len(names)]
+    hists = {name: Histogram.from_dense(band_counts) for name, band_counts in zip(names, dense)}
+    hists[ALL] = Histogram.from_dense(dense.sum(axis=0))
+    return hists
+
+
+class RowHistograms:
+    """The band histograms of an 8-bit image, counted run by run as its rows
+    are decoded: pass `add` as `pixels.open_image(on_rows=...)`; each run is
+    counted on `executor`, so counting overlaps the decode of later rows."""
+
+    def __init__(self, executor: Executor):
+        self._executor = executor
+        self._runs: list[Future] = []
+
+    def add(self, rows: RowBand) -> None:
+        self._runs.append(self._executor.submit(lambda: rows().histogram()))
+
+    def result(self, image: Image.Image) -> dict[str, Histogram] | None:
+        """The histograms (no luma) of the decoded `image`, or None if it reported no rows."""
+        if not self._runs:
+            return None
+        counts = np.sum([np.asarray(run.result(), dtype=np.int64) for run in self._runs], axis=0)
+        return _dense_histograms(band_names(image), counts)
 
 
 def add_luma(image: Image.Image, hists: dict[str, Histogram]) -> None:

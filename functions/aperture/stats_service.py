@@ -57,6 +57,8 @@ class StatsService:
         self._inflight: dict[tuple, Future] = {}
         self._background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="histograms")
         self._decoders = ThreadPoolExecutor(max_workers=4, thread_name_prefix="decode")
+        # Counts rows of a JPEG while the decoder thread goes on with later rows.
+        self._counters = ThreadPoolExecutor(max_workers=2, thread_name_prefix="count")
         self._deferred: dict[tuple, Callable[[], None]] = {}
 
     def histograms(
@@ -114,20 +116,23 @@ class StatsService:
             if stored is not None:
                 return _from_stored(stored), FIRESTORE
             with timings.span("decode"):
-                image, fmt, frames = decoding.result()
-            return self._compute(image, fmt, frames, key, info, timings), COMPUTED
+                image, fmt, frames, counted = decoding.result()
+            return self._compute(image, fmt, frames, counted, key, info, timings), COMPUTED
         finally:
             reader.close()
 
-    def _decode(self, reader) -> tuple[Image.Image, str | None, int]:
-        image = pixels.open_image(reader, max_pixels=self._max_pixels)
-        return image, image.format, getattr(image, "n_frames", 1)
+    def _decode(self, reader) -> tuple[Image.Image, str | None, int, statistics.RowHistograms]:
+        counted = statistics.RowHistograms(self._counters)
+        image = pixels.open_image(reader, max_pixels=self._max_pixels, on_rows=counted.add)
+        return image, image.format, getattr(image, "n_frames", 1), counted
 
-    def _compute(self, image, fmt, frames, key: tuple, info: ObjectInfo, timings: Timings) -> ImageHistograms:
+    def _compute(self, image, fmt, frames, counted: statistics.RowHistograms, key: tuple, info: ObjectInfo,
+                 timings: Timings) -> ImageHistograms:
         with timings.span("histogram"):
             image = pixels.normalize(image)
-            bands = statistics.image_histograms(image, luma=False)
-        partial = ImageHistograms(bands, image.width, image.height, image.mode, fmt, frames, pending=Future())
+            bands = counted.result(image) or statistics.image_histograms(image, luma=False)
+        mode = pixels.normalized_mode(image)
+        partial = ImageHistograms(bands, image.width, image.height, mode, fmt, frames, pending=Future())
         # Luma costs as much again for RGB; answer the request first and finish
         # (luma, then the Firestore write) in the background, once the answer is
         # out (`finish`), so it does not compete with sending it. A timer starts

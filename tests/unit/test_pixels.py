@@ -17,6 +17,7 @@ from aperture.pixels import (
     UnsupportedChannel,
     band_names,
     normalize,
+    normalized_mode,
     open_image,
 )
 
@@ -153,6 +154,109 @@ def test_open_image_takes_the_first_frame_of_an_animation() -> None:
     assert np.asarray(normalize(image)).max() == 10
 
 
+# -- open_image(on_rows=...): rows reported while the decoder runs ---------------------------
+
+
+def smooth_photo(width: int, height: int, seed: int = 0) -> Image.Image:
+    """Gradients plus noise: compresses like a photo, so the scan spans many 64 KB reads."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x * 255 // max(1, width - 1), y * 255 // max(1, height - 1), (x + y) % 256], axis=-1)
+    noisy = base + rng.normal(0, 12, base.shape)
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+
+
+def decode_by_rows(data: bytes) -> tuple[Image.Image, list[Image.Image]]:
+    runs: list = []
+    image = open_image(io.BytesIO(data), max_pixels=10**9, on_rows=runs.append)
+    return image, [run() for run in runs]
+
+
+JPEG_VARIANTS = {
+    "baseline 4:2:0": dict(quality=90),
+    "4:4:4": dict(quality=95, subsampling=0),
+    "4:2:2": dict(quality=80, subsampling=1),
+    "progressive": dict(quality=90, progressive=True),
+    "optimized": dict(quality=75, optimize=True),
+}
+
+
+@pytest.mark.parametrize("options", JPEG_VARIANTS.values(), ids=JPEG_VARIANTS.keys())
+@pytest.mark.parametrize("size", [(1, 1), (17, 9), (640, 480), (1500, 1100)])
+def test_rows_of_an_rgb_jpeg_are_reported_once_in_order_and_match_a_plain_decode(size, options) -> None:
+    # Arrange
+    data = encode(smooth_photo(*size), "JPEG", **options)
+    plain = Image.open(io.BytesIO(data))
+    plain.load()
+
+    # Act
+    image, runs = decode_by_rows(data)
+
+    # Assert
+    assert image.mode == "RGBX" and normalized_mode(image) == "RGB" and band_names(image) == ("r", "g", "b")
+    assert np.array_equal(np.asarray(image)[..., :3], np.asarray(plain))
+    assert sum(run.height for run in runs) == plain.height
+    stacked = np.concatenate([np.asarray(run)[..., :3] for run in runs])
+    assert np.array_equal(stacked, np.asarray(plain))
+
+
+def test_large_baseline_jpeg_reports_rows_before_the_decode_ends() -> None:
+    # Arrange: 4 MP, several hundred KB of scan data
+    data = encode(smooth_photo(2400, 1700, seed=4), "JPEG", quality=92)
+
+    # Act
+    _, runs = decode_by_rows(data)
+
+    # Assert: many runs, so counting overlapped decoding
+    assert len(runs) > 4
+    assert all(run.height >= 64 for run in runs[:-1])
+
+
+def test_rows_stay_exact_when_pillow_reuses_freed_memory() -> None:
+    # Arrange: a block cache makes each decode land in the previous image's memory,
+    # whose padding bytes are all 255 (the watcher relies on Pillow zero-filling it).
+    previous = Image.core.get_blocks_max()
+    Image.core.set_blocks_max(64)
+    try:
+        datas = [encode(smooth_photo(900, 700, seed=s), "JPEG", quality=85) for s in range(4)]
+        for data in datas:
+            expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+            # Act
+            _, runs = decode_by_rows(data)
+
+            # Assert
+            assert np.array_equal(np.concatenate([np.asarray(r)[..., :3] for r in runs]), expected)
+    finally:
+        Image.core.set_blocks_max(previous)
+
+
+@pytest.mark.parametrize(
+    ("image", "fmt"),
+    [
+        (Image.new("L", (300, 200), 90), "JPEG"),
+        (Image.new("CMYK", (300, 200), (10, 20, 30, 40)), "JPEG"),
+        (Image.new("RGB", (300, 200), (1, 2, 3)), "PNG"),
+        (Image.new("RGB", (300, 200), (1, 2, 3)), "WEBP"),
+    ],
+    ids=["grey jpeg", "cmyk jpeg", "png", "webp"],
+)
+def test_other_images_report_no_rows_and_decode_as_usual(image: Image.Image, fmt: str) -> None:
+    data = encode(image, fmt)
+
+    decoded, runs = decode_by_rows(data)
+
+    assert runs == []
+    assert decoded.mode == Image.open(io.BytesIO(data)).mode
+
+
+def test_truncated_jpeg_with_on_rows_is_still_not_an_image() -> None:
+    data = encode(smooth_photo(800, 600), "JPEG", quality=90)
+
+    with pytest.raises(NotAnImage, match="truncated|decode"):
+        decode_by_rows(data[: len(data) // 2])
+
+
 # -- normalize -------------------------------------------------------------------------------
 
 
@@ -220,7 +324,7 @@ def test_normalize_bilevel_gives_l_with_0_and_255() -> None:
     assert np.asarray(normalized).tolist() == [[255, 0, 255]]
 
 
-@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "CMYK", "YCbCr", "I;16", "I;16B", "I", "F"])
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBX", "RGBA", "CMYK", "YCbCr", "I;16", "I;16B", "I", "F"])
 def test_normalize_leaves_other_modes_alone(mode: str) -> None:
     image = Image.new(mode, (2, 2))
 
@@ -237,6 +341,7 @@ def test_normalize_leaves_other_modes_alone(mode: str) -> None:
         ("1", ("l",)),
         ("LA", ("l", "a")),
         ("RGB", ("r", "g", "b")),
+        ("RGBX", ("r", "g", "b")),
         ("RGBA", ("r", "g", "b", "a")),
         ("PA", ("r", "g", "b", "a")),
         ("CMYK", ("c", "m", "y", "k")),

@@ -463,3 +463,47 @@ def test_deserialize_rejects_unknown_version() -> None:
     # Act / Assert
     with pytest.raises(ValueError, match="version 99"):
         deserialize(bytes(payload))
+
+
+# -- RowHistograms: counting while the decoder runs ---------------------------------------
+
+
+@pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
+def test_row_histograms_of_a_jpeg_equal_the_histograms_of_its_plain_decode(progressive: bool) -> None:
+    # Arrange
+    from concurrent.futures import ThreadPoolExecutor
+
+    from aperture.pixels import open_image
+
+    rng = np.random.default_rng(11)
+    photo = Image.fromarray(rng.integers(0, 256, (700, 1000, 3), dtype=np.uint8))
+    buffer = io.BytesIO()
+    photo.save(buffer, "JPEG", quality=90, progressive=progressive)
+    data = buffer.getvalue()
+    expected = statistics.image_histograms(Image.open(io.BytesIO(data)))
+
+    with ThreadPoolExecutor(2) as pool:
+        counted = statistics.RowHistograms(pool)
+
+        # Act
+        image = open_image(io.BytesIO(data), max_pixels=10**7, on_rows=counted.add)
+        bands = counted.result(image)
+    statistics.add_luma(image, bands)
+
+    # Assert
+    assert set(bands) == set(expected) == {"r", "g", "b", "all", "luma"}
+    for name in expected:
+        assert bands[name] == expected[name], name
+
+
+def test_row_histograms_without_rows_defer_to_a_whole_image_count() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        assert statistics.RowHistograms(pool).result(Image.new("L", (3, 3))) is None
+
+
+def test_rgbx_images_count_as_rgb() -> None:
+    rgb = Image.fromarray(np.random.default_rng(5).integers(0, 256, (20, 30, 3), dtype=np.uint8))
+
+    assert statistics.image_histograms(rgb.convert("RGBX")) == statistics.image_histograms(rgb)

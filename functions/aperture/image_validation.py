@@ -5,6 +5,14 @@ it as an allowed format, its dimensions, frame count and metadata are within
 the limits (checked from headers before anything large is decoded), its
 structure has nothing after the end of the image (polyglots), and every frame
 decodes without error (truncated or corrupt data).
+
+One exception to decoding everything, for speed: a sequential single-scan JPEG
+(what cameras and most encoders write) whose scan is proven whole by its
+structure. libjpeg treats damage inside entropy-coded data as a warning, not
+an error, so decoding such a scan finds nothing the structure walk does not;
+decoding a prefix still lets libjpeg check every table and header.
+`tests/unit/test_image_validation.py` checks that this path refuses at least
+everything a full decode refuses.
 """
 
 from __future__ import annotations
@@ -81,15 +89,23 @@ def validate(data: bytes, limits: Limits) -> ValidImage:
             raise Rejected(422, "image has no pixels")
         if width * height > limits.max_pixels:
             raise Rejected(422, f"image has {width * height} pixels; the limit is {limits.max_pixels}")
-        _check_structure(image.format, data, limits)
-        frames = _decode_frames(image, width * height, limits)
+        scan = _check_structure(image.format, data, limits)
+        frames = _decode_frames(image, width * height, limits, data, scan)
     fmt = "JPEG" if image.format == "MPO" else image.format
     extension, mime = FORMATS[image.format]
     return ValidImage(fmt, extension, mime, width, height, frames, image.mode)
 
 
-def _decode_frames(image: Image.Image, frame_pixels: int, limits: Limits) -> int:
-    """Decode every frame (bounded by the limits); returns the frame count."""
+def _decode_frames(image: Image.Image, frame_pixels: int, limits: Limits, data: bytes,
+                   whole_scan: int | None) -> int:
+    """Decode every frame (bounded by the limits); returns the frame count.
+
+    `whole_scan` is where the entropy-coded data of a JPEG whose single
+    sequential scan `_check_jpeg` proved complete begins: its first frame is
+    decoded from the headers and a prefix of the scan only.
+    """
+    if whole_scan is not None:
+        image = _scan_prefix(data, whole_scan)
     frames = 0
     try:
         while True:
@@ -105,6 +121,11 @@ def _decode_frames(image: Image.Image, frame_pixels: int, limits: Limits) -> int
                 # finds truncation and corruption at a fraction of the cost.
                 image.draft(image.mode, (max(1, image.width // 8), max(1, image.height // 8)))
             image.load()
+            if whole_scan is not None and frames == 1:
+                if image.format != "MPO":
+                    return 1
+                # The prefix stood in for the first frame; later MPO frames decode in full.
+                image = Image.open(io.BytesIO(data))
             try:
                 image.seek(image.tell() + 1)
             except EOFError:
@@ -117,20 +138,41 @@ def _decode_frames(image: Image.Image, frame_pixels: int, limits: Limits) -> int
         raise Rejected(422, f"truncated or corrupt image data: {error_reason(exc)}") from None
 
 
-def _check_structure(fmt: str, data: bytes, limits: Limits) -> None:
+def _scan_prefix(data: bytes, scan_start: int) -> Image.Image:
+    """The image made of the headers, the first bytes of the scan and an end marker.
+
+    libjpeg reads and checks every table and header, decodes the first
+    MCUs and, at the early end marker, fills the rest (a warning, not an error).
+    """
+    return Image.open(io.BytesIO(data[: scan_start + SCAN_PREFIX] + b"\xff\xd9"))
+
+
+def _check_structure(fmt: str, data: bytes, limits: Limits) -> int | None:
+    """Refuse bad structure; for a JPEG with one whole sequential scan, where its data begins."""
     if fmt in ("JPEG", "MPO"):
-        _check_jpeg(data, limits, allow_trailing_images=fmt == "MPO")
-    elif fmt == "PNG":
+        return _check_jpeg(data, limits, allow_trailing_images=fmt == "MPO")
+    if fmt == "PNG":
         _check_png(data, limits)
+    return None
 
 
 def _only_padding(tail: bytes) -> bool:
     return tail.strip(b"\x00\xff\r\n") == b""
 
 
-def _check_jpeg(data: bytes, limits: Limits, allow_trailing_images: bool) -> None:
-    """Walk the markers up to the scan: metadata size; then find the end (EOI)."""
-    pos, metadata = 2, 0
+# Sequential Huffman-coded frames (baseline, extended): one pass, no later tables.
+_SEQUENTIAL_FRAMES = (0xC0, 0xC1)
+_RESTARTS_AND_FILL = frozenset(range(0xD0, 0xD8)) | {0xFF}
+SCAN_PREFIX = 4096  # bytes of entropy-coded data decoded on the fast path
+
+
+def _check_jpeg(data: bytes, limits: Limits, allow_trailing_images: bool) -> int | None:
+    """Walk the markers up to the scan: metadata size; then find the end (EOI).
+
+    Returns where the entropy-coded data begins when the image is one
+    sequential scan that runs straight to its end marker, else None.
+    """
+    pos, metadata, frame, scan = 2, 0, None, None
     while pos + 4 <= len(data):
         if data[pos] != 0xFF:
             raise Rejected(422, "corrupt JPEG marker structure")
@@ -143,15 +185,39 @@ def _check_jpeg(data: bytes, limits: Limits, allow_trailing_images: bool) -> Non
             metadata += length
             if metadata > limits.max_metadata_bytes:
                 raise Rejected(422, f"metadata (EXIF/XMP/comments) over {limits.max_metadata_bytes} bytes")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # SOFn
+            frame = marker
         if marker == 0xDA:  # start of scan: entropy-coded data follows
+            scan = pos + 2 + length
             break
         pos += 2 + length
     end = data.rfind(b"\xff\xd9")
     if end < 0:
-        return  # no end marker: the decoder reports the truncation
+        return None  # no end marker: the decoder reports the truncation
     tail = data[end + 2 :]
     if tail and not _only_padding(tail) and not (allow_trailing_images and tail.startswith(b"\xff\xd8")):
         raise Rejected(422, f"{len(tail)} bytes after the end of the JPEG image (polyglot or appended data)")
+    if frame not in _SEQUENTIAL_FRAMES or scan is None or scan > len(data):
+        return None
+    all_stuffed = data.count(b"\xff", scan, end) == data.count(b"\xff\x00", scan, end)
+    if not all_stuffed and _first_marker_after(data, scan) != end:
+        return None  # more scans, tables between them, MPO frames, or damage: decode everything
+    return scan
+
+
+def _first_marker_after(data: bytes, start: int) -> int:
+    """Where the first marker at or after `start` begins, skipping stuffed bytes
+    (0xFF00), restart markers and fill bytes; -1 if there is none.
+
+    (The caller first compares counts of 0xFF and 0xFF00, in C: when every
+    0xFF in the scan is stuffed, the scan runs to the end marker without this loop.)"""
+    pos = data.find(b"\xff", start)
+    while 0 <= pos < len(data) - 1:
+        following = data[pos + 1]
+        if following and following not in _RESTARTS_AND_FILL:
+            return pos
+        pos = data.find(b"\xff", pos + 1)
+    return -1
 
 
 def _check_png(data: bytes, limits: Limits) -> None:

@@ -8,7 +8,7 @@ kept in memory (the body is already capped by the caller), never spooled to disk
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -25,8 +25,13 @@ class FilePart:
     data: bytes
 
 
-def read_file_parts(stream: BinaryIO, content_type: str, fields: tuple[str, ...], max_parts: int) -> list[FilePart]:
-    """The file parts whose form field is in `fields`, in order; 400 if the body is not valid multipart."""
+def read_file_parts(stream: BinaryIO, content_type: str, fields: tuple[str, ...], max_parts: int,
+                    on_file: Callable[[FilePart], None] | None = None) -> list[FilePart]:
+    """The file parts whose form field is in `fields`, in order; 400 if the body is not valid multipart.
+
+    `on_file` sees each such part as soon as it is complete, while later parts
+    are still arriving (uploads start validating early).
+    """
     _, params = parse_options_header(content_type)
     boundary = params.get(b"boundary")
     if not boundary:
@@ -59,6 +64,8 @@ def read_file_parts(stream: BinaryIO, content_type: str, fields: tuple[str, ...]
         if name in fields:
             parts.append(FilePart(name, None if filename is None else filename.decode("utf-8", "replace"),
                                   bytes(state["data"])))
+            if on_file is not None:
+                on_file(parts[-1])
 
     parser = MultipartParser(
         boundary,

@@ -13,7 +13,7 @@ import datetime as dt
 import hashlib
 import os
 import unicodedata
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -115,12 +115,17 @@ class UploadService:
             release(slot)
         return result
 
+    def precheck(self, filename: str | None, data: bytes) -> Future:
+        """Start validating one file (no side effects) while the rest of its request arrives."""
+        return self._validators.submit(self._check, (filename, data))
+
     def add_many(
         self, team: str, files: list[tuple[str | None, bytes]], uploaded_by: dict[str, Any],
-        timings: Timings | None = None,
+        timings: Timings | None = None, checks: list[Future] | None = None,
     ) -> list[FileResult]:
         """File several uploads at once, with the same outcome per file as `add`.
 
+        `checks` are the files' `precheck`s when the caller started them early.
         Each file's object write starts as soon as that file is validated, so
         storage I/O overlaps the validation of the others; the records then go
         in one commit. Objects are content-addressed, so writing one before its
@@ -128,8 +133,10 @@ class UploadService:
         removes the objects nobody else's record needs.
         """
         timings = timings or Timings()
+        if checks is None:
+            checks = [self.precheck(name, data) for name, data in files]
         with timings.span("validate"):
-            checked = list(self._validators.map(lambda item: self._check_and_write(team, item), files))
+            checked = [self._write_valid(team, check.result()) for check in checks]
         results: list[FileResult | None] = [c if isinstance(c, FileResult) else None for c in checked]
         accepted = [(i, c) for i, c in enumerate(checked) if not isinstance(c, FileResult)]
         if not accepted:
@@ -174,8 +181,8 @@ class UploadService:
                            else FileResult(shown, DUPLICATE, image_id, status_code=200))
         return results
 
-    def _check_and_write(self, team: str, item: tuple[str | None, bytes]):
-        checked = self._check(item)
+    def _write_valid(self, team: str, checked):
+        """Start the object write of a file that passed `_check`; a rejection passes through."""
         if isinstance(checked, FileResult):
             return checked
         shown, image_id, data, image = checked

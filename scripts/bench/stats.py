@@ -21,7 +21,7 @@ from PIL import Image
 from benchlib import local_stack, median_ms, photo_jpeg, timed, verdict
 from devstack.processes import free_port, port_open, spawn, wait_until
 
-COLD_RUNS = 7
+COLD_RUNS = 11
 
 
 def decode_ms(data: bytes, repeat: int = 7) -> float:

@@ -16,7 +16,7 @@ from aperture.config import get_config
 
 @functools.cache
 def storage_client() -> storage.Client:
-    return _without_environment_lookups(storage.Client(project=get_config().project))
+    return without_environment_lookups(storage.Client(project=get_config().project))
 
 
 @functools.cache
@@ -24,12 +24,12 @@ def source_storage_client() -> storage.Client:
     """Client for the source bucket: anonymous when it is someone else's public bucket."""
     config = get_config()
     if config.source_anonymous:
-        return _without_environment_lookups(storage.Client.create_anonymous_client())
+        return without_environment_lookups(storage.Client.create_anonymous_client())
     return storage_client()
 
 
-def _without_environment_lookups(client: storage.Client) -> storage.Client:
-    """Stop `requests` from reading ~/.netrc and stat-ing CA bundle paths on every
+def without_environment_lookups(client: storage.Client) -> storage.Client:
+    """`client`, made to stop `requests` from reading ~/.netrc and stat-ing CA bundle paths on every
     request (a tenth of an upload's CPU here): functions use no proxies or netrc,
     and TLS verification still uses the default CA bundle."""
     client._http.trust_env = False

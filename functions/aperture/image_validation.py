@@ -104,8 +104,6 @@ def _decode_frames(image: Image.Image, frame_pixels: int, limits: Limits, data: 
     sequential scan `_check_jpeg` proved complete begins: its first frame is
     decoded from the headers and a prefix of the scan only.
     """
-    if whole_scan is not None:
-        image = _scan_prefix(data, whole_scan)
     frames = 0
     try:
         while True:
@@ -116,16 +114,13 @@ def _decode_frames(image: Image.Image, frame_pixels: int, limits: Limits, data: 
                 raise Rejected(
                     422, f"animation has more than {limits.max_animation_pixels} pixels over all frames"
                 )
-            if image.format == "JPEG" and frames == 1:
+            # The prefix stands in for a whole first scan; later MPO frames decode in full.
+            frame = _scan_prefix(data, whole_scan) if whole_scan is not None and frames == 1 else image
+            if frame.format == "JPEG" and frames == 1:
                 # 1/8-scale decoding still reads every entropy-coded byte, so it
                 # finds truncation and corruption at a fraction of the cost.
-                image.draft(image.mode, (max(1, image.width // 8), max(1, image.height // 8)))
-            image.load()
-            if whole_scan is not None and frames == 1:
-                if image.format != "MPO":
-                    return 1
-                # The prefix stood in for the first frame; later MPO frames decode in full.
-                image = Image.open(io.BytesIO(data))
+                frame.draft(frame.mode, (max(1, frame.width // 8), max(1, frame.height // 8)))
+            frame.load()
             try:
                 image.seek(image.tell() + 1)
             except EOFError:

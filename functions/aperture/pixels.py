@@ -239,8 +239,9 @@ def normalize(image: Image.Image) -> Image.Image:
     P becomes RGBA when the palette has transparency information
     (``"transparency" in image.info``) and RGB otherwise; PA becomes RGBA;
     1 becomes L (0 and 255). RGBX is RGB as Pillow stores it, padding
-    included: it is returned as is and counted as RGB. Every other mode (L, LA, RGB, RGBA, CMYK, YCbCr,
-    I;16*, I, F, ...) is returned unchanged, as the same object.
+    included: it is returned as is and counted as RGB. Every other mode (L,
+    LA, RGB, RGBA, CMYK, YCbCr, I;16*, I, F, ...) is returned unchanged, as the
+    same object.
     """
     mode = normalized_mode(image)
     if mode == image.mode or image.mode == "RGBX":

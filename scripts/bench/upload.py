@@ -64,7 +64,7 @@ def main() -> int:
         *_, key = provisioning.bootstrap(IdentityStore(firestore.Client(project=stack.project)), LocalKeyIssuer(),
                                          team_id="bench", email="bench@bench.example", role="member")
         # The baseline gets the same client tuning as the functions, so the ratio is the upload path's own cost.
-        bucket = clients._without_environment_lookups(storage.Client(project=stack.project)).bucket(
+        bucket = clients.without_environment_lookups(storage.Client(project=stack.project)).bucket(
             stack.uploads_bucket)
         local = threading.local()
 

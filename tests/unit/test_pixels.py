@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from aperture.pixels import (
+    _RgbxBuffers,
     ImageError,
     NotAnImage,
     TooManyPixels,
@@ -212,23 +213,51 @@ def test_large_baseline_jpeg_reports_rows_before_the_decode_ends() -> None:
     assert all(run.height >= 64 for run in runs[:-1])
 
 
-def test_rows_stay_exact_when_pillow_reuses_freed_memory() -> None:
-    # Arrange: a block cache makes each decode land in the previous image's memory,
-    # whose padding bytes are all 255 (the watcher relies on Pillow zero-filling it).
-    previous = Image.core.get_blocks_max()
-    Image.core.set_blocks_max(64)
-    try:
-        datas = [encode(smooth_photo(900, 700, seed=s), "JPEG", quality=85) for s in range(4)]
-        for data in datas:
-            expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+def test_rows_stay_exact_when_a_freed_buffer_is_reused_at_another_width() -> None:
+    # Arrange: each image dies before the next decode, so its memory (padding
+    # bytes 255 from the last decode) is handed out again, at a new row stride.
+    sizes = [(900, 700), (900, 700), (640, 480), (1000, 500), (300, 1300)]
+    datas = [encode(smooth_photo(w, h, seed=i), "JPEG", quality=85) for i, (w, h) in enumerate(sizes)]
+    for data in datas:
+        expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
-            # Act
-            _, runs = decode_by_rows(data)
+        # Act
+        image, runs = decode_by_rows(data)
 
-            # Assert
-            assert np.array_equal(np.concatenate([np.asarray(r)[..., :3] for r in runs]), expected)
-    finally:
-        Image.core.set_blocks_max(previous)
+        # Assert
+        assert np.array_equal(np.concatenate([np.asarray(r)[..., :3] for r in runs]), expected)
+        assert np.array_equal(np.asarray(image)[..., :3], expected)
+        del image, runs
+
+
+def test_buffer_pool_reuses_memory_only_once_nothing_refers_to_it() -> None:
+    # Arrange
+    pool = _RgbxBuffers(slots=2)
+    first = pool.take(100, 50)
+    core = Image.core.map_buffer(first, (100, 50), "raw", 0, ("RGBX", 0, 1))
+    run = first[400:800]
+    owner = id(first.obj)  # an id: holding the object would keep it in use
+    first[:] = b"\xff" * len(first)
+    del first
+
+    # Act / Assert: the image core and a run still refer to it
+    assert id(pool.take(100, 50).obj) != owner
+    del core
+    assert id(pool.take(100, 50).obj) != owner
+    del run
+    again = pool.take(80, 40)  # smaller: fits, at another stride
+
+    assert id(again.obj) == owner
+    assert all(again[(row + 1) * 320 - 1] == 0 for row in range(40))
+
+
+def test_buffer_pool_keeps_no_memory_for_images_over_its_limit() -> None:
+    pool = _RgbxBuffers(slots=2, max_bytes=1000)
+    big = pool.take(100, 100)
+    kept = pool._buffers[:]
+    del big
+
+    assert kept == []
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ import struct
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image
 
 from aperture.pixels import DECODE_ERRORS, error_reason
@@ -97,12 +98,11 @@ def validate(data: bytes, limits: Limits) -> ValidImage:
 
 
 def _decode_frames(image: Image.Image, frame_pixels: int, limits: Limits, data: bytes,
-                   whole_scan: int | None) -> int:
+                   whole_scan: _WholeScan | None) -> int:
     """Decode every frame (bounded by the limits); returns the frame count.
 
-    `whole_scan` is where the entropy-coded data of a JPEG whose single
-    sequential scan `_check_jpeg` proved complete begins: its first frame is
-    decoded from the headers and a prefix of the scan only.
+    `whole_scan` is the single sequential scan `_check_jpeg` proved complete:
+    the first frame is then decoded from the headers and a prefix of the scan only.
     """
     frames = 0
     try:
@@ -133,16 +133,21 @@ def _decode_frames(image: Image.Image, frame_pixels: int, limits: Limits, data: 
         raise Rejected(422, f"truncated or corrupt image data: {error_reason(exc)}") from None
 
 
-def _scan_prefix(data: bytes, scan_start: int) -> Image.Image:
-    """The image made of the headers, the first bytes of the scan and an end marker.
+def _scan_prefix(data: bytes, scan: "_WholeScan") -> Image.Image:
+    """The image made of the headers, the first bytes of the scan and an end marker,
+    its height cut to one row of MCUs.
 
-    libjpeg reads and checks every table and header, decodes the first
-    MCUs and, at the early end marker, fills the rest (a warning, not an error).
+    libjpeg reads and checks every table and header and decodes the first
+    MCUs; the cut height spares it producing (and, at the early end marker,
+    filling) every other row, which found nothing more.
     """
-    return Image.open(io.BytesIO(data[: scan_start + SCAN_PREFIX] + b"\xff\xd9"))
+    prefix = bytearray(data[: scan.start + SCAN_PREFIX] + b"\xff\xd9")
+    height = data[scan.frame_header + 5] << 8 | data[scan.frame_header + 6]
+    prefix[scan.frame_header + 5 : scan.frame_header + 7] = min(height, scan.mcu_height).to_bytes(2, "big")
+    return Image.open(io.BytesIO(prefix))
 
 
-def _check_structure(fmt: str, data: bytes, limits: Limits) -> int | None:
+def _check_structure(fmt: str, data: bytes, limits: Limits) -> "_WholeScan | None":
     """Refuse bad structure; for a JPEG with one whole sequential scan, where its data begins."""
     if fmt in ("JPEG", "MPO"):
         return _check_jpeg(data, limits, allow_trailing_images=fmt == "MPO")
@@ -161,13 +166,22 @@ _RESTARTS_AND_FILL = frozenset(range(0xD0, 0xD8)) | {0xFF}
 SCAN_PREFIX = 4096  # bytes of entropy-coded data decoded on the fast path
 
 
-def _check_jpeg(data: bytes, limits: Limits, allow_trailing_images: bool) -> int | None:
+@dataclass(frozen=True)
+class _WholeScan:
+    """A JPEG's one sequential scan, proven to run to the end marker."""
+
+    start: int  # where the entropy-coded data begins
+    frame_header: int  # where the SOF marker is
+    mcu_height: int  # pixel rows per row of MCUs
+
+
+def _check_jpeg(data: bytes, limits: Limits, allow_trailing_images: bool) -> _WholeScan | None:
     """Walk the markers up to the scan: metadata size; then find the end (EOI).
 
-    Returns where the entropy-coded data begins when the image is one
-    sequential scan that runs straight to its end marker, else None.
+    Returns the scan when the image is one sequential scan that runs
+    straight to its end marker, else None.
     """
-    pos, metadata, frame, scan = 2, 0, None, None
+    pos, metadata, frame, frame_header, scan = 2, 0, None, None, None
     while pos + 4 <= len(data):
         if data[pos] != 0xFF:
             raise Rejected(422, "corrupt JPEG marker structure")
@@ -181,7 +195,7 @@ def _check_jpeg(data: bytes, limits: Limits, allow_trailing_images: bool) -> int
             if metadata > limits.max_metadata_bytes:
                 raise Rejected(422, f"metadata (EXIF/XMP/comments) over {limits.max_metadata_bytes} bytes")
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # SOFn
-            frame = marker
+            frame, frame_header = marker, pos
         if marker == 0xDA:  # start of scan: entropy-coded data follows
             scan = pos + 2 + length
             break
@@ -192,12 +206,31 @@ def _check_jpeg(data: bytes, limits: Limits, allow_trailing_images: bool) -> int
     tail = data[end + 2 :]
     if tail and not _only_padding(tail) and not (allow_trailing_images and tail.startswith(b"\xff\xd8")):
         raise Rejected(422, f"{len(tail)} bytes after the end of the JPEG image (polyglot or appended data)")
-    if frame not in _SEQUENTIAL_FRAMES or scan is None or scan > len(data):
+    if frame not in _SEQUENTIAL_FRAMES or scan is None or scan > end:
         return None
-    all_stuffed = data.count(b"\xff", scan, end) == data.count(b"\xff\x00", scan, end)
-    if not all_stuffed and _first_marker_after(data, scan) != end:
+    if not _all_stuffed(data, scan, end) and _first_marker_after(data, scan) != end:
         return None  # more scans, tables between them, MPO frames, or damage: decode everything
-    return scan
+    mcu_height = _mcu_height(data, frame_header)
+    return None if mcu_height is None else _WholeScan(scan, frame_header, mcu_height)
+
+
+def _all_stuffed(data: bytes, start: int, end: int) -> bool:
+    """Is every 0xFF in data[start:end] followed by 0x00? (numpy: a sixth of
+    the time of comparing `bytes.count` of 0xFF and 0xFF00.)"""
+    window = np.frombuffer(data, np.uint8, count=end + 1 - start, offset=start)  # data[end] is the EOI's 0xFF
+    return not window[np.flatnonzero(window[:-1] == 0xFF) + 1].any()
+
+
+def _mcu_height(data: bytes, frame_header: int) -> int | None:
+    """8 times the largest vertical sampling factor in the frame header; None if it is cut short."""
+    components_at = frame_header + 10
+    if components_at > len(data):
+        return None
+    count = data[frame_header + 9]
+    sampling = data[components_at + 1 : components_at + 3 * count : 3]
+    if len(sampling) != count or count == 0:
+        return None
+    return 8 * max(max(factor & 0x0F for factor in sampling), 1)
 
 
 def _first_marker_after(data: bytes, start: int) -> int:

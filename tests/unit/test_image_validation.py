@@ -94,7 +94,8 @@ def test_whole_sequential_scans_take_the_fast_path_and_others_do_not() -> None:
     image = photo()
 
     def scan_start(data: bytes) -> int | None:
-        return image_validation._check_jpeg(data, LIMITS, allow_trailing_images=False)
+        scan = image_validation._check_jpeg(data, LIMITS, allow_trailing_images=False)
+        return None if scan is None else scan.start
 
     baseline = jpeg(image, quality=90)
     assert scan_start(baseline) == baseline.find(b"\xff\xda") + 2 + int.from_bytes(
@@ -106,6 +107,21 @@ def test_whole_sequential_scans_take_the_fast_path_and_others_do_not() -> None:
     with_marker = bytearray(baseline)
     with_marker[len(baseline) // 2 : len(baseline) // 2 + 2] = b"\xff\xc0"
     assert scan_start(bytes(with_marker)) is None
+    unstuffed_last_byte = bytearray(baseline)
+    unstuffed_last_byte[-3] = 0xFF  # a fill byte right before the end marker
+    assert scan_start(bytes(unstuffed_last_byte)) is not None
+
+
+@pytest.mark.parametrize(("subsampling", "mcu_rows"), [(0, 8), (1, 8), (2, 16)], ids=["4:4:4", "4:2:2", "4:2:0"])
+def test_fast_path_decodes_one_row_of_mcus(subsampling: int, mcu_rows: int) -> None:
+    data = jpeg(photo(), quality=90, subsampling=subsampling)
+    scan = image_validation._check_jpeg(data, LIMITS, allow_trailing_images=False)
+
+    prefix = image_validation._scan_prefix(data, scan)
+
+    assert scan.mcu_height == mcu_rows
+    assert prefix.size == (photo().width, mcu_rows)
+    prefix.load()
 
 
 @pytest.mark.parametrize("cut", [0.1, 0.5, 0.9, 0.999])

@@ -67,3 +67,23 @@ def test_downloads_arrive_in_pieces_of_the_configured_size(stack, source_bucket,
     assert sum(recorder.sizes) == len(data)
     assert max(recorder.sizes) == clients.DOWNLOAD_CHUNK_BYTES
     assert len(recorder.sizes) <= 5
+
+
+@pytest.mark.parametrize("leaf", ["plain.png", "with space.png", "naïve ✓.png", "q?x=1#frag.png", "100%.png", "a/b/../c.png"])
+def test_info_finds_objects_whatever_their_names(storage_client, source_bucket, unique, leaf):
+    name = f"{unique}/{leaf}"
+    blob = source_bucket.blob(name)
+    blob.upload_from_string(b"12345", content_type="image/png")
+    blob.reload()
+
+    info = ObjectStore(storage_client).info(source_bucket.name, name)
+
+    assert (info.name, info.generation, info.size, info.content_type, info.md5_hash) == (
+        name, blob.generation, 5, "image/png", blob.md5_hash)
+
+
+def test_info_of_a_missing_object_or_bucket_is_none(storage_client, source_bucket, unique):
+    store = ObjectStore(storage_client)
+
+    assert store.info(source_bucket.name, f"{unique}/missing.png") is None
+    assert store.info(f"no-such-bucket-{unique}", "x.png") is None

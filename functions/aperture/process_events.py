@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any, Mapping
+from urllib.parse import unquote
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
@@ -50,7 +51,9 @@ def record_finalized(db: firestore.Client, event: Mapping[str, Any], data: Mappi
                 "event_id": event["id"],
                 "event_type": event["type"],
                 "event_source": event["source"],
-                "event_subject": event.get("subject"),
+                # Binary-mode ce-* headers are percent-encoded (CloudEvents HTTP binding);
+                # the SDK hands them over as they came.
+                "event_subject": unquote(event["subject"]) if event.get("subject") else None,
                 "received_at": dt.datetime.now(dt.timezone.utc),
             }
         )

@@ -5,6 +5,10 @@ whoever makes it; this bridge pulls them and POSTs each finalize as a
 `google.cloud.storage.object.v1.finalized` CloudEvent in binary content mode,
 the shape Eventarc delivers to a Cloud Functions gen2 function. A non-2xx
 answer is retried with backoff, as Eventarc does, up to a limit.
+
+Header values are percent-encoded where the CloudEvents HTTP binding says so
+(space, `"`, `%` and anything outside printable ASCII): an object name such
+as `naïve ✓.png` travels in `ce-subject`.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import requests
 from cloudevents.conversion import to_binary
@@ -23,6 +28,14 @@ from cloudevents.http import CloudEvent
 
 FINALIZED = "google.cloud.storage.object.v1.finalized"
 MAX_ATTEMPTS = 8
+# Printable ASCII but for space, '"' and '%': left as they are in ce-* headers.
+_HEADER_SAFE = "!#$&'()*+,/:;<=>?@[\\]^`{|}~"
+
+
+def binary_headers(headers: dict[str, str]) -> dict[str, str]:
+    """`to_binary`'s headers with ce-* values percent-encoded (CloudEvents HTTP binding, 3.1.3.2)."""
+    return {key: quote(value, safe=_HEADER_SAFE) if key.lower().startswith("ce-") else value
+            for key, value in headers.items()}
 
 
 def storage_event(attributes: dict[str, str], payload: dict[str, Any], message_id: str) -> CloudEvent | None:
@@ -77,10 +90,11 @@ class Bridge:
             return
         headers, body = to_binary(event)
         try:
-            status = self._session.post(self._target, headers=headers, data=body, timeout=600).status_code
-        except requests.RequestException as exc:
+            status = self._session.post(self._target, headers=binary_headers(headers), data=body,
+                                        timeout=600).status_code
+        except Exception as exc:  # an exception out of this callback would stop the whole subscription
             status = 0
-            _log("WARNING", f"delivery failed: {exc}")
+            _log("WARNING", f"delivery failed: {type(exc).__name__}: {exc}")
         if 200 <= status < 300:
             with self._lock:
                 self._attempts.pop(message.message_id, None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from aperture.histogram_store import document_id
@@ -21,8 +22,10 @@ def wait_for(firestore_client, doc_id: str, timeout: float = 20.0):
     return None
 
 
-def test_plain_client_write_reaches_process_as_finalized_cloudevent(stack, storage_client, firestore_client, unique):
-    blob = storage_client.bucket(stack.uploads_bucket).blob(f"{unique}/plain.bin")
+@pytest.mark.parametrize("leaf", ["plain.bin", "naïve ✓ 100%.bin"])
+def test_plain_client_write_reaches_process_as_finalized_cloudevent(stack, storage_client, firestore_client, unique,
+                                                                     leaf):
+    blob = storage_client.bucket(stack.uploads_bucket).blob(f"{unique}/{leaf}")
     blob.upload_from_string(b"written by a plain storage client", content_type="application/octet-stream")
     blob.reload()
 
@@ -34,6 +37,17 @@ def test_plain_client_write_reaches_process_as_finalized_cloudevent(stack, stora
     assert record["event_subject"] == f"objects/{blob.name}"
     assert record["generation"] == str(blob.generation)
     assert record["size"] == len(b"written by a plain storage client")
+
+
+def test_events_keep_flowing_after_an_object_with_a_non_ascii_name(stack, storage_client, firestore_client, unique):
+    # Such a name once broke the bridge's header encoding and stopped every later event.
+    bucket = storage_client.bucket(stack.uploads_bucket)
+    bucket.blob(f"{unique}/✓ first.bin").upload_from_string(b"one")
+    after = bucket.blob(f"{unique}/second.bin")
+    after.upload_from_string(b"two")
+    after.reload()
+
+    assert wait_for(firestore_client, document_id(stack.uploads_bucket, after.name, after.generation)) is not None
 
 
 def test_duplicate_delivery_records_once(stack, firestore_client):

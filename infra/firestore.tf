@@ -100,7 +100,8 @@ resource "google_firestore_index" "images_team_labels_created" {
 }
 
 # --- images: semantic search (S10) --------------------------------------------
-# find_nearest over `embedding` (384-d, cosine distance chosen at query time)
+# find_nearest over `embedding` (as long as the deployed provider's vectors,
+# local.embedding_dimensions; cosine distance chosen at query time),
 # pre-filtered on the team, so the index leads with team.
 
 resource "google_firestore_index" "images_team_embedding" {
@@ -116,7 +117,7 @@ resource "google_firestore_index" "images_team_embedding" {
   fields {
     field_path = "embedding"
     vector_config {
-      dimension = 384
+      dimension = local.embedding_dimensions
       flat {}
     }
   }

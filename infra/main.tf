@@ -9,6 +9,12 @@ locals {
   labels = merge({ app = "aperture", managed-by = "terraform" }, var.labels)
   prefix = var.name_prefix
 
+  # The vision provider the functions use in the cloud (S7) and the length of
+  # its embeddings (aperture.vision_cloud: Vertex AI multimodal embeddings at
+  # 512): the vector index on images.embedding must be built for exactly that.
+  vision_provider      = "cloud"
+  embedding_dimensions = 512
+
   create_source_bucket = var.source_bucket == ""
   source_bucket_name   = local.create_source_bucket ? google_storage_bucket.source[0].name : var.source_bucket
 
@@ -41,7 +47,7 @@ locals {
     APERTURE_UPLOADS_BUCKET = google_storage_bucket.uploads.name
     APERTURE_DERIVED_BUCKET = google_storage_bucket.derived.name
     APERTURE_JOBS_TOPIC     = google_pubsub_topic.jobs.name
-    APERTURE_PROVIDER       = "cloud"
+    APERTURE_PROVIDER       = local.vision_provider
     APERTURE_KEY_ISSUER     = "google"
     APERTURE_REGION         = var.region
     APERTURE_ENABLE_GPS     = var.enable_gps ? "1" : "0"

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from aperture import vision_cloud, vision_local
 from tests.support.tools import require
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -475,7 +476,8 @@ def test_environment_variables(tf: Tf, functions):
     env = tf.locals["common_env"]
     missing = REQUIRED_ENV - set(env)
     assert not missing, f"env vars missing: {missing}"
-    assert env["APERTURE_PROVIDER"] == "cloud"
+    assert env["APERTURE_PROVIDER"] == "${local.vision_provider}"
+    assert tf.locals["vision_provider"] == "cloud"
     assert env["APERTURE_KEY_ISSUER"] == "google"
     assert env["GOOGLE_CLOUD_PROJECT"] == "${var.project_id}"
     fn = tf.resource("google_cloudfunctions2_function", "function")
@@ -600,7 +602,11 @@ def test_firestore_vector_index(tf: Tf):
     assert vectors, "no vector index"
     collection, path, config = vectors[0]
     assert (collection, path) == ("images", "embedding")
-    assert tf.attr(config, "dimension") == 384
+    # Built for the deployed provider's vectors: a 384-d index under 512-d
+    # cloud embeddings would leave every image out of search.
+    assert tf.attr(config, "dimension") == "${local.embedding_dimensions}"
+    assert tf.locals["vision_provider"] == "cloud"
+    assert tf.locals["embedding_dimensions"] == vision_cloud.DEFAULT_DIMENSION
     assert "flat" in config
 
 
@@ -622,7 +628,10 @@ def test_firestore_indexes_json_is_deployed(tf: Tf):
         fields = []
         for field in index["fields"]:
             if "vectorConfig" in field:
-                fields.append((field["fieldPath"], f"VECTOR{field['vectorConfig']['dimension']}"))
+                # The file serves the local stack and its local provider; the
+                # cloud index is as long as the cloud provider's vectors.
+                assert field["vectorConfig"]["dimension"] == vision_local.DIMENSIONS
+                fields.append((field["fieldPath"], "VECTOR${local.embedding_dimensions}"))
             elif "arrayConfig" in field:
                 fields.append((field["fieldPath"], field["arrayConfig"]))
             else:

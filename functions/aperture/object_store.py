@@ -31,6 +31,10 @@ class ObjectInfo:
     size: int
     content_type: str | None
     md5_hash: str | None
+    # From a finalize event (not filled by `info`): custom metadata, as sorted
+    # pairs, and when the object was created (RFC 3339).
+    metadata: tuple[tuple[str, str], ...] = ()
+    created: str | None = None
 
 
 class ObjectStore:
@@ -66,9 +70,11 @@ class ObjectStore:
             md5_hash=meta.get("md5Hash"),
         )
 
-    def create(self, bucket: str, name: str, data: bytes, content_type: str) -> bool:
-        """Write a new object; False (and no write) when the name is taken."""
+    def create(self, bucket: str, name: str, data: bytes, content_type: str,
+               metadata: dict[str, str] | None = None) -> bool:
+        """Write a new object (with custom `metadata`); False (and no write) when the name is taken."""
         blob = self._client.bucket(bucket).blob(name)
+        blob.metadata = metadata
         try:
             blob.upload_from_string(data, content_type=content_type, if_generation_match=0, checksum="crc32c")
         except gexc.PreconditionFailed:

@@ -17,6 +17,7 @@ from google.cloud import firestore
 from aperture import clients, logs, services
 from aperture.histogram_store import document_id
 from aperture.object_store import ObjectInfo
+from aperture.processing import RecordPending
 
 FINALIZED = "google.cloud.storage.object.v1.finalized"
 COLLECTION = "objects"
@@ -28,8 +29,14 @@ def handle(event) -> None:
         return
     data = event.data
     info = ObjectInfo(data["bucket"], data["name"], int(data["generation"]), int(data.get("size") or 0),
-                      data.get("contentType"), data.get("md5Hash"))
-    outcome = services.processor().handle(info)
+                      data.get("contentType"), data.get("md5Hash"),
+                      metadata=tuple(sorted((data.get("metadata") or {}).items())), created=data.get("timeCreated"))
+    try:
+        outcome = services.processor().handle(info)
+    except RecordPending as exc:
+        # An error answer makes Eventarc (and the local bridge) deliver the event again later.
+        logs.info(f"process: retry later: {exc}", bucket=info.bucket, object=info.name, event_id=event["id"])
+        raise
     if outcome == "ignored":
         record_finalized(clients.firestore_client(), event.get_attributes(), data)
     else:

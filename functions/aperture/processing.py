@@ -32,10 +32,17 @@ from aperture.image_store import ImageStore
 from aperture.object_store import ObjectInfo, ObjectStore
 from aperture.timing import Timings
 from aperture.upload_links import UploadLinkStore
-from aperture.upload_service import CREATED, DUPLICATE, UploadService, object_name
+from aperture.upload_service import API_WRITE, CREATED, DUPLICATE, UploadService, object_name
 
 _TEAM_OBJECT = re.compile(r"teams/([a-z][a-z0-9-]{1,38}[a-z0-9])/([^/]+)")
 _CANONICAL = re.compile(r"([0-9a-f]{64})\.(jpg|png|gif|webp|tiff|bmp)")
+# How long an object the upload API wrote may wait for its record before it is
+# filed like a plain upload (its request must have died between the two writes).
+PENDING_RECORD_SECONDS = 60.0
+
+
+class RecordPending(Exception):
+    """The upload API wrote this object and has not committed its record yet: try again later."""
 
 
 @dataclass
@@ -78,6 +85,8 @@ class Processor:
     def _team_object(self, info: ObjectInfo, team: str, leaf: str) -> str:
         canonical = _CANONICAL.fullmatch(leaf)
         record = self.images.get(team, canonical.group(1)) if canonical else None
+        if record is None and canonical and record_on_its_way(info):
+            raise RecordPending(f"{info.name} was written by the upload API; its record is not committed yet")
         if record is None or record["object"] != info.name:
             return self._file_plain_upload(info, team, leaf)
         if record["status"] in ("processed", "failed") and record.get("generation") == str(info.generation):
@@ -175,4 +184,16 @@ class Processor:
         return "histograms stored"
 
 
-__all__ = ["Processor", "object_name"]
+def record_on_its_way(info: ObjectInfo, now: dt.datetime | None = None) -> bool:
+    """Did the upload API write this object recently enough that its record may still come?"""
+    if not set(API_WRITE.items()) <= set(info.metadata) or not info.created:
+        return False
+    try:
+        created = dt.datetime.fromisoformat(info.created.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return (now - created).total_seconds() < PENDING_RECORD_SECONDS
+
+
+__all__ = ["Processor", "RecordPending", "object_name", "record_on_its_way"]

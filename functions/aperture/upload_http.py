@@ -80,25 +80,29 @@ def _upload(request: flask.Request, team: str, uploaded_by: dict, **slots) -> fl
         raise ApiError(415, "send the files as multipart/form-data in the field 'files'")
     timings = Timings()
     service = services.uploads()
-    checks = []
+    started = []
 
-    def precheck(part) -> None:  # validation starts while later files are still arriving
-        if not slots and len(checks) < config.max_files_per_request:
-            checks.append(service.precheck(part.filename, part.data))
+    def start(part) -> None:  # validation and the object write begin while later files arrive
+        if not slots and len(started) < config.max_files_per_request:
+            started.append(service.start(team, part.filename, part.data))
 
-    with timings.span("parse"):
-        uploads = read_file_parts(request.stream, request.content_type, FILE_FIELDS,
-                                  max_parts=config.max_files_per_request * 2 + 20, on_file=precheck)
-    if not uploads:
-        raise ApiError(400, "no files: send them in the multipart field 'files' (or 'image_files')")
-    if len(uploads) > config.max_files_per_request:
-        raise ApiError(413, f"{len(uploads)} files in one request; the limit is {config.max_files_per_request}")
+    try:
+        with timings.span("parse"):
+            uploads = read_file_parts(request.stream, request.content_type, FILE_FIELDS,
+                                      max_parts=config.max_files_per_request * 2 + 20, on_file=start)
+        if not uploads:
+            raise ApiError(400, "no files: send them in the multipart field 'files' (or 'image_files')")
+        if len(uploads) > config.max_files_per_request:
+            raise ApiError(413, f"{len(uploads)} files in one request; the limit is {config.max_files_per_request}")
+    except BaseException:
+        service.abandon(team, started)  # refused (or cut off) after some files started: leave nothing
+        raise
     files = [(upload.filename, upload.data) for upload in uploads]
     if slots:  # upload links count files one by one against their slots
         results = [service.add(team, name, data, uploaded_by, timings=timings, **slots)
                    for name, data in files]
     else:
-        results = service.add_many(team, files, uploaded_by, timings=timings, checks=checks)
+        results = service.add_many(team, files, uploaded_by, timings=timings, started=started)
     body = {
         "files": [r.view() for r in results],
         "mapping": {r.filename: r.id for r in results if r.id is not None},

@@ -1,10 +1,11 @@
 """Filing uploaded images: validate, address by content, store once.
 
 The image id is the SHA-256 of the bytes; the object name is generated
-(`teams/{team}/{id}.{ext}`), never taken from the client. The Firestore
-record is created first and create-only: it is the arbiter when the same
-bytes arrive concurrently. The object write is create-only too, and a failed
-write removes the record again, so a rejected or failed file leaves nothing.
+(`teams/{team}/{id}.{ext}`), never taken from the client. The object write
+starts as soon as a file is valid and is create-only; the Firestore record,
+create-only too, is the arbiter when the same bytes arrive concurrently. A
+failed record commit removes the objects no record needs and a failed write
+removes the record again, so a rejected or failed file leaves nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from aperture.timing import Timings
 
 CREATED, DUPLICATE, REJECTED = "created", "duplicate", "rejected"
 MAX_FILENAME = 255
+# Custom metadata on objects this service writes: their record is on its way,
+# so `process` waits for it rather than filing the object as a plain upload.
+API_WRITE = {"aperture-upload": "api"}
 
 
 @dataclass
@@ -101,8 +105,8 @@ class UploadService:
             slot = claim()
             if slot is None:
                 return FileResult(shown, REJECTED, error="this upload link has no files left", status_code=410)
-        writing = self._writers.submit(self._objects.create, self._bucket,
-                                       object_name(team, image_id, image.extension), data, image.mime_type)
+        writing = self._writers.submit(self._objects.create, self._bucket, object_name(team, image_id, image.extension),
+                                       data, image.mime_type, API_WRITE)
         with timings.span("write"):
             try:
                 [result] = self._commit(team, [(shown, image_id, data, image, writing)], uploaded_by,
@@ -115,28 +119,45 @@ class UploadService:
             release(slot)
         return result
 
-    def precheck(self, filename: str | None, data: bytes) -> Future:
-        """Start validating one file (no side effects) while the rest of its request arrives."""
-        return self._validators.submit(self._check, (filename, data))
+    def start(self, team: str, filename: str | None, data: bytes) -> Future:
+        """Validate one file and, if it passes, start writing its object, while the
+        rest of its request is still arriving. Pass the futures to `add_many`, or
+        to `abandon` when the request is refused after all."""
+        return self._validators.submit(lambda: self._write_valid(team, self._check((filename, data))))
+
+    def abandon(self, team: str, started: list[Future]) -> None:
+        """The request of these `start`s is refused: remove the objects they wrote that no record needs."""
+        for future in started:
+            try:
+                checked = future.result()
+            except Exception:
+                logs.exception("upload check failed", team=team)
+                continue
+            if not isinstance(checked, FileResult):
+                _, image_id, _, image, writing = checked
+                self._undo_object(writing, {"team": team, "id": image_id,
+                                            "object": object_name(team, image_id, image.extension)})
 
     def add_many(
         self, team: str, files: list[tuple[str | None, bytes]], uploaded_by: dict[str, Any],
-        timings: Timings | None = None, checks: list[Future] | None = None,
+        timings: Timings | None = None, started: list[Future] | None = None,
     ) -> list[FileResult]:
         """File several uploads at once, with the same outcome per file as `add`.
 
-        `checks` are the files' `precheck`s when the caller started them early.
+        `started` are the files' `start`s when the caller began them early.
         Each file's object write starts as soon as that file is validated, so
-        storage I/O overlaps the validation of the others; the records then go
-        in one commit. Objects are content-addressed, so writing one before its
-        record is safe: a duplicate rewrites nothing, and a failed commit
-        removes the objects nobody else's record needs.
+        storage I/O overlaps the validation of the others (and, from `start`,
+        the arrival of later files); the records then go in one commit.
+        Objects are content-addressed and marked `API_WRITE`, so writing one
+        before its record is safe: a duplicate rewrites nothing, `process`
+        waits for the record instead of filing the object itself, and a failed
+        commit removes the objects nobody else's record needs.
         """
         timings = timings or Timings()
-        if checks is None:
-            checks = [self.precheck(name, data) for name, data in files]
+        if started is None:
+            started = [self.start(team, name, data) for name, data in files]
         with timings.span("validate"):
-            checked = [self._write_valid(team, check.result()) for check in checks]
+            checked = [future.result() for future in started]
         results: list[FileResult | None] = [c if isinstance(c, FileResult) else None for c in checked]
         accepted = [(i, c) for i, c in enumerate(checked) if not isinstance(c, FileResult)]
         if not accepted:
@@ -188,7 +209,7 @@ class UploadService:
         shown, image_id, data, image = checked
         name = object_name(team, image_id, image.extension)
         return shown, image_id, data, image, self._writers.submit(
-            self._objects.create, self._bucket, name, data, image.mime_type)
+            self._objects.create, self._bucket, name, data, image.mime_type, API_WRITE)
 
     def _check(self, item: tuple[str | None, bytes]) -> FileResult | tuple[str, str, bytes, ValidImage]:
         filename, data = item

@@ -14,6 +14,7 @@ from aperture import services
 from aperture.counters import TeamCounters
 from aperture.histogram_store import HistogramStore
 from aperture.object_store import ObjectStore
+from aperture.upload_service import API_WRITE
 from tests.support import hostile
 from tests.support.api import settled, upload
 from tests.support.images import encode, random_image
@@ -168,3 +169,28 @@ def test_source_objects_get_their_histograms_ahead_of_the_first_request(stack, s
 
     assert (first, second) == ("histograms stored", "histograms already stored")
     assert HistogramStore(firestore_client).get(stack.source_bucket, name, info.generation) is not None
+
+
+def test_object_written_before_its_api_record_waits_for_the_record(stack, storage_client, gateway, make_caller,
+                                                                   images):
+    # Arrange: the upload API writes an object as soon as the file is valid, and
+    # commits its record later; here the record comes a good second later.
+    member = make_caller("team-a", "member")
+    data = camera_jpeg(seed=13)
+    image_id = hashlib.sha256(data).hexdigest()
+    blob = storage_client.bucket(stack.uploads_bucket).blob(f"teams/team-a/{image_id}.jpg")
+    blob.metadata = dict(API_WRITE)
+    blob.upload_from_string(data, content_type="image/jpeg")
+    time.sleep(1.5)  # the finalize event has reached `process` meanwhile
+    assert images.get("team-a", image_id) is None, "process filed the object itself"
+
+    # Act: the record arrives (the same bytes through the API: the object is there already)
+    response = gateway.post("/v1/images", headers=member.headers,
+                            files=[("files", ("late.jpg", data, "image/jpeg"))])
+
+    # Assert: the API made the image, and it is processed as the API's
+    assert response.status_code == 201, response.text
+    assert response.json()["files"][0]["status"] == "created"
+    record = settled(images, "team-a", image_id)
+    assert record["status"] == "processed", record.get("error")
+    assert record["uploaded_by"]["key_id"] == member.key_id

@@ -158,6 +158,42 @@ def test_request_over_the_limit_is_413(gateway, member, storage_client, stack):
     assert team_objects(storage_client, stack, "team-a") == []
 
 
+def test_too_many_files_is_413_and_removes_what_was_already_written(gateway, member, storage_client,
+                                                                    firestore_client, stack):
+    # Files are validated and written while the request arrives; the count is
+    # known only at its end, so a refused request must take its objects back.
+    limit = 100  # APERTURE_MAX_FILES_PER_REQUEST's default
+    parts = [(f"p{i}.png", encode(random_image("RGB", seed=1000 + i))) for i in range(limit + 1)]
+
+    response = gateway.post("/v1/images", headers=member.headers, files=files(*parts))
+
+    assert response.status_code == 413, response.text
+    assert "101 files" in response.json()["error"]["message"]
+    time.sleep(1.0)  # any write still in flight would land meanwhile
+    assert team_objects(storage_client, stack, "team-a") == []
+    assert team_records(firestore_client, "team-a") == []
+
+
+def test_body_broken_after_good_files_is_400_and_leaves_nothing(gateway, member, storage_client,
+                                                               firestore_client, stack):
+    good = [encode(random_image("RGB", seed=2000 + i)) for i in range(3)]
+    body = b"".join(
+        b"--b0undary\r\nContent-Disposition: form-data; name=\"files\"; filename=\"g%d.png\"\r\n"
+        b"Content-Type: image/png\r\n\r\n" % i + data + b"\r\n"
+        for i, data in enumerate(good)
+    ) + b"--b0undary\r\nbroken header line\r\n\r\nxyz\r\n--b0undary--\r\n"
+
+    response = gateway.post("/v1/images", headers={**member.headers,
+                                                    "Content-Type": "multipart/form-data; boundary=b0undary"},
+                            data=body)
+
+    assert response.status_code == 400, response.text
+    assert "malformed multipart" in response.json()["error"]["message"]
+    time.sleep(1.0)  # any write still in flight would land meanwhile
+    assert team_objects(storage_client, stack, "team-a") == []
+    assert team_records(firestore_client, "team-a") == []
+
+
 @pytest.mark.parametrize("kwargs,status", [
     ({"data": b"raw bytes", "headers": {"Content-Type": "image/jpeg"}}, 415),
     ({"files": [("other", ("x.jpg", b"abc", "image/jpeg"))]}, 400),

@@ -423,13 +423,15 @@ class RowHistograms:
         self._runs: list[Future] = []
 
     def add(self, rows: RowBand) -> None:
-        self._runs.append(self._executor.submit(lambda: rows().histogram()))
+        # Each run's counts become an array on the counting thread, so that the
+        # sum, the one step after the decode, is a single vectorised add.
+        self._runs.append(self._executor.submit(lambda: np.asarray(rows().histogram(), dtype=np.int64)))
 
     def result(self, image: Image.Image) -> dict[str, Histogram] | None:
         """The histograms (no luma) of the decoded `image`, or None if it reported no rows."""
         if not self._runs:
             return None
-        counts = np.sum([np.asarray(run.result(), dtype=np.int64) for run in self._runs], axis=0)
+        counts = np.stack([run.result() for run in self._runs]).sum(axis=0)
         return _dense_histograms(band_names(image), counts)
 
 

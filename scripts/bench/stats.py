@@ -101,18 +101,21 @@ def main() -> int:
             f"{stack.gateway_url}/stats/{name}/p99", headers={"If-None-Match": etag}), 100))
         print(f"12 MP conditional request (304): {revalidate:.2f} ms")
 
-        # 3. linear growth with pixels: least-squares line through (MP, ms)
-        sizes, costs = [], []
-        for megapixels in (1, 4, 12, 24):
-            runs, decodes = [], []
-            for seed in range(LINEAR_RUNS):
+        # 3. linear growth with pixels: least-squares line through (MP, ms); the
+        # sizes take turns, round by round, so drift on a shared machine hits all alike
+        sizes = [1, 4, 12, 24]
+        runs = {mp: [] for mp in sizes}
+        decodes = {mp: [] for mp in sizes}
+        for seed in range(LINEAR_RUNS):
+            for megapixels in sizes:
                 name, data = upload(megapixels, 200 + seed)
-                runs.extend(timed(lambda: ours(name), 1))
-                decodes.append(decode_ms(data, 1))
-            sizes.append(megapixels)
-            costs.append(median_ms(runs))
-            print(f"{megapixels:>2} MP first request: {costs[-1]:7.1f} ms ({costs[-1] / megapixels:.1f} ms/MP; "
-                  f"decode alone {sorted(decodes)[len(decodes) // 2]:.1f} ms)")
+                runs[megapixels].extend(timed(lambda: ours(name), 1))
+                decodes[megapixels].append(decode_ms(data, 1))
+        costs = [median_ms(runs[mp]) for mp in sizes]
+        for megapixels, cost in zip(sizes, costs):
+            decode = sorted(decodes[megapixels])[len(decodes[megapixels]) // 2]
+            print(f"{megapixels:>2} MP first request: {cost:7.1f} ms ({cost / megapixels:.1f} ms/MP; "
+                  f"decode alone {decode:.1f} ms)")
         slope, intercept = np.polyfit(sizes, costs, 1)
         fitted = np.polyval([slope, intercept], sizes)
         r2 = 1 - np.sum((np.array(costs) - fitted) ** 2) / np.sum((np.array(costs) - np.mean(costs)) ** 2)

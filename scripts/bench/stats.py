@@ -9,6 +9,7 @@ Targets on a 12-megapixel JPEG, all end to end over HTTP through the local gatew
 from __future__ import annotations
 
 import io
+import statistics
 import sys
 import time
 import uuid
@@ -76,9 +77,12 @@ def main() -> int:
                     phase, _, ms = item.strip().partition(";dur=")
                     phases.setdefault(phase, []).append(float(ms))
         cold_ms, decode = median_ms(cold), sorted(decodes)[len(decodes) // 2]
-        ratio = cold_ms / decode
-        print(f"12 MP first request: {cold_ms:.1f} ms; Pillow decode alone: {decode:.1f} ms; "
-              f"ratio {ratio:.2f}x (target <= 1.3x) {verdict(ratio <= 1.3)}")
+        # Each image's request and its decode are measured back to back: the
+        # median of those paired ratios is not moved by drift between images.
+        ratio = statistics.median(c * 1000 / d for c, d in zip(cold, decodes))
+        print(f"12 MP first request: {cold_ms:.1f} ms; Pillow decode alone: {decode:.1f} ms (medians; ratio "
+              f"{cold_ms / decode:.2f}x); median of the {len(cold)} paired ratios {ratio:.2f}x "
+              f"(target <= 1.3x) {verdict(ratio <= 1.3)}")
         print("  server-side breakdown (median ms): "
               + ", ".join(f"{p} {sorted(v)[len(v) // 2]:.1f}" for p, v in phases.items()))
 

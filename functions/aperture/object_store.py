@@ -55,7 +55,10 @@ class ObjectStore:
     def info(self, bucket: str, name: str) -> ObjectInfo | None:
         """Current metadata of an object, or None if it (or its bucket) does not exist."""
         url = f"{self._client.api_endpoint}/storage/v1/b/{quote(bucket, safe='~')}/o/{quote(name, safe='~')}"
-        response = self._metadata.request("GET", url, fields={"fields": _INFO_FIELDS})
+        try:
+            response = self._metadata.request("GET", url, fields={"fields": _INFO_FIELDS})
+        except urllib3.exceptions.HTTPError as exc:  # connection failures, after the retries
+            raise gexc.ServiceUnavailable(f"GET {url}: {exc}") from exc
         if response.status in (403, 404):
             return None
         if response.status != 200:

@@ -87,3 +87,18 @@ def test_info_of_a_missing_object_or_bucket_is_none(storage_client, source_bucke
 
     assert store.info(source_bucket.name, f"{unique}/missing.png") is None
     assert store.info(f"no-such-bucket-{unique}", "x.png") is None
+
+
+def test_info_when_storage_is_unreachable_is_a_service_unavailable_error():
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    from devstack.processes import free_port
+
+    # Arrange: a client pointed at a port nothing listens on
+    client = storage.Client(project="p", credentials=AnonymousCredentials(),
+                            client_options={"api_endpoint": f"http://127.0.0.1:{free_port()}"})
+
+    # Act / Assert
+    with pytest.raises(gexc.ServiceUnavailable):
+        ObjectStore(client).info("bucket", "name.png")

@@ -96,7 +96,7 @@ class UploadService:
             checked = self._check((filename, data))
         if isinstance(checked, FileResult):
             return checked
-        shown, image_id, data, image = checked
+        shown, image_id, *_ = checked
         slot = None
         if claim is not None:
             # Links count files: find duplicates before taking one of the link's slots.
@@ -105,12 +105,10 @@ class UploadService:
             slot = claim()
             if slot is None:
                 return FileResult(shown, REJECTED, error="this upload link has no files left", status_code=410)
-        writing = self._writers.submit(self._objects.create, self._bucket, object_name(team, image_id, image.extension),
-                                       data, image.mime_type, API_WRITE)
+        written = self._write_valid(team, checked)
         with timings.span("write"):
             try:
-                [result] = self._commit(team, [(shown, image_id, data, image, writing)], uploaded_by,
-                                        reraise=True)
+                [result] = self._commit(team, [written], uploaded_by, reraise=True)
             except Exception:
                 if release and slot:
                     release(slot)

@@ -17,8 +17,8 @@ from aperture.config import get_config
 # Streaming downloads (`Blob.download_to_file`) hand the stream 8 KB at a time
 # and the library offers no setting for it: a 2.5 MB photo took 300 trips
 # through requests' generators, 5 ms of CPU and GIL against the decoder that
-# consumes it, against 1 ms in 256 KB pieces. A missing name fails at import
-# (tests/unit/test_clients.py), not silently.
+# consumes it, against 1 ms in 256 KB pieces. A library that stops reading the
+# name fails tests/integration/test_object_store.py, not silently.
 DOWNLOAD_CHUNK_BYTES = 256 * 1024
 _media_requests._SINGLE_GET_CHUNK_SIZE = DOWNLOAD_CHUNK_BYTES
 

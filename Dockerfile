@@ -15,10 +15,18 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first, so code changes reuse this layer.
+# Dependencies first, so code changes reuse this layer. requirements.txt names
+# our C extension by path (native/jpegrows): it is compiled here against
+# Debian's libjpeg-turbo, whose runtime library stays; the compiler goes.
 COPY functions/requirements.txt /app/requirements.txt
-RUN pip install --no-cache-dir -r /app/requirements.txt \
-    && python -c "import functions_framework" \
+COPY functions/native /app/native
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+       gcc libc6-dev libjpeg62-turbo-dev libjpeg62-turbo \
+    && pip install --no-cache-dir -r /app/requirements.txt \
+    && python -c "import functions_framework, jpegrows" \
+    && apt-get purge -y --auto-remove gcc libc6-dev libjpeg62-turbo-dev \
+    && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 aperture \
     && useradd --system --uid 10001 --gid aperture --home-dir /nonexistent --shell /usr/sbin/nologin aperture
 

@@ -33,8 +33,8 @@ resource "google_artifact_registry_repository" "aperture" {
   depends_on = [google_project_service.apis]
 }
 
-# The zipped functions/ directory: main.py (entry points), requirements.txt and
-# the aperture package. The object name carries the content hash, so a code
+# The zipped functions/ directory: main.py (entry points), requirements.txt,
+# the aperture package and the source of its C extension (native/jpegrows). The object name carries the content hash, so a code
 # change redeploys every function and nothing else does.
 data "archive_file" "functions" {
   type        = "zip"
@@ -50,6 +50,10 @@ data "archive_file" "functions" {
     "**/.venv/**",
     "tests",
     "**/tests/**",
+    # local builds of native/jpegrows: Cloud Functions compiles it from source
+    "native/*/build/**",
+    "native/*/*.egg-info/**",
+    "**/*.so",
   ]
 }
 

@@ -11,14 +11,22 @@ This module is pure domain code: Pillow only, no web framework, no cloud SDK.
 from __future__ import annotations
 
 import io
+import os
 import re
 import struct
 import sys
 import threading
 import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import BinaryIO, Callable
 
 from PIL import Image, ImageMode
+
+try:  # optional C extension (functions/native/jpegrows): a JPEG's rows on two cores
+    import jpegrows
+except ImportError:  # not built here (no compiler or libjpeg headers): Pillow decodes alone
+    jpegrows = None
 
 __all__ = [
     "ImageError",
@@ -82,10 +90,20 @@ DECODE_ERRORS: tuple[type[BaseException], ...] = (
 _BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
 
 
-# A run of finished rows of an image still being decoded; calling it gives them
-# as a read-only image sharing the decoded memory (the decoder never writes
-# those rows again, so it is safe from any thread while decoding goes on).
-RowBand = Callable[[], Image.Image]
+@dataclass(frozen=True)
+class RowBand:
+    """A run of finished rows of an image still being decoded: rows `top` to
+    `top + height - 1`. Calling it gives them as a read-only image sharing
+    the decoded memory (the decoder never writes those rows again, so it is
+    safe from any thread while decoding goes on)."""
+
+    top: int
+    height: int
+    _pixels: memoryview
+    _width: int
+
+    def __call__(self) -> Image.Image:
+        return Image.frombuffer("RGBX", (self._width, self.height), self._pixels, "raw", "RGBX", 0, 1)
 
 
 def open_image(
@@ -97,10 +115,14 @@ def open_image(
     """Decode the first frame of `data`, refusing images over `max_pixels` before decoding.
 
     With `on_rows`, an 8-bit RGB JPEG reports its rows while libjpeg decodes
-    them: `on_rows` receives each run of finished rows once, top to bottom,
-    covering the image, so that work on the pixels can overlap the decode
-    (the stats function histograms bands on the other core). Such an image
-    comes back in mode RGBX (RGB plus the padding byte Pillow stores anyway).
+    them: `on_rows` receives runs of finished rows, each once, so that work
+    on the pixels can overlap the decode (the stats function histograms
+    bands meanwhile). Such an image comes back in mode RGBX (RGB plus the
+    padding byte Pillow stores anyway). Runs may arrive out of order and from
+    two threads (a sequential JPEG is decoded on two cores, see
+    `_decode_in_parallel`), and if that decode fails part-way the image is
+    decoded again without reporting the rest: callers count the rows they
+    were given and use the runs only when they cover the image.
     Any other image never calls `on_rows` and comes back as usual.
 
     Raises `NotAnImage` when Pillow cannot identify or decode the bytes and
@@ -125,6 +147,12 @@ def open_image(
         raise NotAnImage(f"cannot read image header: {error_reason(exc)}") from None
 
     _check_size(image.size, max_pixels)
+    if on_rows is not None and decodes_in_parallel(image):
+        decoded = _decode_in_parallel(image, stream, on_rows)
+        if decoded is not None:
+            return decoded
+        stream.seek(0)  # refused by the row decoder (corrupt data, ...): Pillow's answer, whatever it is
+        image, watcher = Image.open(stream), None
     if watcher is not None:
         watcher.watch(image)
     try:
@@ -138,6 +166,66 @@ def open_image(
     # Some formats (ICO, ICNS) pick their size while loading: check again.
     _check_size(image.size, max_pixels)
     return image
+
+
+def decodes_in_parallel(image: Image.Image) -> bool:
+    """Whether `open_image(on_rows=...)` decodes this (header-only) image on two
+    cores: an 8-bit YCbCr baseline JPEG large enough to be worth it, when the
+    jpegrows extension is built. Progressive JPEGs are not: both halves
+    would have to entropy-decode every scan."""
+    tile = image.tile[0] if len(image.tile) == 1 else None
+    return (jpegrows is not None and _PARALLEL is not None and image.format == "JPEG" and image.mode == "RGB"
+            and tile is not None and tile.codec_name == "jpeg" and tile.args[0] == "RGB"
+            and image.height >= PARALLEL_MIN_ROWS and not image.info.get("progressive"))
+
+
+# The top part gets more rows than the bottom one: the bottom decoder first
+# entropy-decodes (skips) the top rows, which costs about half their full
+# decode; these shares finish both parts at about the same time.
+TOP_SHARE = 0.62
+PARALLEL_MIN_ROWS = 512
+ROWS_PER_RUN = 128
+_PARALLEL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jpeg-top") if (os.cpu_count() or 1) > 1 else None
+
+
+def _decode_in_parallel(header: Image.Image, stream: BinaryIO,
+                        on_rows: Callable[[RowBand], None]) -> Image.Image | None:
+    """Decode `header`'s JPEG as RGBX with two jpegrows decoders, the top rows on
+    a pool thread and the rest on this one, reporting runs as they finish.
+    None if libjpeg refused the data (an error or a warning, such as
+    corrupt or truncated data) in either part."""
+    width, height = header.size
+    stream.seek(0)
+    data = stream.read()  # every byte: the bottom decoder entropy-decodes from the start
+    pixels = _rgbx_buffers.take(width, height)
+    split = max(16, int(height * TOP_SHARE) // 16 * 16)  # a multiple of the largest MCU height
+    top = _PARALLEL.submit(_decode_rows, data, pixels, width, height, 0, split, on_rows)
+    try:
+        _decode_rows(data, pixels, width, height, split, height, on_rows)
+        bottom_ok = True
+    except ValueError:
+        bottom_ok = False
+    try:
+        top.result()
+    except ValueError:
+        return None
+    if not bottom_ok:
+        return None
+    image = Image.frombuffer("RGBX", (width, height), pixels, "raw", "RGBX", 0, 1)
+    image.format = header.format
+    image.info = dict(header.info)
+    return image
+
+
+def _decode_rows(data: bytes, pixels: memoryview, width: int, height: int, first: int, stop: int,
+                 on_rows: Callable[[RowBand], None]) -> None:
+    decoder = jpegrows.RowDecoder(data, width, height, first, stop)
+    stride = width * 4
+    row = first
+    while row < stop:
+        done = decoder.read(pixels[row * stride : stop * stride], ROWS_PER_RUN)
+        on_rows(RowBand(row, done, pixels[row * stride : (row + done) * stride], width))
+        row += done
 
 
 class _RowWatcher:
@@ -198,10 +286,9 @@ class _RowWatcher:
         width, height = self._size
         if rows - self._done < (1 if rows == height else self.MIN_ROWS):
             return
-        view = memoryview(self._pixels)[self._done * width * 4 : rows * width * 4]
-        size = (width, rows - self._done)
+        band = RowBand(self._done, rows - self._done, self._pixels[self._done * width * 4 : rows * width * 4], width)
         self._done = rows
-        self._on_rows(lambda: Image.frombuffer("RGBX", size, view, "raw", "RGBX", 0, 1))
+        self._on_rows(band)
 
     def __getattr__(self, name: str):  # seek, tell, ...: the stream's own
         return getattr(self._stream, name)

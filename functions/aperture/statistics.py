@@ -421,18 +421,27 @@ class RowHistograms:
     def __init__(self, executor: Executor):
         self._executor = executor
         self._runs: list[Future] = []
+        self._bands: list[RowBand] = []
 
     def add(self, rows: RowBand) -> None:
         # Each run's counts become an array on the counting thread, so that the
         # sum, the one step after the decode, is a single vectorised add.
-        self._runs.append(self._executor.submit(lambda: np.asarray(rows().histogram(), dtype=np.int64)))
+        self._bands.append(rows)
+        self._runs.append(self._executor.submit(_count_run, rows))
 
     def result(self, image: Image.Image) -> dict[str, Histogram] | None:
-        """The histograms (no luma) of the decoded `image`, or None if it reported no rows."""
+        """The histograms (no luma) of the decoded `image`, or None unless the
+        runs reported cover it (none at all, or a decode that started over)."""
         if not self._runs:
+            return None
+        if sum(rows.height for rows in self._bands) != image.height:
             return None
         counts = np.stack([run.result() for run in self._runs]).sum(axis=0)
         return _dense_histograms(band_names(image), counts)
+
+
+def _count_run(rows: RowBand) -> np.ndarray:
+    return np.asarray(rows().histogram(), dtype=np.int64)
 
 
 def add_luma(image: Image.Image, hists: dict[str, Histogram]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -51,6 +52,11 @@ def problems() -> list[str]:
                 f"gcloud component 'pubsub-emulator' is missing under {root}/platform "
                 "(gcloud components install pubsub-emulator)"
             )
+    if importlib.util.find_spec("jpegrows") is None:
+        found.append(
+            "the jpegrows extension (functions/native/jpegrows) was not built: it needs gcc, Python's headers "
+            "and libjpeg-turbo's (Debian: gcc python3-dev libjpeg62-turbo-dev); install them, then `make clean test`"
+        )
     if shutil.which("java") is None:
         found.append("java is not on PATH (the emulators need Java 11 or newer)")
     if sys.version_info < (3, 11):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import threading
 import zlib
 
 import numpy as np
@@ -17,6 +18,7 @@ from aperture.pixels import (
     TooManyPixels,
     UnsupportedChannel,
     band_names,
+    decodes_in_parallel,
     normalize,
     normalized_mode,
     open_image,
@@ -168,9 +170,14 @@ def smooth_photo(width: int, height: int, seed: int = 0) -> Image.Image:
 
 
 def decode_by_rows(data: bytes) -> tuple[Image.Image, list[Image.Image]]:
-    runs: list = []
-    image = open_image(io.BytesIO(data), max_pixels=10**9, on_rows=runs.append)
-    return image, [run() for run in runs]
+    """The image and its reported runs, top to bottom; asserts each row was reported exactly once."""
+    bands: list = []
+    image = open_image(io.BytesIO(data), max_pixels=10**9, on_rows=bands.append)
+    bands.sort(key=lambda band: band.top)
+    assert [band.top for band in bands] == [sum(b.height for b in bands[:i]) for i in range(len(bands))]
+    runs = [band() for band in bands]
+    assert [run.height for run in runs] == [band.height for band in bands]
+    return image, runs
 
 
 JPEG_VARIANTS = {
@@ -179,12 +186,13 @@ JPEG_VARIANTS = {
     "4:2:2": dict(quality=80, subsampling=1),
     "progressive": dict(quality=90, progressive=True),
     "optimized": dict(quality=75, optimize=True),
+    "restart markers": dict(quality=90, restart_marker_rows=1),
 }
 
 
 @pytest.mark.parametrize("options", JPEG_VARIANTS.values(), ids=JPEG_VARIANTS.keys())
-@pytest.mark.parametrize("size", [(1, 1), (17, 9), (640, 480), (1500, 1100)])
-def test_rows_of_an_rgb_jpeg_are_reported_once_in_order_and_match_a_plain_decode(size, options) -> None:
+@pytest.mark.parametrize("size", [(1, 1), (17, 9), (640, 480), (1500, 1100), (1001, 777), (333, 2050)])
+def test_rows_of_an_rgb_jpeg_are_reported_once_and_match_a_plain_decode(size, options) -> None:
     # Arrange
     data = encode(smooth_photo(*size), "JPEG", **options)
     plain = Image.open(io.BytesIO(data))
@@ -208,9 +216,66 @@ def test_large_baseline_jpeg_reports_rows_before_the_decode_ends() -> None:
     # Act
     _, runs = decode_by_rows(data)
 
-    # Assert: many runs, so counting overlapped decoding
+    # Assert: many runs, so counting overlapped decoding; short ones only at
+    # the end of a part (two parts when decoded on two cores)
     assert len(runs) > 4
-    assert all(run.height >= 64 for run in runs[:-1])
+    assert sum(run.height < 64 for run in runs) <= 2
+
+
+def test_a_large_baseline_jpeg_is_decoded_on_two_threads() -> None:
+    # Arrange
+    data = encode(smooth_photo(1600, 1200, seed=6), "JPEG", quality=90)
+    threads: set[str] = set()
+
+    # Act
+    image = open_image(io.BytesIO(data), max_pixels=10**9, on_rows=lambda band: threads.add(
+        threading.current_thread().name))
+
+    # Assert
+    assert decodes_in_parallel(Image.open(io.BytesIO(data)))
+    assert len(threads) == 2
+    assert np.array_equal(np.asarray(image)[..., :3], np.asarray(Image.open(io.BytesIO(data))))
+
+
+@pytest.mark.parametrize(
+    ("image", "options"),
+    [
+        (smooth_photo(1600, 1200), dict(progressive=True)),
+        (smooth_photo(1600, 300), {}),
+        (Image.new("L", (1600, 1200)), {}),
+    ],
+    ids=["progressive", "few rows", "grey"],
+)
+def test_other_jpegs_are_decoded_on_one_thread(image: Image.Image, options: dict) -> None:
+    assert not decodes_in_parallel(Image.open(io.BytesIO(encode(image, "JPEG", **options))))
+
+
+def corrupt_jpeg(width: int, height: int, seed: int, at: float) -> bytes:
+    """A JPEG whose restart marker `at` of the way through has the wrong number:
+    libjpeg warns ("found marker ... instead of RST") and resyncs, and Pillow
+    decodes it anyway."""
+    data = bytearray(encode(smooth_photo(width, height, seed), "JPEG", quality=90, restart_marker_rows=1))
+    position = data.index(b"\xff", int(len(data) * at))
+    while not 0xD0 <= data[position + 1] <= 0xD7:
+        position = data.index(b"\xff", position + 1)
+    data[position + 1] = 0xD0 + (data[position + 1] - 0xD0 + 3) % 8
+    return bytes(data)
+
+
+@pytest.mark.parametrize("at", [0.2, 0.9], ids=["in the top part", "in the bottom part"])
+def test_corrupt_data_gives_pillows_pixels_and_the_runs_do_not_cover_the_image(at: float) -> None:
+    # Arrange: libjpeg only warns about such data and Pillow decodes it anyway
+    data = corrupt_jpeg(1600, 1200, seed=7, at=at)
+    expected = Image.open(io.BytesIO(data))
+    expected.load()
+    bands: list = []
+
+    # Act
+    image = open_image(io.BytesIO(data), max_pixels=10**9, on_rows=bands.append)
+
+    # Assert
+    assert np.array_equal(np.asarray(image.convert("RGB")), np.asarray(expected))
+    assert sum(band.height for band in bands) < image.height
 
 
 def test_rows_stay_exact_when_a_freed_buffer_is_reused_at_another_width() -> None:

@@ -496,6 +496,27 @@ def test_row_histograms_of_a_jpeg_equal_the_histograms_of_its_plain_decode(progr
         assert bands[name] == expected[name], name
 
 
+def test_row_histograms_of_a_decode_that_started_over_defer_to_a_whole_image_count() -> None:
+    # Arrange: corrupt data makes the two-core decode give up after reporting some rows
+    from concurrent.futures import ThreadPoolExecutor
+
+    from aperture.pixels import open_image
+    from tests.unit.test_pixels import corrupt_jpeg
+
+    data = corrupt_jpeg(1600, 1200, seed=8, at=0.9)
+    expected = statistics.image_histograms(Image.open(io.BytesIO(data)), luma=False)
+
+    with ThreadPoolExecutor(2) as pool:
+        counted = statistics.RowHistograms(pool)
+
+        # Act
+        image = open_image(io.BytesIO(data), max_pixels=10**7, on_rows=counted.add)
+
+        # Assert
+        assert counted.result(image) is None
+    assert statistics.image_histograms(image, luma=False) == expected
+
+
 def test_row_histograms_without_rows_defer_to_a_whole_image_count() -> None:
     from concurrent.futures import ThreadPoolExecutor
 

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO, Callable
 
+import numpy as np
 from PIL import Image, ImageMode
 
 try:  # optional C extension (functions/native/jpegrows): a JPEG's rows on two cores
@@ -101,6 +102,9 @@ class RowBand:
     height: int
     _pixels: memoryview
     _width: int
+    # Pillow's 256-per-band histogram of these rows (RGB, padding dropped) when
+    # the decoder counted them as it wrote them; None otherwise.
+    counts: "np.ndarray | None" = None
 
     def __call__(self) -> Image.Image:
         return Image.frombuffer("RGBX", (self._width, self.height), self._pixels, "raw", "RGBX", 0, 1)
@@ -223,8 +227,9 @@ def _decode_rows(data: bytes, pixels: memoryview, width: int, height: int, first
     stride = width * 4
     row = first
     while row < stop:
-        done = decoder.read(pixels[row * stride : stop * stride], ROWS_PER_RUN)
-        on_rows(RowBand(row, done, pixels[row * stride : (row + done) * stride], width))
+        counts = np.zeros(768, np.int64)
+        done = decoder.read(pixels[row * stride : stop * stride], ROWS_PER_RUN, counts)
+        on_rows(RowBand(row, done, pixels[row * stride : (row + done) * stride], width, counts))
         row += done
 
 

@@ -94,7 +94,7 @@ def test_wrong_dimensions_and_row_ranges_are_refused() -> None:
 def test_a_buffer_too_small_for_the_rows_asked_is_refused() -> None:
     decoder = jpegrows.RowDecoder(encode(smooth_photo(64, 48), "JPEG"), 64, 48, 0, 48)
 
-    with pytest.raises(ValueError, match="buffer holds 100 bytes"):
+    with pytest.raises(ValueError, match="too small .*buffer holds 100 bytes"):
         decoder.read(bytearray(100), 1)
     with pytest.raises(TypeError):
         decoder.read(bytes(64 * 4), 1)  # read-only
@@ -167,3 +167,30 @@ def test_the_gil_is_released_while_rows_decode() -> None:
     # Assert
     assert ran_meanwhile > 0
     assert decoder.remaining == 0
+
+
+@pytest.mark.parametrize("subsampling", SUBSAMPLINGS.values(), ids=SUBSAMPLINGS.keys())
+def test_counts_are_pillows_histogram_of_the_rows_read(subsampling: int) -> None:
+    # Arrange
+    data = encode(smooth_photo(333, 250, seed=9), "JPEG", quality=85, subsampling=subsampling)
+    decoder = jpegrows.RowDecoder(data, 333, 250, 40, 250)
+    out, counts = bytearray(333 * 210 * 4), np.full(768, 5, np.int64)  # adds to what is there
+
+    # Act
+    done = decoder.read(out, 300, counts)
+
+    # Assert
+    rows = Image.open(io.BytesIO(data)).crop((0, 40, 333, 250))
+    assert done == 210
+    assert counts.tolist() == [n + 5 for n in rows.histogram()]
+
+
+def test_counts_must_be_768_writable_int64() -> None:
+    decoder = jpegrows.RowDecoder(encode(smooth_photo(64, 48), "JPEG"), 64, 48, 0, 48)
+
+    for counts in (np.zeros(767, np.int64), np.zeros(768, np.int32)):
+        with pytest.raises(ValueError, match="768 int64"):
+            decoder.read(bytearray(64 * 48 * 4), 48, counts)
+    with pytest.raises(BufferError):
+        decoder.read(bytearray(64 * 48 * 4), 48, bytes(768 * 8))
+    assert decoder.remaining == 48

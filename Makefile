@@ -9,12 +9,13 @@ export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)/scripts
 
 .PHONY: run test bench prereqs venv clean deploy
 
+# functions/requirements.txt installs from inside functions/, where its local path
+# (native/jpegrows) resolves, as in Cloud Functions and the Dockerfile.
 $(STAMP): requirements-dev.txt requirements-ml.txt functions/requirements.txt pyproject.toml \
 		functions/native/jpegrows/jpegrows.c functions/native/jpegrows/setup.py
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# from inside functions/, where its local path (native/jpegrows) resolves, as in Cloud Functions
 	cd functions && ../$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)

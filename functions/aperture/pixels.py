@@ -5,7 +5,8 @@
 RGB or RGBA and 1-bit images become L, so that a statistic is always over the
 colours a viewer sees rather than over palette indices.
 
-This module is pure domain code: Pillow only, no web framework, no cloud SDK.
+This module is pure domain code: Pillow, numpy and our jpegrows extension; no
+web framework, no cloud SDK.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ class RowBand:
     _width: int
     # Pillow's 256-per-band histogram of these rows (RGB, padding dropped) when
     # the decoder counted them as it wrote them; None otherwise.
-    counts: "np.ndarray | None" = None
+    counts: np.ndarray | None = None
 
     def __call__(self) -> Image.Image:
         return Image.frombuffer("RGBX", (self._width, self.height), self._pixels, "raw", "RGBX", 0, 1)

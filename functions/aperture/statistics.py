@@ -416,7 +416,8 @@ def _dense_histograms(names: tuple[str, ...], counts: Iterable[int]) -> dict[str
 class RowHistograms:
     """The band histograms of an 8-bit image, counted run by run as its rows
     are decoded: pass `add` as `pixels.open_image(on_rows=...)`; each run is
-    counted on `executor`, so counting overlaps the decode of later rows."""
+    counted on `executor`, so counting overlaps the decode of later rows,
+    unless the decoder already counted it (`RowBand.counts`)."""
 
     def __init__(self, executor: Executor):
         self._executor = executor

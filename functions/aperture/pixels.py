@@ -178,10 +178,15 @@ def decodes_in_parallel(image: Image.Image) -> bool:
     cores: an 8-bit YCbCr baseline JPEG large enough to be worth it, when the
     jpegrows extension is built. Progressive JPEGs are not: both halves
     would have to entropy-decode every scan."""
-    tile = image.tile[0] if len(image.tile) == 1 else None
-    return (jpegrows is not None and _PARALLEL is not None and image.format == "JPEG" and image.mode == "RGB"
-            and tile is not None and tile.codec_name == "jpeg" and tile.args[0] == "RGB"
+    return (jpegrows is not None and _PARALLEL is not None and _is_rgb_jpeg(image, ("JPEG",))
             and image.height >= PARALLEL_MIN_ROWS and not image.info.get("progressive"))
+
+
+def _is_rgb_jpeg(image: Image.Image, formats: tuple[str, ...]) -> bool:
+    """A header-only image that libjpeg will decode into 8-bit RGB in one tile."""
+    tile = image.tile[0] if len(image.tile) == 1 else None
+    return (image.format in formats and image.mode == "RGB" and tile is not None
+            and tile.codec_name == "jpeg" and tile.args[0] == "RGB")
 
 
 # The top part gets more rows than the bottom one: the bottom decoder first
@@ -205,16 +210,16 @@ def _decode_in_parallel(header: Image.Image, stream: BinaryIO,
     pixels = _rgbx_buffers.take(width, height)
     split = max(16, int(height * TOP_SHARE) // 16 * 16)  # a multiple of the largest MCU height
     top = _PARALLEL.submit(_decode_rows, data, pixels, width, height, 0, split, on_rows)
+    refused = False
     try:
         _decode_rows(data, pixels, width, height, split, height, on_rows)
-        bottom_ok = True
     except ValueError:
-        bottom_ok = False
+        refused = True
     try:
-        top.result()
+        top.result()  # waited for even after a refusal: the top part writes into `pixels`
     except ValueError:
-        return None
-    if not bottom_ok:
+        refused = True
+    if refused:
         return None
     image = Image.frombuffer("RGBX", (width, height), pixels, "raw", "RGBX", 0, 1)
     image.format = header.format
@@ -258,9 +263,8 @@ class _RowWatcher:
         self._done = 0
 
     def watch(self, image: Image.Image) -> None:
-        tile = image.tile[0] if len(image.tile) == 1 else None
-        if (image.format in ("JPEG", "MPO") and image.mode == "RGB" and tile is not None
-                and tile.codec_name == "jpeg" and tile.args[0] == "RGB"):
+        if _is_rgb_jpeg(image, ("JPEG", "MPO")):
+            tile = image.tile[0]
             width, height = self._size = image.size
             self._pixels = _rgbx_buffers.take(width, height)
             image._mode = "RGBX"

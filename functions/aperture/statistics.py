@@ -421,33 +421,28 @@ class RowHistograms:
 
     def __init__(self, executor: Executor):
         self._executor = executor
-        self._runs: list[Future] = []
-        self._bands: list[RowBand] = []
+        # (rows, counts) per run: counts as an array, or the Future of one.
+        # Runs come from up to two decoding threads; list.append is atomic.
+        self._runs: list[tuple[int, np.ndarray | Future]] = []
 
     def add(self, rows: RowBand) -> None:
-        # Each run's counts become an array on the counting thread, so that the
-        # sum, the one step after the decode, is a single vectorised add.
-        self._bands.append(rows)
-        if rows.counts is not None:  # counted by the decoder
-            done: Future = Future()
-            done.set_result(rows.counts)
-            self._runs.append(done)
-        else:
-            self._runs.append(self._executor.submit(_count_run, rows))
+        counts = rows.counts if rows.counts is not None else self._executor.submit(_count_run, rows)
+        self._runs.append((rows.height, counts))
 
     def result(self, image: Image.Image) -> dict[str, Histogram] | None:
         """The histograms (no luma) of the decoded `image`, or None unless the
         runs reported cover it (none at all, or a decode that started over)."""
-        if not self._runs:
+        if not self._runs or sum(rows for rows, _ in self._runs) != image.height:
             return None
-        if sum(rows.height for rows in self._bands) != image.height:
-            return None
-        counts = np.stack([run.result()[:768] for run in self._runs]).sum(axis=0)  # RGBX: padding dropped
+        counts = np.stack([c if isinstance(c, np.ndarray) else c.result() for _, c in self._runs]).sum(axis=0)
         return _dense_histograms(band_names(image), counts)
 
 
 def _count_run(rows: RowBand) -> np.ndarray:
-    return np.asarray(rows().histogram(), dtype=np.int64)
+    # The run's counts become an array on the counting thread, so that the sum,
+    # the one step after the decode, is a single vectorised add. RGBX: the
+    # padding band (the last 256) is dropped, as in `RowBand.counts`.
+    return np.asarray(rows().histogram()[:768], dtype=np.int64)
 
 
 def add_luma(image: Image.Image, hists: dict[str, Histogram]) -> None:

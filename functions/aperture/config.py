@@ -86,6 +86,12 @@ class Config:
         "Largest upload request body (413 above); Cloud Functions caps requests at 32 MiB.",
     )
     max_files_per_request: int = _setting("APERTURE_MAX_FILES_PER_REQUEST", 100, "Files in one upload request.")
+    upload_retain_bytes: int = _setting(
+        "APERTURE_UPLOAD_RETAIN_BYTES",
+        256 * 1024 * 1024,
+        "Freed memory the upload function keeps for its next requests instead of returning it to the kernel "
+        "(glibc only; 0 keeps the C library's defaults). See aperture/allocator.py.",
+    )
     max_upload_pixels: int = _setting(
         "APERTURE_MAX_UPLOAD_PIXELS", 100_000_000, "Largest width*height an upload may have (422 above)."
     )

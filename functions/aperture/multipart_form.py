@@ -3,6 +3,8 @@
 python-multipart's parser finds boundaries with bytes.find, about five times
 faster than werkzeug's form parser on large uploads, and here every part is
 kept in memory (the body is already capped by the caller), never spooled to disk.
+A part's bytes are kept as views of the chunks they arrived in and joined once
+when the part ends: one copy, where slicing and appending made three.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def read_file_parts(stream: BinaryIO, content_type: str, fields: tuple[str, ...]
     state: dict = {}
 
     def on_part_begin() -> None:
-        state.update(headers={}, field=b"", value=b"", data=bytearray())
+        state.update(headers={}, field=b"", value=b"", data=[])
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
         state["field"] += data[start:end]
@@ -53,7 +55,7 @@ def read_file_parts(stream: BinaryIO, content_type: str, fields: tuple[str, ...]
         state["field"], state["value"] = b"", b""
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
-        state["data"] += data[start:end]
+        state["data"].append(memoryview(data)[start:end])
 
     def on_part_end() -> None:
         if len(parts) >= max_parts:
@@ -63,9 +65,10 @@ def read_file_parts(stream: BinaryIO, content_type: str, fields: tuple[str, ...]
         filename = disposition.get(b"filename")
         if name in fields:
             parts.append(FilePart(name, None if filename is None else filename.decode("utf-8", "replace"),
-                                  bytes(state["data"])))
+                                  b"".join(state["data"])))
             if on_file is not None:
                 on_file(parts[-1])
+        state["data"] = []  # release the chunks this part's views held
 
     parser = MultipartParser(
         boundary,

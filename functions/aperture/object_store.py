@@ -7,9 +7,11 @@ fake-gcs-server.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -18,9 +20,12 @@ import urllib3
 from google.api_core import exceptions as gexc
 from google.auth.transport.urllib3 import AuthorizedHttp
 from google.cloud import storage
+from google_crc32c import Checksum
 
 # The metadata fields `info` reads (GCS JSON API partial response).
 _INFO_FIELDS = "generation,size,contentType,md5Hash"
+# Statuses worth another try (the JSON API's retry guidance): throttling and server errors.
+_RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 
 @dataclass(frozen=True)
@@ -46,8 +51,17 @@ class ObjectStore:
         # credentials, reads it in about half the time (0.55 against 1.0 ms here).
         self._metadata = AuthorizedHttp(client._credentials, http=urllib3.PoolManager(
             maxsize=16,
-            retries=urllib3.Retry(total=3, backoff_factor=0.05, status_forcelist=(429, 500, 502, 503, 504),
+            retries=urllib3.Retry(total=3, backoff_factor=0.05, status_forcelist=_RETRY_STATUSES,
                                   allowed_methods=frozenset({"GET"}), raise_on_status=False),
+        ))
+        # `create` goes the same way: the library's upload path cost 2.5 ms of CPU
+        # per 1 MB object here against 1.6 ms for one multipart POST whose body
+        # is sent in pieces (no 1 MB copy to assemble it). Its writes are
+        # create-only (ifGenerationMatch=0), so a retried POST cannot overwrite.
+        self._writes = AuthorizedHttp(client._credentials, http=urllib3.PoolManager(
+            maxsize=16,
+            retries=urllib3.Retry(total=3, backoff_factor=0.1, status_forcelist=_RETRY_STATUSES,
+                                  allowed_methods=frozenset({"POST"}), raise_on_status=False),
         ))
         # Streaming downloads run here: a thread per download cost 0.3 ms to start.
         self._downloads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="gcs-stream")
@@ -75,13 +89,37 @@ class ObjectStore:
 
     def create(self, bucket: str, name: str, data: bytes, content_type: str,
                metadata: dict[str, str] | None = None) -> bool:
-        """Write a new object (with custom `metadata`); False (and no write) when the name is taken."""
-        blob = self._client.bucket(bucket).blob(name)
-        blob.metadata = metadata
+        """Write a new object (with custom `metadata`); False (and no write) when the name is taken.
+
+        One multipart upload (JSON API), create-only, with the CRC32C of the
+        bytes so that storage refuses a body damaged on the way.
+        """
+        resource = {
+            "name": name,
+            "contentType": content_type,
+            "crc32c": base64.b64encode(Checksum(data).digest()).decode(),
+        }
+        if metadata:
+            resource["metadata"] = metadata
+        boundary = uuid.uuid4().hex
+        head = (f"--{boundary}\r\ncontent-type: application/json; charset=UTF-8\r\n\r\n"
+                f"{json.dumps(resource)}\r\n--{boundary}\r\ncontent-type: {content_type}\r\n\r\n").encode()
+        tail = f"\r\n--{boundary}--\r\n".encode()
+        url = f"{self._client.api_endpoint}/upload/storage/v1/b/{quote(bucket, safe='~')}/o"
         try:
-            blob.upload_from_string(data, content_type=content_type, if_generation_match=0, checksum="crc32c")
-        except gexc.PreconditionFailed:
+            # A tuple body goes out piece by piece (and again, whole, on a retry).
+            response = self._writes.request(
+                "POST", url + "?uploadType=multipart&ifGenerationMatch=0&fields=generation",
+                body=(head, data, tail),
+                headers={"Content-Type": f'multipart/related; boundary="{boundary}"',
+                         "Content-Length": str(len(head) + len(data) + len(tail))},
+            )
+        except urllib3.exceptions.HTTPError as exc:  # connection failures, after the retries
+            raise gexc.ServiceUnavailable(f"POST {url}: {exc}") from exc
+        if response.status == 412:
             return False
+        if response.status != 200:
+            raise gexc.from_http_status(response.status, f"POST {url} ({name}): {response.data[:300]!r}")
         return True
 
     def delete(self, bucket: str, name: str, generation: int | None = None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 
 from aperture import clients
+from aperture.allocator import retain_freed_memory
 from aperture.config import get_config
 from aperture.image_store import ImageStore
 from aperture.image_validation import Limits
@@ -42,7 +43,9 @@ def upload_limits() -> Limits:
 
 @functools.cache
 def uploads() -> UploadService:
-    return UploadService(objects(), images(), get_config().uploads_bucket, upload_limits())
+    config = get_config()
+    retain_freed_memory(config.upload_retain_bytes)  # megabyte buffers per file: reuse, don't re-fault
+    return UploadService(objects(), images(), config.uploads_bucket, upload_limits())
 
 
 @functools.cache

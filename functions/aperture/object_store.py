@@ -42,6 +42,15 @@ class ObjectInfo:
     created: str | None = None
 
 
+def _transport(client: storage.Client, method: str) -> AuthorizedHttp:
+    """google-auth's urllib3 transport with the client's credentials, retrying `method` on 429 and 5xx."""
+    return AuthorizedHttp(client._credentials, http=urllib3.PoolManager(
+        maxsize=16,
+        retries=urllib3.Retry(total=3, backoff_factor=0.05, status_forcelist=_RETRY_STATUSES,
+                              allowed_methods=frozenset({method}), raise_on_status=False),
+    ))
+
+
 class ObjectStore:
     def __init__(self, client: storage.Client):
         self._client = client
@@ -49,20 +58,12 @@ class ObjectStore:
         # never be served stale), so `info` skips the client's requests and
         # retry layers: google-auth's urllib3 transport, with the client's
         # credentials, reads it in about half the time (0.55 against 1.0 ms here).
-        self._metadata = AuthorizedHttp(client._credentials, http=urllib3.PoolManager(
-            maxsize=16,
-            retries=urllib3.Retry(total=3, backoff_factor=0.05, status_forcelist=_RETRY_STATUSES,
-                                  allowed_methods=frozenset({"GET"}), raise_on_status=False),
-        ))
+        self._metadata = _transport(client, "GET")
         # `create` goes the same way: the library's upload path cost 2.5 ms of CPU
-        # per 1 MB object here against 1.6 ms for one multipart POST whose body
+        # per 1 MB object here against 1.0 ms for one multipart POST whose body
         # is sent in pieces (no 1 MB copy to assemble it). Its writes are
         # create-only (ifGenerationMatch=0), so a retried POST cannot overwrite.
-        self._writes = AuthorizedHttp(client._credentials, http=urllib3.PoolManager(
-            maxsize=16,
-            retries=urllib3.Retry(total=3, backoff_factor=0.1, status_forcelist=_RETRY_STATUSES,
-                                  allowed_methods=frozenset({"POST"}), raise_on_status=False),
-        ))
+        self._writes = _transport(client, "POST")
         # Streaming downloads run here: a thread per download cost 0.3 ms to start.
         self._downloads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="gcs-stream")
 
@@ -92,7 +93,8 @@ class ObjectStore:
         """Write a new object (with custom `metadata`); False (and no write) when the name is taken.
 
         One multipart upload (JSON API), create-only, with the CRC32C of the
-        bytes so that storage refuses a body damaged on the way.
+        bytes, so that Cloud Storage refuses a body damaged on the way
+        (fake-gcs-server stores its own checksum instead of checking ours).
         """
         resource = {
             "name": name,

@@ -1,10 +1,13 @@
-"""ObjectStore.stream against fake-gcs-server: the bytes of exactly one
-generation, arriving in large pieces while the reader consumes them."""
+"""ObjectStore against fake-gcs-server: create-only writes, metadata reads, and
+streams of exactly one generation's bytes, arriving in large pieces while the
+reader consumes them."""
 
 from __future__ import annotations
 
+import base64
 import os
 
+import google_crc32c
 import pytest
 from google.api_core import exceptions as gexc
 
@@ -102,3 +105,47 @@ def test_info_when_storage_is_unreachable_is_a_service_unavailable_error():
     # Act / Assert
     with pytest.raises(gexc.ServiceUnavailable):
         ObjectStore(client).info("bucket", "name.png")
+
+
+@pytest.mark.parametrize("leaf", ["plain.jpg", "with space.jpg", "naïve ✓.jpg", "q?x=1#frag.jpg", "100%.jpg"])
+def test_create_writes_the_bytes_type_and_metadata(storage_client, source_bucket, unique, leaf):
+    name = f"{unique}/{leaf}"
+    data = os.urandom(1_200_000)
+
+    created = ObjectStore(storage_client).create(source_bucket.name, name, data, "image/jpeg", {"aperture-upload": "api"})
+
+    blob = source_bucket.get_blob(name)
+    assert created is True
+    assert (blob.download_as_bytes(), blob.content_type, blob.metadata) == (data, "image/jpeg", {"aperture-upload": "api"})
+    assert blob.crc32c == base64.b64encode(google_crc32c.Checksum(data).digest()).decode()
+
+
+def test_create_never_overwrites_an_existing_object(storage_client, source_bucket, unique):
+    name = f"{unique}/taken.png"
+    store = ObjectStore(storage_client)
+    store.create(source_bucket.name, name, b"first", "image/png")
+    generation = source_bucket.get_blob(name).generation
+
+    again = store.create(source_bucket.name, name, b"second", "image/png", {"aperture-upload": "api"})
+
+    blob = source_bucket.get_blob(name)
+    assert again is False
+    assert (blob.download_as_bytes(), blob.generation, blob.metadata) == (b"first", generation, None)
+
+
+def test_create_in_a_missing_bucket_is_not_found(storage_client, unique):
+    with pytest.raises(gexc.NotFound):
+        ObjectStore(storage_client).create(f"no-such-bucket-{unique}", "x.png", b"123", "image/png")
+
+
+def test_create_when_storage_is_unreachable_is_a_service_unavailable_error():
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    from devstack.processes import free_port
+
+    client = storage.Client(project="p", credentials=AnonymousCredentials(),
+                            client_options={"api_endpoint": f"http://127.0.0.1:{free_port()}"})
+
+    with pytest.raises(gexc.ServiceUnavailable):
+        ObjectStore(client).create("bucket", "name.png", b"123", "image/png")

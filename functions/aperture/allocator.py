@@ -11,7 +11,6 @@ trim thresholds keeps that memory mapped and reused.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import platform
 
@@ -26,7 +25,7 @@ MAX_MMAP_THRESHOLD = 32 * 1024 * 1024
 def _libc():
     if platform.libc_ver()[0] != "glibc":
         return None
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    return ctypes.CDLL(None)  # the process's own symbols: the libc already loaded, no library search
 
 
 def retain_freed_memory(retain_bytes: int) -> bool:

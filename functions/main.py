@@ -1,31 +1,32 @@
-"""Entry points, one per deployed function; each delegates to the aperture package."""
+"""Entry points, one per deployed function (aperture.functions.FUNCTIONS); each hands its
+request or event to the handler the registry builds from the instance's container."""
 
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from aperture import admin_http, images_http, process_events, stats_http, upload_http
+from aperture.functions import handler
 
 
 @functions_framework.http
 def stats(request):
-    return stats_http.handle(request)
-
-
-@functions_framework.cloud_event
-def process(event: CloudEvent) -> None:
-    process_events.handle(event)
+    return handler("stats")(request)
 
 
 @functions_framework.http
 def admin(request):
-    return admin_http.handle(request)
+    return handler("admin")(request)
 
 
 @functions_framework.http
 def upload(request):
-    return upload_http.handle(request)
+    return handler("upload")(request)
 
 
 @functions_framework.http
 def images(request):
-    return images_http.handle(request)
+    return handler("images")(request)
+
+
+@functions_framework.cloud_event
+def process(event: CloudEvent) -> None:
+    handler("process")(event)

@@ -2,16 +2,24 @@
 
 Settings come from environment variables only (Cloud Functions sets them from
 Terraform; the local stack sets them from scripts/devstack). Nothing else in
-the package reads os.environ: code takes a `Config` or calls `get_config()`.
+the package reads os.environ: the composition root (`aperture.container`)
+reads a `Config` once and hands each part the settings it needs. An
+`APERTURE_*` variable that no field declares is refused at start-up, so a
+misspelt or stale setting cannot be silently ignored.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+
+
+PREFIX = "APERTURE_"
+# Variables of the same prefix that clients read, never the functions: the CLI's
+# target and key (aperture.cli) and `make run`'s gateway port (scripts/devstack).
+CLIENT_VARIABLES = ("APERTURE_URL", "APERTURE_API_KEY", "APERTURE_GATEWAY_PORT")
 
 
 def _setting(env: str, default: Any, description: str) -> Any:
@@ -133,6 +141,9 @@ class Config:
         1,
         "Torch intra-op threads of the local provider; 1 keeps a busy 2-core instance from oversubscribing.",
     )
+    region: str = _setting(
+        "APERTURE_REGION", "us-central1", "Region of the deployment; Vertex AI calls of the cloud provider go there."
+    )
     prewarm_source: bool = _setting(
         "APERTURE_PREWARM_SOURCE",
         True,
@@ -142,6 +153,11 @@ class Config:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Config":
         environ = os.environ if environ is None else environ
+        known = {f.metadata["env"] for f in dataclasses.fields(cls)} | set(CLIENT_VARIABLES)
+        unknown = sorted(name for name in environ if name.startswith(PREFIX) and name not in known)
+        if unknown:
+            raise ValueError(f"unknown setting(s) {', '.join(unknown)}: aperture.config.Config declares every "
+                             f"{PREFIX}* variable the functions read")
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             raw = environ.get(f.metadata["env"])
@@ -171,8 +187,3 @@ def _parse(raw: str, kind: type, env: str) -> Any:
             raise ValueError(f"{env} must be an integer, not {raw!r}") from None
     return raw
 
-
-@functools.cache
-def get_config() -> Config:
-    """The instance's configuration, read once (functions are configured at deploy time)."""
-    return Config.from_env()

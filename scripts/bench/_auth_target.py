@@ -1,5 +1,5 @@
 """One function, one handler, served twice: /open without auth and /guarded
-behind `aperture.access.team_route` (the real key check, mapping and audit)."""
+behind `aperture.services.access.team_route` (the real key check, mapping and audit)."""
 
 import functools
 
@@ -7,9 +7,9 @@ import flask
 import functions_framework
 from google.cloud import firestore
 
-from aperture.access import Access, team_route
-from aperture.audit import AuditLog
-from aperture.identity_store import IdentityStore
+from aperture.services.access import Access, team_route
+from aperture.storage.audit import AuditLog
+from aperture.storage.identity import IdentityStore
 
 
 @functools.cache

@@ -26,11 +26,13 @@ def main() -> int:
     with local_stack() as stack:
         from google.cloud import firestore, storage
 
-        from aperture import provisioning, services
-        from aperture.identity_store import IdentityStore
-        from aperture.image_store import ImageStore
-        from aperture.key_issuers import LocalKeyIssuer
-        from aperture.object_store import ObjectStore
+        from aperture.services import provisioning
+        from aperture.storage.identity import IdentityStore
+        from aperture.config import Config
+        from aperture.container import Container
+        from aperture.storage.images import COLLECTION, ImageStore, record_id
+        from aperture.storage.key_issuers import LocalKeyIssuer
+        from aperture.storage.objects import ObjectStore
 
         db = firestore.Client(project=stack.project)
         *_, key = provisioning.bootstrap(IdentityStore(db), LocalKeyIssuer(), team_id="bench",
@@ -44,10 +46,10 @@ def main() -> int:
             assert response.status_code == 201, response.text
             return response.json()["files"][0]["id"], time.perf_counter()
 
-        def wait(image_id: str) -> tuple[float, dict]:
+        def wait(image_id: str):
             while True:
                 record = images.get("bench", image_id)
-                if record["status"] != "pending":
+                if record.status != "pending":
                     return time.perf_counter(), record
                 time.sleep(0.005)
 
@@ -60,9 +62,9 @@ def main() -> int:
             time.sleep(0.3)
             image_id, answered = upload(data)
             done, record = wait(image_id)
-            assert record["status"] == "processed", record.get("error")
+            assert record.status == "processed", record.error
             latencies.append(done - answered)
-            for phase, ms in record["processing_ms"].items():
+            for phase, ms in record.processing_ms.items():
                 phases.setdefault(phase, []).append(ms)
         median = statistics.median(latencies)
         print(f"12 MP upload response -> processed: median {median * 1000:.0f} ms over {RUNS} "
@@ -72,15 +74,15 @@ def main() -> int:
               + ", ".join(f"{p} {statistics.median(v):.1f}" for p, v in phases.items()))
 
         # Baseline: the same work in-process, no event path.
-        processor = services.processor()
+        processor = Container(Config.from_env()).processor
         bucket = storage.Client(project=stack.project).bucket(stack.uploads_bucket)
         direct = []
         for seed in range(5):
             image_id, _ = upload(photo_jpeg(12, seed=500 + seed))
             wait(image_id)
             record = images.get("bench", image_id)
-            images.update("bench", image_id, {"status": "pending"})
-            info = ObjectStore(bucket.client).info(stack.uploads_bucket, record["object"])
+            db.collection(COLLECTION).document(record_id("bench", image_id)).update({"status": "pending"})
+            info = ObjectStore(bucket.client).info(stack.uploads_bucket, record.object)
             start = time.perf_counter()
             processor.handle(info)
             direct.append(time.perf_counter() - start)

@@ -22,7 +22,7 @@ from PIL import Image
 
 from benchlib import photo_jpeg, verdict
 
-from aperture.transforms import parse_ops, render
+from aperture.domain.transforms import parse_ops, render
 
 BOX = 512
 QUALITY = 85  # the same JPEG quality for all three

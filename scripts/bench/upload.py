@@ -75,9 +75,10 @@ def main() -> int:
     with local_stack(events=False) as stack:
         from google.cloud import firestore, storage
 
-        from aperture import clients, provisioning
-        from aperture.identity_store import IdentityStore
-        from aperture.key_issuers import LocalKeyIssuer
+        from aperture.storage import clients
+        from aperture.services import provisioning
+        from aperture.storage.identity import IdentityStore
+        from aperture.storage.key_issuers import LocalKeyIssuer
 
         *_, key = provisioning.bootstrap(IdentityStore(firestore.Client(project=stack.project)), LocalKeyIssuer(),
                                          team_id="bench", email="bench@bench.example", role="member")

@@ -43,9 +43,9 @@ def _demo_credentials(stack: Stack) -> dict[str, str]:
     """A demo team with an admin and their key (the stack starts with empty Firestore)."""
     from google.cloud import firestore
 
-    from aperture import provisioning
-    from aperture.identity_store import IdentityStore
-    from aperture.key_issuers import LocalKeyIssuer
+    from aperture.services import provisioning
+    from aperture.storage.identity import IdentityStore
+    from aperture.storage.key_issuers import LocalKeyIssuer
 
     identity = IdentityStore(firestore.Client(project=stack.project))
     team, user, key, secret = provisioning.bootstrap(

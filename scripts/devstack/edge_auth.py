@@ -4,7 +4,7 @@ A request to a secured operation needs an `x-api-key` that names a live key;
 otherwise the gateway answers 401 itself and audits the attempt (the function
 never sees it). Good keys are remembered for a few seconds, like API Gateway's
 own key-validity cache; revocation still takes effect at once because every
-function re-checks the key in Firestore (`aperture.access`).
+function re-checks the key in Firestore (`aperture.services.access`).
 """
 
 from __future__ import annotations
@@ -14,17 +14,21 @@ import time
 
 from aiohttp import web
 
-from aperture import keys, logs
-from aperture.audit import AccessAttempt, AuditLog
-from aperture.identity_store import IdentityStore
+from aperture.config import Config
+from aperture.container import Container
+from aperture.domain import keys
+from aperture.domain.records import AccessAttempt
+from aperture.runtime import logs
+from aperture.services.access import Access, refusal_message
 
 GOOD_KEY_SECONDS = 10.0
 
 
 class EdgeKeyCheck:
-    def __init__(self, identity: IdentityStore, audit: AuditLog):
-        self._identity = identity
-        self._audit = audit
+    """The same key check as every function's (`Access.check`), with a short memory of good keys."""
+
+    def __init__(self, access: Access):
+        self._access = access
         self._good: dict[str, float] = {}
 
     async def __call__(self, presented: str | None, route, request: web.Request) -> tuple[int, str] | None:
@@ -33,29 +37,18 @@ class EdgeKeyCheck:
         reason = await asyncio.to_thread(self._refusal, presented)
         if reason is None:
             return None
-        message = "missing API key: send it in the x-api-key header" if reason == "missing key" else "invalid API key"
         await asyncio.to_thread(self._record, request, reason)
-        return 401, message
+        return 401, refusal_message(reason)
 
     def _refusal(self, presented: str | None) -> str | None:
-        if not presented:
-            return "missing key"
-        if not keys.well_formed(presented):
-            return "malformed key"
-        digest = keys.key_hash(presented)
-        if self._good.get(digest, 0.0) > time.monotonic():
-            return None
-        key = self._identity.key_by_hash(digest)
-        if key is None:
-            return "unknown key"
-        if key.revoked:
-            return "revoked key"
-        self._good[digest] = time.monotonic() + GOOD_KEY_SECONDS
-        return None
+        key, reason = self._access.check(presented)
+        if key is not None and reason is None and presented:
+            self._good[keys.key_hash(presented)] = time.monotonic() + GOOD_KEY_SECONDS
+        return reason
 
     def _record(self, request: web.Request, reason: str) -> None:
         forwarded = request.headers.get("X-Forwarded-For")
-        self._audit.record(
+        self._access.audit(
             AccessAttempt(
                 method=request.method,
                 path=request.path,
@@ -72,7 +65,9 @@ class EdgeKeyCheck:
 
 
 def firestore_edge_check(project: str) -> EdgeKeyCheck:
-    from google.cloud import firestore
+    """The gateway's check over the project's Firestore, audited synchronously (the gateway has no
+    background writer thread to flush before it exits)."""
+    from aperture.storage.audit import AuditLog
 
-    db = firestore.Client(project=project)
-    return EdgeKeyCheck(IdentityStore(db), AuditLog(db, synchronous=True))
+    parts = Container(Config(project=project))
+    return EdgeKeyCheck(Access(parts.identity, AuditLog(parts.firestore, synchronous=True)))

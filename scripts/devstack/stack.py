@@ -11,6 +11,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aperture.functions import FUNCTIONS as REGISTRY
 from devstack import prereqs
 from devstack.processes import Child, free_port, http_ok, port_open, spawn, wait_until
 
@@ -18,14 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
 FUNCTIONS_DIR = REPO / "functions"
 OPENAPI = REPO / "infra" / "openapi.yaml"
 
-# Every deployed function: name -> functions-framework signature type.
-FUNCTIONS = {
-    "stats": "http",
-    "process": "cloudevent",
-    "admin": "http",
-    "upload": "http",
-    "images": "http",
-}
+# Every deployed function: name -> functions-framework signature type, from the registry.
+FUNCTIONS = {f.name: f.trigger for f in REGISTRY.values()}
 # Topic fake-gcs-server publishes object notifications to (as a GCS
 # notification config would), and the bridge's subscription to it.
 NOTIFICATIONS_TOPIC = "gcs-notifications"

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from aperture import vision_cloud, vision_local
+from aperture.vision.base import cloud as vision_cloud
+from aperture.vision.base import local as vision_local
 from tests.support.tools import require
 
 ROOT = Path(__file__).resolve().parents[2]

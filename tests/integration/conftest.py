@@ -67,6 +67,15 @@ def _wait_for_pipeline_idle(storage_client, firestore_client, stack, timeout: fl
 
 
 @pytest.fixture(scope="session")
+def container(stack):
+    """The composition root the functions use, built in the test process against the stack."""
+    from aperture.config import Config
+    from aperture.container import Container
+
+    return Container(Config.from_env())
+
+
+@pytest.fixture(scope="session")
 def storage_client(stack):
     from google.cloud import storage
 
@@ -135,15 +144,15 @@ class Caller:
 
 @pytest.fixture
 def identity(firestore_client):
-    from aperture.identity_store import IdentityStore
+    from aperture.storage.identity import IdentityStore
 
     return IdentityStore(firestore_client)
 
 
 @pytest.fixture
 def make_caller(identity):
-    from aperture import provisioning
-    from aperture.key_issuers import LocalKeyIssuer
+    from aperture.services import provisioning
+    from aperture.storage.key_issuers import LocalKeyIssuer
 
     def make(team: str, role: str = "member") -> Caller:
         _, user, key, secret = provisioning.bootstrap(

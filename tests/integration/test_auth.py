@@ -8,7 +8,7 @@ import pytest
 import requests
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from aperture.audit import COLLECTION as AUDIT
+from aperture.storage.audit import COLLECTION as AUDIT
 
 # (method, path template, JSON body, role needed) for every admin route.
 ROUTES = [

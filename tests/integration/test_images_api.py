@@ -9,9 +9,9 @@ import io
 import pytest
 from PIL import Image
 
-from aperture.counters import TeamCounters
-from aperture.histogram_store import COLLECTION as HISTOGRAMS
-from aperture.image_store import ImageStore
+from aperture.storage.counters import TeamCounters
+from aperture.storage.histograms import COLLECTION as HISTOGRAMS
+from aperture.storage.images import ImageStore
 from tests.support import hostile
 from tests.support.api import settled, upload
 from tests.support.images import close, encode, numpy_stat, random_image, samples
@@ -24,7 +24,7 @@ def images(firestore_client):
 
 def processed(images, team, image_id):
     record = settled(images, team, image_id)
-    assert record["status"] == "processed", record.get("error")
+    assert record.status == "processed", record.error
     return record
 
 
@@ -56,10 +56,10 @@ def test_list_filters(gateway, alice, images):
     png_id = upload(gateway, alice, ("b.png", encode(random_image("RGB", seed=2))))[0]
     record = processed(images, "team-a", jpeg_id)
     processed(images, "team-a", png_id)
-    middle = record["created_at"] + dt.timedelta(microseconds=1)
+    middle = record.created_at + dt.timedelta(microseconds=1)
 
     by_format = gateway.get("/v1/images?format=jpg", headers=alice.headers).json()["images"]
-    by_label = gateway.get("/v1/images", params={"label": record["labels"][0]}, headers=alice.headers).json()["images"]
+    by_label = gateway.get("/v1/images", params={"label": record.labels[0]}, headers=alice.headers).json()["images"]
     after = gateway.get("/v1/images", params={"after": middle.isoformat()}, headers=alice.headers).json()["images"]
     before = gateway.get("/v1/images", params={"before": middle.isoformat()}, headers=alice.headers).json()["images"]
 
@@ -140,7 +140,7 @@ def test_delete_removes_object_record_counters_and_histograms(gateway, alice, im
 
     assert response.status_code == 204 and again.status_code == 404
     assert images.get("team-a", image_id) is None
-    assert storage_client.bucket(stack.uploads_bucket).get_blob(record["object"]) is None
+    assert storage_client.bucket(stack.uploads_bucket).get_blob(record.object) is None
     assert sum(counters.totals("team-a").formats.values()) == 0
     assert list(firestore_client.collection(HISTOGRAMS).stream()) == []
     assert gateway.get("/v1/images", headers=alice.headers).json()["images"] == []
@@ -177,7 +177,7 @@ def test_teams_cannot_touch_each_others_images(gateway, alice, bob, images, stor
         assert theirs.status_code == absent.status_code == 404, (method, route)
         assert theirs.json() == absent.json()
     listed = gateway.get("/v1/images", headers=bob.headers).json()["images"]
-    by_label = gateway.get("/v1/images", params={"label": images.get("team-a", mine)["labels"][0]},
+    by_label = gateway.get("/v1/images", params={"label": images.get("team-a", mine).labels[0]},
                            headers=bob.headers).json()["images"]
     assert listed == [] and by_label == []
     assert gateway.get("/v1/stats", headers=bob.headers).json()["total_images"] == 0

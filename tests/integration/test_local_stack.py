@@ -8,8 +8,9 @@ import time
 import pytest
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from aperture.histogram_store import document_id
-from aperture.process_events import COLLECTION, FINALIZED
+from aperture.storage.histograms import document_id
+from aperture.events.process import FINALIZED
+from aperture.storage.finalized import COLLECTION
 
 
 def wait_for(firestore_client, doc_id: str, timeout: float = 20.0):

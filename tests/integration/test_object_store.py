@@ -11,8 +11,8 @@ import google_crc32c
 import pytest
 from google.api_core import exceptions as gexc
 
-from aperture import clients
-from aperture.object_store import ObjectStore
+from aperture.storage import clients
+from aperture.storage.objects import ObjectStore
 
 
 class _Recorder:
@@ -65,7 +65,7 @@ def test_downloads_arrive_in_pieces_of_the_configured_size(stack, source_bucket,
     source_bucket.blob(name).upload_from_string(data)
     recorder = _Recorder()
 
-    clients.storage_client().bucket(source_bucket.name).blob(name).download_to_file(recorder, checksum=None)
+    clients.storage_client(stack.project).bucket(source_bucket.name).blob(name).download_to_file(recorder, checksum=None)
 
     assert sum(recorder.sizes) == len(data)
     assert max(recorder.sizes) == clients.DOWNLOAD_CHUNK_BYTES

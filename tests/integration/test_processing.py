@@ -10,11 +10,10 @@ import time
 import piexif
 import pytest
 
-from aperture import services
-from aperture.counters import TeamCounters
-from aperture.histogram_store import HistogramStore
-from aperture.object_store import ObjectStore
-from aperture.upload_service import API_WRITE
+from aperture.storage.counters import TeamCounters
+from aperture.storage.histograms import HistogramStore
+from aperture.storage.objects import ObjectStore
+from aperture.services.uploads import API_WRITE
 from tests.support import hostile
 from tests.support.api import settled, upload
 from tests.support.images import encode, random_image
@@ -36,26 +35,26 @@ def camera_jpeg(make="Canon", model="Canon EOS 5D Mark IV", when="2024:05:17 09:
 
 @pytest.fixture
 def images(firestore_client):
-    from aperture.image_store import ImageStore
+    from aperture.storage.images import ImageStore
 
     return ImageStore(firestore_client)
 
 
-def test_upload_becomes_processed_with_labels_and_embedding(gateway, make_caller, images):
+def test_upload_becomes_processed_with_labels_and_embedding(gateway, make_caller, images, container):
     caller = make_caller("team-a", "member")
     [image_id] = upload(gateway, caller, ("cam.jpg", camera_jpeg()))
 
     record = settled(images, "team-a", image_id)
 
-    assert record["status"] == "processed", record.get("error")
-    assert (record["format"], record["width"], record["height"], record["frames"]) == ("JPEG", 640, 480, 1)
-    assert record["camera"] == "Canon EOS 5D Mark IV"
-    assert record["exif"]["make"] == "Canon" and record["exif"]["orientation"] == 6
-    assert record["exif"]["captured"] == "2024:05:17 09:30:12"
-    assert record["exif"]["exposure_time"] == pytest.approx(1 / 250) and record["exif"]["f_number"] == 2.8
-    assert record["labels"] and all(isinstance(label, str) for label in record["labels"])
-    assert len(list(record["embedding"])) == services.vision().dimensions
-    assert set(record["processing_ms"]) >= {"decode", "histograms", "exif", "labels", "firestore"}
+    assert record.status == "processed", record.error
+    assert (record.format, record.width, record.height, record.frames) == ("JPEG", 640, 480, 1)
+    assert record.camera == "Canon EOS 5D Mark IV"
+    assert record.exif["make"] == "Canon" and record.exif["orientation"] == 6
+    assert record.exif["captured"] == "2024:05:17 09:30:12"
+    assert record.exif["exposure_time"] == pytest.approx(1 / 250) and record.exif["f_number"] == 2.8
+    assert record.labels and all(isinstance(label, str) for label in record.labels)
+    assert len(record.embedding) == container.vision.dimensions
+    assert set(record.processing_ms) >= {"decode", "histograms", "exif", "labels", "firestore"}
 
 
 def test_gps_is_stored_only_when_the_team_enables_it(gateway, make_caller, identity, images, firestore_client):
@@ -69,8 +68,8 @@ def test_gps_is_stored_only_when_the_team_enables_it(gateway, make_caller, ident
     [a] = upload(gateway, private, ("gps.jpg", data))
     [b] = upload(gateway, public, ("gps.jpg", data))
 
-    assert "gps" not in settled(images, "team-a", a)["exif"]
-    stored = settled(images, "team-gps", b)["exif"]["gps"]
+    assert "gps" not in settled(images, "team-a", a).exif
+    stored = settled(images, "team-gps", b).exif["gps"]
     assert stored["latitude"] == pytest.approx(-33.8667, abs=1e-3) and stored["longitude"] == pytest.approx(151.21, abs=1e-2)
 
 
@@ -83,10 +82,10 @@ def test_same_event_three_times_counts_once(stack, gateway, make_caller, images,
     [image_id] = upload(gateway, caller, ("once.jpg", camera_jpeg(seed=3)))
     record = settled(images, "team-a", image_id)
     blob = ObjectStore(__import__("google.cloud.storage", fromlist=["Client"]).Client(project=stack.project)).info(
-        stack.uploads_bucket, record["object"])
+        stack.uploads_bucket, record.object)
     event = CloudEvent({"id": "replay-1", "source": f"//storage.googleapis.com/projects/_/buckets/{stack.uploads_bucket}",
-                        "type": "google.cloud.storage.object.v1.finalized", "subject": f"objects/{record['object']}"},
-                       {"bucket": stack.uploads_bucket, "name": record["object"], "generation": str(blob.generation),
+                        "type": "google.cloud.storage.object.v1.finalized", "subject": f"objects/{record.object}"},
+                       {"bucket": stack.uploads_bucket, "name": record.object, "generation": str(blob.generation),
                         "size": str(blob.size)})
     headers, body = to_binary(event)
 
@@ -104,8 +103,8 @@ def test_corrupt_object_is_failed_not_retried_forever(stack, storage_client, ima
     good = hostile.jpeg(size=(300, 200), seed=9)
     image_id = hashlib.sha256(good).hexdigest()
     # A record made by an upload whose object was then replaced with garbage by someone with bucket access.
-    from aperture.upload_service import UploadService
-    from aperture.image_validation import Limits
+    from aperture.services.uploads import UploadService
+    from aperture.domain.imaging.validation import Limits
     service = UploadService(ObjectStore(storage_client), images, stack.uploads_bucket,
                             Limits(10**8, 10**8, 100, 10**9, 10**6))
     service.add("team-a", "x.jpg", good, {"test": True})
@@ -115,8 +114,8 @@ def test_corrupt_object_is_failed_not_retried_forever(stack, storage_client, ima
     record = settled(images, "team-a", image_id)
     time.sleep(1.0)
 
-    assert record["status"] == "failed" and record["error"]
-    assert images.get("team-a", image_id)["status"] == "failed"
+    assert record.status == "failed" and record.error
+    assert images.get("team-a", image_id).status == "failed"
     log = (stack.log_dir / "bridge.log").read_text()
     assert "giving up" not in log
 
@@ -132,8 +131,8 @@ def test_plain_client_upload_under_a_team_prefix_is_processed(stack, storage_cli
     while time.monotonic() < deadline and images.get("team-a", image_id) is None:
         time.sleep(0.1)
     record = settled(images, "team-a", image_id)
-    assert record["status"] == "processed" and record["object"] == f"teams/team-a/{image_id}.jpg"
-    assert record["uploaded_by"]["plain_client"] is True
+    assert record.status == "processed" and record.object == f"teams/team-a/{image_id}.jpg"
+    assert record.uploaded_by["plain_client"] is True
     names = [b.name for b in storage_client.list_blobs(stack.uploads_bucket, prefix="teams/team-a/")]
     while time.monotonic() < deadline and "teams/team-a/holiday.jpg" in names:
         time.sleep(0.1)
@@ -155,13 +154,13 @@ def test_plain_client_garbage_or_unknown_team_is_removed(stack, storage_client, 
 
 
 def test_source_objects_get_their_histograms_ahead_of_the_first_request(stack, storage_client, firestore_client,
-                                                                          source_bucket, unique):
-    from aperture.processing import Processor
+                                                                          source_bucket, unique, container):
+    from aperture.services.processing import Processor
 
     name = f"{unique}/prewarm.png"
     source_bucket.blob(name).upload_from_string(encode(random_image("RGB", seed=14)))
     info = ObjectStore(storage_client).info(stack.source_bucket, name)
-    processor = services.processor()
+    processor = container.processor
     prewarming = Processor(**{**processor.__dict__, "prewarm_source": True})
 
     first = prewarming.handle(info)
@@ -192,5 +191,5 @@ def test_object_written_before_its_api_record_waits_for_the_record(stack, storag
     assert response.status_code == 201, response.text
     assert response.json()["files"][0]["status"] == "created"
     record = settled(images, "team-a", image_id)
-    assert record["status"] == "processed", record.get("error")
-    assert record["uploaded_by"]["key_id"] == member.key_id
+    assert record.status == "processed", record.error
+    assert record.uploaded_by["key_id"] == member.key_id

@@ -12,8 +12,8 @@ import pytest
 import requests
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from aperture.image_store import COLLECTION as IMAGES
-from aperture.upload_links import COLLECTION as LINKS, token_hash
+from aperture.storage.images import COLLECTION as IMAGES
+from aperture.storage.upload_links import COLLECTION as LINKS, token_hash
 from tests.support import hostile
 from tests.support.images import encode, random_image
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import datetime as dt
 import time
 
-from aperture import images_http, services
-from aperture.image_validation import Limits
-from aperture.upload_service import UploadService
+from aperture.services.images import stats_view
+from aperture.domain.imaging.validation import Limits
+from aperture.services.uploads import UploadService
 from tests.support import hostile
 from tests.support.images import encode, random_image
 
@@ -17,32 +17,32 @@ DAY1 = dt.datetime(2026, 11, 1, 10, 0, tzinfo=dt.timezone.utc)
 DAY2 = dt.datetime(2026, 11, 3, 23, 59, tzinfo=dt.timezone.utc)
 
 
-def clocked_uploads(day: dt.datetime) -> UploadService:
-    return UploadService(services.objects(), services.images(), services.get_config().uploads_bucket,
+def clocked_uploads(container, day: dt.datetime) -> UploadService:
+    return UploadService(container.objects, container.images, container.config.uploads_bucket,
                          Limits(10**8, 10**8, 100, 10**9, 10**6), clock=lambda: day)
 
 
-def wait_processed(team, ids, timeout=60.0):
+def wait_processed(images, team, ids, timeout=60.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if all((services.images().get(team, i) or {}).get("status") == "processed" for i in ids):
+        if all(getattr(images.get(team, i), "status", None) == "processed" for i in ids):
             return
         time.sleep(0.1)
     raise AssertionError("not processed")
 
 
-def test_counts_per_day_with_duplicates_and_deletes(make_caller, firestore_client):
+def test_counts_per_day_with_duplicates_and_deletes(make_caller, firestore_client, container):
     make_caller("team-a", "member")
     by = {"test": True}
-    day1 = [clocked_uploads(DAY1).add("team-a", f"{i}.jpg", hostile.jpeg(seed=100 + i), by).id for i in range(3)]
-    day2 = [clocked_uploads(DAY2).add("team-a", "p.png", encode(random_image("RGB", seed=200)), by).id]
-    duplicate = clocked_uploads(DAY2).add("team-a", "again.jpg", hostile.jpeg(seed=100), by)
-    wait_processed("team-a", day1 + day2)
+    day1 = [clocked_uploads(container, DAY1).add("team-a", f"{i}.jpg", hostile.jpeg(seed=100 + i), by).id for i in range(3)]
+    day2 = [clocked_uploads(container, DAY2).add("team-a", "p.png", encode(random_image("RGB", seed=200)), by).id]
+    duplicate = clocked_uploads(container, DAY2).add("team-a", "again.jpg", hostile.jpeg(seed=100), by)
+    wait_processed(container.images, "team-a", day1 + day2)
 
-    services.deleter().delete(services.images().get("team-a", day1[0]))
-    services.deleter().delete(services.images().get("team-a", day1[0]) or
-                              {"team": "team-a", "id": day1[0], "bucket": "x", "object": "gone"})  # twice: no-op
-    view = images_http.stats_view(services.counters().totals("team-a"), dt.date(2026, 11, 4))
+    record = container.images.get("team-a", day1[0])
+    container.deleter.delete(record)
+    container.deleter.delete(record)  # twice: a no-op
+    view = stats_view(container.counters.totals("team-a"), dt.date(2026, 11, 4))
 
     assert duplicate.status == "duplicate"
     series = {d["date"]: d["uploads"] for d in view["uploads_per_day"]}
@@ -52,12 +52,12 @@ def test_counts_per_day_with_duplicates_and_deletes(make_caller, firestore_clien
     assert view["formats"] == {"JPEG": 2, "PNG": 1} and view["most_popular_format"] == "JPEG"
 
 
-def test_stats_read_a_fixed_number_of_documents(make_caller, firestore_client, monkeypatch):
+def test_stats_read_a_fixed_number_of_documents(make_caller, firestore_client, monkeypatch, container):
     make_caller("team-a", "member")
-    ids = [clocked_uploads(DAY1).add("team-a", f"{i}.jpg", hostile.jpeg(seed=300 + i), {"test": True}).id
+    ids = [clocked_uploads(container, DAY1).add("team-a", f"{i}.jpg", hostile.jpeg(seed=300 + i), {"test": True}).id
            for i in range(12)]
-    wait_processed("team-a", ids)
-    counters = services.counters()
+    wait_processed(container.images, "team-a", ids)
+    counters = container.counters
     reads = []
     real_get_all = counters._db.get_all
     monkeypatch.setattr(counters._db, "get_all", lambda refs, *a, **k: (reads.extend(refs), real_get_all(refs, *a, **k))[1])

@@ -10,7 +10,7 @@ Three sources of EXIF:
   importlib.resources.
 
 `reference(data)` reads a file with `exifread`, a pure-Python reader that shares
-no code with Pillow, and maps its tags to the names `aperture.metadata.exif`
+no code with Pillow, and maps its tags to the names `aperture.domain.imaging.metadata.exif`
 uses, so the tests compare two implementations instead of one with itself.
 """
 

@@ -11,8 +11,8 @@ import pytest
     ("admin", "owner", False), ("owner", "owner", True),
 ])
 def test_roles_are_ordered(role, needed, allowed):
-    from aperture.access import Principal
-    from aperture.http_errors import ApiError
+    from aperture.services.access import Principal
+    from aperture.api.errors import ApiError
 
     principal = Principal("key_x", "usr_x", "team-a", role)
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from aperture.allocator import retain_freed_memory
+from aperture.runtime.allocator import retain_freed_memory
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 
@@ -18,7 +18,7 @@ FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 # buffers of the sizes an upload handles, interleaved as requests are.
 _PROBE = textwrap.dedent("""
     import resource, sys
-    from aperture.allocator import retain_freed_memory
+    from aperture.runtime.allocator import retain_freed_memory
     retained = retain_freed_memory(int(sys.argv[1]))
     def churn():
         for _ in range(20):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aperture import image_validation
-from aperture.image_validation import Limits, Rejected, validate
+from aperture.domain.imaging import validation as image_validation
+from aperture.domain.imaging.validation import Limits, Rejected, validate
 
 LIMITS = Limits(max_file_bytes=10**8, max_pixels=10**8, max_frames=100, max_animation_pixels=10**9,
                 max_metadata_bytes=10**6)

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from aperture import keys
-from aperture.key_issuers import GoogleKeyIssuer, LocalKeyIssuer, issuer_for
+from aperture.domain import keys
+from aperture.storage.key_issuers import GoogleKeyIssuer, LocalKeyIssuer, issuer_for
 
 
 class FakeApiKeysClient:

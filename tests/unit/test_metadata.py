@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from aperture import metadata
+from aperture.domain.imaging import metadata
 from tests.support import exif_samples as xs
 
 SYNTHETIC = xs.synthetic_samples()

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from aperture.http_errors import ApiError
-from aperture.multipart_form import read_file_parts
+from aperture.api.errors import ApiError
+from aperture.api.multipart import read_file_parts
 
 BOUNDARY = "----aperture-test-boundary"
 CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"

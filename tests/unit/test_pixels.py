@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aperture.pixels import (
+from aperture.domain.imaging.pixels import (
     _RgbxBuffers,
     ImageError,
     NotAnImage,

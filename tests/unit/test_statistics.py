@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from aperture import statistics
-from aperture.pixels import UnsupportedChannel, band_names, normalize
-from aperture.statistics import (
+from aperture.domain import stats as statistics
+from aperture.domain.imaging.pixels import UnsupportedChannel, band_names, normalize
+from aperture.domain.stats import (
     Histogram,
     HistogramTooLarge,
     StatFunction,
@@ -473,7 +473,7 @@ def test_row_histograms_of_a_jpeg_equal_the_histograms_of_its_plain_decode(progr
     # Arrange
     from concurrent.futures import ThreadPoolExecutor
 
-    from aperture.pixels import open_image
+    from aperture.domain.imaging.pixels import open_image
 
     rng = np.random.default_rng(11)
     photo = Image.fromarray(rng.integers(0, 256, (700, 1000, 3), dtype=np.uint8))
@@ -500,7 +500,7 @@ def test_row_histograms_of_a_decode_that_started_over_defer_to_a_whole_image_cou
     # Arrange: corrupt data makes the two-core decode give up after reporting some rows
     from concurrent.futures import ThreadPoolExecutor
 
-    from aperture.pixels import open_image
+    from aperture.domain.imaging.pixels import open_image
     from tests.unit.test_pixels import corrupt_jpeg
 
     data = corrupt_jpeg(1600, 1200, seed=8, at=0.9)

@@ -25,8 +25,8 @@ import requests
 from google.api_core import exceptions as api_exceptions
 from PIL import Image
 
-from aperture.vision import VisionError, VisionProvider, VisionUnavailable, provider_for
-from aperture.vision_cloud import EMBEDDING_MODEL, CloudVisionProvider, jpeg_bytes
+from aperture.vision.base import VisionError, VisionProvider, VisionUnavailable, provider_for
+from aperture.vision.cloud import EMBEDDING_MODEL, CloudVisionProvider, jpeg_bytes
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 
@@ -146,7 +146,7 @@ def test_provider_shape_and_factory():
 def test_importing_does_not_import_google_vision_or_vertex():
     code = (
         "import sys\n"
-        "import aperture.vision_cloud as c\n"
+        "import aperture.vision.cloud as c\n"
         "c.CloudVisionProvider(project='p')\n"
         "heavy = ('google.cloud.vision', 'vertexai', 'google.cloud.aiplatform', 'torch')\n"
         "bad = [m for m in heavy if m in sys.modules]\n"
@@ -227,11 +227,11 @@ def test_any_mode_is_sent_as_rgb_jpeg(mode):
 
 def test_vision_error_in_the_response_is_raised():
     unavailable = FakeAnnotator(error=SimpleNamespace(code=14, message="backend unavailable"))
-    provider = CloudVisionProvider(annotator=unavailable, session=FakeSession(predictions(imageEmbedding=vector())))
+    provider = CloudVisionProvider(project="p", annotator=unavailable, session=FakeSession(predictions(imageEmbedding=vector())))
     with pytest.raises(VisionUnavailable, match="backend unavailable"):
         provider.analyze(photo())
     bad = FakeAnnotator(error=SimpleNamespace(code=3, message="Bad image data."))
-    provider = CloudVisionProvider(annotator=bad, session=FakeSession(predictions(imageEmbedding=vector())))
+    provider = CloudVisionProvider(project="p", annotator=bad, session=FakeSession(predictions(imageEmbedding=vector())))
     with pytest.raises(VisionError, match="Bad image data") as caught:
         provider.analyze(photo())
     assert not isinstance(caught.value, VisionUnavailable)
@@ -249,7 +249,7 @@ def test_vision_error_in_the_response_is_raised():
 )
 def test_google_api_errors_are_classified(exc, transient):
     provider = CloudVisionProvider(
-        annotator=FakeAnnotator(raises=exc), session=FakeSession(predictions(imageEmbedding=vector()))
+        project="p", annotator=FakeAnnotator(raises=exc), session=FakeSession(predictions(imageEmbedding=vector()))
     )
     with pytest.raises(VisionError) as caught:
         provider.analyze(photo())
@@ -286,17 +286,19 @@ def test_text_embedding_request():
         provider.embed_text(" \n ")
 
 
-def test_project_defaults_to_the_configured_one(monkeypatch):
-    from aperture import config
+def test_the_container_gives_the_cloud_provider_the_configured_project_and_region():
+    from aperture.config import Config
+    from aperture.container import Container
 
-    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "from-env")
-    if hasattr(config.get_config, "cache_clear"):
-        config.get_config.cache_clear()
-    try:
-        assert CloudVisionProvider().project == "from-env"
-    finally:
-        if hasattr(config.get_config, "cache_clear"):
-            config.get_config.cache_clear()
+    provider = Container(Config(project="from-config", provider="cloud", region="europe-west4")).vision
+
+    assert provider.project == "from-config"
+    assert provider.location == "europe-west4"
+
+
+def test_a_cloud_provider_without_a_project_says_so():
+    with pytest.raises(VisionError, match="project"):
+        CloudVisionProvider().project
 
 
 @pytest.mark.parametrize("status, transient", [(429, True), (503, True), (500, True), (400, False), (403, False)])
@@ -354,7 +356,7 @@ def test_sdk_embeddings_mapping():
 
 def test_sdk_missing_embedding_is_an_error():
     provider = CloudVisionProvider(
-        annotator=FakeAnnotator(), embeddings="sdk", embedding_model=FakeEmbeddingModel(), vertex_image=FakeVertexImage
+        project="p", annotator=FakeAnnotator(), embeddings="sdk", embedding_model=FakeEmbeddingModel(), vertex_image=FakeVertexImage
     )
     with pytest.raises(VisionError):
         provider.analyze(photo())

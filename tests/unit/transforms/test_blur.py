@@ -1,7 +1,7 @@
 import pytest
 from PIL import Image, ImageFilter
 
-from aperture.transforms import InvalidOperation, Limits, parse_job_ops, parse_ops
+from aperture.domain.transforms import InvalidOperation, Limits, parse_job_ops, parse_ops
 
 from .helpers import decode, encode, photo, render_one, same_pixels
 

@@ -1,7 +1,7 @@
 import pytest
 
-from aperture.transforms import InvalidOperation, parse_ops
-from aperture.transforms.crop import Crop
+from aperture.domain.transforms import InvalidOperation, parse_ops
+from aperture.domain.transforms.crop import Crop
 
 from .helpers import decode, encode, photo, render_one, same_pixels
 

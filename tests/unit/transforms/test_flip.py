@@ -1,7 +1,7 @@
 import pytest
 from PIL import Image
 
-from aperture.transforms import InvalidOperation, parse_job_ops, parse_ops, parse_query
+from aperture.domain.transforms import InvalidOperation, parse_job_ops, parse_ops, parse_query
 
 from .helpers import decode, encode, photo, render_one, same_pixels
 

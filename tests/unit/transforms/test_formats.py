@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, PngImagePlugin
 
-from aperture.transforms import EXTENSIONS, InvalidOperation, Limits, output_format, parse_ops, render
+from aperture.domain.transforms import EXTENSIONS, InvalidOperation, Limits, output_format, parse_ops, render
 
 from .helpers import MAX_PIXELS, decode, encode, photo, psnr, render_one, same_pixels
 

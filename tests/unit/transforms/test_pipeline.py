@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFilter
 
-from aperture.transforms import (
+from aperture.domain.transforms import (
     InvalidOperation,
     Limits,
     Pipeline,
@@ -14,10 +14,10 @@ from aperture.transforms import (
     parse_query,
     render,
 )
-from aperture.transforms.blur import Blur
-from aperture.transforms.crop import Crop
-from aperture.transforms.resize import Resize
-from aperture.transforms.rotate import Rotate
+from aperture.domain.transforms.blur import Blur
+from aperture.domain.transforms.crop import Crop
+from aperture.domain.transforms.resize import Resize
+from aperture.domain.transforms.rotate import Rotate
 
 from .helpers import MAX_PIXELS, decode, encode, photo, render_one, same_pixels
 

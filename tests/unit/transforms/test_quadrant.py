@@ -1,6 +1,6 @@
 import pytest
 
-from aperture.transforms import InvalidOperation, parse_job_ops, parse_ops, render
+from aperture.domain.transforms import InvalidOperation, parse_job_ops, parse_ops, render
 
 from .helpers import MAX_PIXELS, decode, encode, photo, render_one, same_pixels
 

@@ -1,6 +1,6 @@
 import pytest
 
-from aperture.transforms import InvalidOperation, parse_ops, parse_query
+from aperture.domain.transforms import InvalidOperation, parse_ops, parse_query
 
 from .helpers import decode, encode, photo, psnr, render_one
 

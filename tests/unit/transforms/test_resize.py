@@ -1,8 +1,8 @@
 import pytest
 from PIL import Image, JpegImagePlugin
 
-from aperture.transforms import InvalidOperation, Limits, Pipeline, parse_job_ops, parse_ops, parse_query, render
-from aperture.transforms.resize import Resize
+from aperture.domain.transforms import InvalidOperation, Limits, Pipeline, parse_job_ops, parse_ops, parse_query, render
+from aperture.domain.transforms.resize import Resize
 
 from .helpers import MAX_PIXELS, decode, encode, photo, psnr, render_one, same_pixels
 

@@ -5,8 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from aperture.transforms import InvalidOperation, parse_ops
-from aperture.transforms.rotate import Rotate
+from aperture.domain.transforms import InvalidOperation, parse_ops
+from aperture.domain.transforms.rotate import Rotate
 
 from .helpers import decode, encode, photo, pixels, render_one, same_pixels
 
@@ -88,11 +88,11 @@ def test_hostile_angles_are_rejected(value):
 
 
 def test_rotation_that_would_exceed_the_pixel_limit_is_rejected_before_decoding():
-    from aperture.transforms import Limits, Pipeline
+    from aperture.domain.transforms import Limits, Pipeline
 
     limits = Limits(max_output_pixels=64 * 48)
     pipeline = Pipeline(parse_ops("rotate:45").ops, limits)
-    from aperture.transforms import render
+    from aperture.domain.transforms import render
 
     with pytest.raises(InvalidOperation, match=r"rotate:45: output would be \d+ pixels"):
         render(encode(photo((64, 48))), pipeline, "png", max_pixels=10**6)

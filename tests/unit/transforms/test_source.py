@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageOps
 
-from aperture.pixels import NotAnImage, TooManyPixels
-from aperture.transforms import parse_ops, render
+from aperture.domain.imaging.pixels import NotAnImage, TooManyPixels
+from aperture.domain.transforms import parse_ops, render
 from tests.support.images import png_header_only
 
 from .helpers import MAX_PIXELS, decode, encode, photo, psnr, render_one, same_pixels

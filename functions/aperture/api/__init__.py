@@ -1,0 +1,1 @@
+"""Thin Flask adapters: parse the request, call a service, shape the answer."""

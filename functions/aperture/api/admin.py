@@ -1,0 +1,101 @@
+"""The `admin` function: teams, users and API keys (spec S5).
+
+The rules (who may see and change what) are the `Provisioning` service's;
+this module parses requests and shapes answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any, Callable
+
+import flask
+
+from aperture.api.auth import keyed
+from aperture.api.json_io import json_response, read_json, string_field
+from aperture.api.routing import Router
+from aperture.domain.errors import ApiError
+from aperture.domain.records import ApiKey, Principal
+from aperture.services.provisioning import Provisioning
+
+if TYPE_CHECKING:
+    from aperture.container import Container
+
+
+def build(container: "Container") -> Callable[[flask.Request], flask.Response]:
+    """The `admin` function's handler, over the container's services."""
+    return keyed(container.access, AdminApi(container.provisioning, container.config.max_json_bytes).router)
+
+
+def key_view(key: ApiKey) -> dict[str, Any]:
+    view = asdict(key)
+    del view["key_hash"], view["external_name"]  # never shown: the hash is as good as an index
+    view["revoked"] = key.revoked
+    return view
+
+
+class AdminApi:
+    def __init__(self, admin: Provisioning, max_json_bytes: int):
+        self.admin = admin
+        self.max_json_bytes = max_json_bytes
+        self.router = Router([
+            ("/v1/me", ("GET",), self.me),
+            ("/v1/teams", ("GET",), self.list_teams),
+            ("/v1/teams", ("POST",), self.create_team),
+            ("/v1/teams/<team>", ("GET",), self.get_team),
+            ("/v1/teams/<team>/users", ("GET",), self.list_users),
+            ("/v1/teams/<team>/users", ("POST",), self.create_user),
+            ("/v1/keys", ("GET",), self.list_keys),
+            ("/v1/keys", ("POST",), self.create_key),
+            ("/v1/keys/<key_id>", ("DELETE",), self.revoke_key),
+        ])
+
+    def me(self, request: flask.Request, principal: Principal) -> flask.Response:
+        return json_response({"key_id": principal.key_id, "user_id": principal.user_id,
+                              "team": principal.team, "role": principal.role})
+
+    def list_teams(self, request: flask.Request, principal: Principal) -> flask.Response:
+        return json_response({"teams": [asdict(t) for t in self.admin.list_teams(principal)]})
+
+    def create_team(self, request: flask.Request, principal: Principal) -> flask.Response:
+        self.admin.may_create_team(principal)
+        body = read_json(request, max_bytes=self.max_json_bytes, allowed={"team_id", "name", "gps_enabled"},
+                         required={"team_id"})
+        team_id = body["team_id"]
+        if not isinstance(team_id, str):
+            raise ApiError(400, "team_id must be a string")
+        gps = body.get("gps_enabled", False)
+        if not isinstance(gps, bool):
+            raise ApiError(400, "gps_enabled must be true or false")
+        name = string_field(body, "name", default=team_id) or team_id
+        return json_response(asdict(self.admin.create_team(principal, team_id, name, gps)), 201)
+
+    def get_team(self, request: flask.Request, principal: Principal, team: str) -> flask.Response:
+        return json_response(asdict(self.admin.get_team(principal, team)))
+
+    def list_users(self, request: flask.Request, principal: Principal, team: str) -> flask.Response:
+        return json_response({"users": [asdict(u) for u in self.admin.list_users(principal, team)]})
+
+    def create_user(self, request: flask.Request, principal: Principal, team: str) -> flask.Response:
+        self.admin.may_create_user(principal, team)
+        body = read_json(request, max_bytes=self.max_json_bytes, allowed={"email", "role"}, required={"email"})
+        email = string_field(body, "email", max_length=254) or ""
+        role = body.get("role", "member")
+        if not isinstance(role, str):
+            raise ApiError(400, "role must be member, admin or (for owners) owner")
+        return json_response(asdict(self.admin.create_user(principal, team, email, role)), 201)
+
+    def list_keys(self, request: flask.Request, principal: Principal) -> flask.Response:
+        team = request.args.get("team", principal.team)
+        return json_response({"keys": [key_view(k) for k in self.admin.list_keys(principal, team)]})
+
+    def create_key(self, request: flask.Request, principal: Principal) -> flask.Response:
+        self.admin.may_create_key(principal)
+        body = read_json(request, max_bytes=self.max_json_bytes, allowed={"user_id", "name"}, required={"user_id"})
+        user_id = string_field(body, "user_id", max_length=64) or ""
+        name = string_field(body, "name", max_length=60)
+        key, secret = self.admin.create_key(principal, user_id, name)
+        return json_response({**key_view(key), "key": secret}, 201)
+
+    def revoke_key(self, request: flask.Request, principal: Principal, key_id: str) -> flask.Response:
+        return json_response(key_view(self.admin.revoke_key(principal, key_id)))

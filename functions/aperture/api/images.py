@@ -1,0 +1,182 @@
+"""The `images` function (spec S8): list, metadata, delete, download and
+convert, statistics on team images, and the team's upload statistics.
+
+Every route goes through the key check (`api.auth.keyed`); a record of another team is answered
+exactly like a missing one (404 "image not found").
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import re
+from typing import TYPE_CHECKING, Callable
+
+import flask
+
+from aperture.api.auth import keyed
+from aperture.api.json_io import json_response
+from aperture.api.routing import Router
+from aperture.api.stats import StatsAnswers, parse_stat_request
+from aperture.domain import transforms
+from aperture.domain.errors import ApiError
+from aperture.domain.records import IMAGE_ID, ImageRecord, Principal
+from aperture.runtime.timing import Timings
+from aperture.services.images import ImageService
+
+if TYPE_CHECKING:
+    from aperture.container import Container
+
+MAX_PAGE = 200
+
+
+def today() -> dt.date:
+    """The clock of `GET /v1/stats` (tests replace it)."""
+    return dt.datetime.now(dt.timezone.utc).date()
+
+
+def build(container: "Container") -> Callable[[flask.Request], flask.Response]:
+    """The `images` function's handler, over the container's services."""
+    config = container.config
+    api = ImagesApi(container.image_service, StatsAnswers(container.team_stats, config.stats_cache_control))
+    return keyed(container.access, api.router)
+
+
+class ImagesApi:
+    def __init__(self, images: ImageService, stats: StatsAnswers):
+        self.images = images
+        self.stats = stats
+        self.router = Router([
+            ("/v1/images", ("GET",), self.list_images),
+            ("/v1/images/<image>", ("GET", "HEAD"), self.get_image),
+            ("/v1/images/<image>", ("DELETE",), self.delete_image),
+            ("/v1/images/<image>/original", ("GET", "HEAD"), self.original),
+            ("/v1/images/<image>/stats/<func>", ("GET", "HEAD"), self.image_stats),
+            ("/v1/stats", ("GET",), self.upload_stats),
+        ])
+
+    # -- list --------------------------------------------------------------------
+
+    def list_images(self, request: flask.Request, principal: Principal) -> flask.Response:
+        args = request.args
+        unknown = set(args) - {"format", "camera", "label", "after", "before", "limit", "cursor"}
+        if unknown:
+            raise ApiError(400, f"unknown parameter(s): {', '.join(sorted(unknown))}")
+        limit = _int(args.get("limit", "50"), "limit", 1, MAX_PAGE)
+        filters = {name: args[name] for name in ("format", "camera", "label") if args.get(name)}
+        if "format" in filters:
+            filters["format"] = filters["format"].upper().replace("JPG", "JPEG")
+        after, before = _time(args.get("after"), "after"), _time(args.get("before"), "before")
+        cursor = _decode_cursor(args["cursor"], filters, after, before) if args.get("cursor") else None
+        records = self.images.list(principal.team, filters=filters, after=after, before=before,
+                                   limit=limit + 1, start_after=cursor)
+        page, more = records[:limit], len(records) > limit
+        next_cursor = _encode_cursor(page[-1], filters, after, before) if more and page else None
+        return json_response({"images": [r.view() for r in page], "next_cursor": next_cursor})
+
+    # -- one image ---------------------------------------------------------------
+
+    def get_image(self, request: flask.Request, principal: Principal, image: str) -> flask.Response:
+        image_id, dot, extension = image.partition(".")
+        if dot:
+            return self.download_converted(request, principal, image_id, extension)
+        return json_response(self.images.find(principal.team, image_id).view())
+
+    def delete_image(self, request: flask.Request, principal: Principal, image: str) -> flask.Response:
+        self.images.delete(self.images.find(principal.team, image))
+        return flask.Response(status=204)
+
+    def original(self, request: flask.Request, principal: Principal, image: str) -> flask.Response:
+        record = self.images.find(principal.team, image)
+        info = self.images.stored(record)
+        etag = f'"{record.id}"'  # content-addressed: the id is a perfect validator
+        headers = {"ETag": etag, "Cache-Control": "private, max-age=31536000, immutable",
+                   "Content-Disposition": f'inline; filename="{record.id}.{record.extension}"',
+                   "X-Content-Type-Options": "nosniff"}
+        if request.if_none_match.contains_weak(record.id):
+            return flask.Response(status=304, headers=headers)
+        data = b"" if request.method == "HEAD" else self.images.read(info)
+        response = flask.Response(data, status=200, mimetype=record.mime_type, headers=headers)
+        response.headers["Content-Length"] = str(info.size)
+        return response
+
+    def download_converted(self, request: flask.Request, principal: Principal, image_id: str,
+                           extension: str) -> flask.Response:
+        """The image converted to `extension` with the `ops=` pipeline (or single-parameter forms) applied."""
+        try:
+            fmt = transforms.output_format(extension)
+            pipeline = transforms.parse_query(request.args.items(multi=True))
+        except transforms.InvalidOperation as exc:
+            raise ApiError(400, str(exc)) from None
+        if pipeline.splits:
+            raise ApiError(400, "split gives four images: download one with split:tl, split:tr, split:bl or "
+                                "split:br (batch jobs write all four)")
+        record = self.images.find(principal.team, image_id)
+        # Content-addressed source + canonical pipeline + format: the output never changes.
+        etag = hashlib.sha256(f"{record.id}\0{pipeline}\0{fmt.extension}".encode()).hexdigest()[:32]
+        headers = {"ETag": f'"{etag}"', "Cache-Control": "private, max-age=31536000, immutable",
+                   "X-Content-Type-Options": "nosniff"}
+        if request.if_none_match.contains_weak(etag):
+            return flask.Response(status=304, headers=headers)
+        timings = Timings()
+        out = self.images.render(record, pipeline, fmt.extension, timings)
+        headers["Server-Timing"] = timings.header()
+        headers["Content-Disposition"] = f'inline; filename="{record.id}.{out.extension}"'
+        return flask.Response(out.data, status=200, mimetype=out.mime_type, headers=headers)
+
+    def image_stats(self, request: flask.Request, principal: Principal, image: str, func: str) -> flask.Response:
+        parse_stat_request(request, func)  # a bad function or channel is refused before any lookup
+        record = self.images.find(principal.team, image)
+        timings = Timings()
+        with timings.span("metadata"):
+            info = self.images.stored(record)
+        return self.stats.answer(request, info, record.id, func, timings)
+
+    # -- upload statistics -------------------------------------------------------
+
+    def upload_stats(self, request: flask.Request, principal: Principal) -> flask.Response:
+        return json_response(self.images.upload_stats(principal.team, today()))
+
+
+# -- query parameters and cursors -------------------------------------------------
+
+
+def _int(raw: str, name: str, low: int, high: int) -> int:
+    if not re.fullmatch(r"\d{1,6}", raw or "") or not low <= int(raw) <= high:
+        raise ApiError(400, f"{name} must be an integer from {low} to {high}")
+    return int(raw)
+
+
+def _time(raw: str | None, name: str) -> dt.datetime | None:
+    if raw is None:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, f"{name} must be an ISO 8601 date or time, e.g. 2026-11-22T10:00:00Z") from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def _query_key(filters, after, before) -> str:
+    return json.dumps([filters, after.isoformat() if after else None, before.isoformat() if before else None],
+                      sort_keys=True)
+
+
+def _encode_cursor(record: ImageRecord, filters, after, before) -> str:
+    raw = json.dumps({"id": record.id, "q": _query_key(filters, after, before)})
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(raw: str, filters, after, before) -> str:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+        position, query = str(data["id"]), data["q"]
+    except (ValueError, KeyError, TypeError):
+        raise ApiError(400, "cursor is not one this API returned") from None
+    if not IMAGE_ID.fullmatch(position):
+        raise ApiError(400, "cursor is not one this API returned")
+    if query != _query_key(filters, after, before):
+        raise ApiError(400, "cursor belongs to a different query (filters changed)")
+    return position

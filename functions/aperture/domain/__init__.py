@@ -1,0 +1,1 @@
+"""Pure code: no Flask, no google-cloud. Records, imaging, statistics, transforms."""

@@ -1,0 +1,1 @@
+"""Decoding, validating and describing untrusted image bytes."""

@@ -1,0 +1,272 @@
+"""The records the service keeps, and the rules for their ids.
+
+`ImageRecord` is the image as Firestore holds it (`aperture.storage.images`
+converts both ways); `Principal` is who is calling. Every rule about a team
+id, an image id, a role or an object name lives here, once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from aperture.domain.errors import ApiError
+
+# -- ids ---------------------------------------------------------------------------
+
+TEAM_ID = re.compile(r"[a-z][a-z0-9-]{1,38}[a-z0-9]")
+TEAM_ID_RULE = "3-40 characters: lower-case letters, digits and '-', starting with a letter"
+IMAGE_ID = re.compile(r"[0-9a-f]{64}")  # SHA-256 of the bytes, hex
+EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,190}")
+
+
+def object_name(team: str, image_id: str, extension: str) -> str:
+    """Where a team image lives in the uploads bucket; generated, never taken from a client."""
+    return f"teams/{team}/{image_id}.{extension}"
+
+
+# -- roles -------------------------------------------------------------------------
+
+ROLES = ("member", "admin", "owner")
+_RANK = {role: rank for rank, role in enumerate(ROLES, start=1)}
+
+
+def role_at_least(role: str, *roles: str) -> bool:
+    """Does `role` reach one of `roles` (member < admin < owner)?"""
+    return _RANK.get(role, 0) >= min(_RANK[r] for r in roles)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller of a /v1 route, as its API key says."""
+
+    key_id: str
+    user_id: str
+    team: str
+    role: str
+
+    @property
+    def is_owner(self) -> bool:
+        return self.role == "owner"
+
+    def require_role(self, *roles: str) -> None:
+        """403 unless the caller has one of `roles` or a higher one."""
+        if not role_at_least(self.role, *roles):
+            raise ApiError(403, f"this route needs the {' or '.join(roles)} role; your key has {self.role}")
+
+    def require_team(self, team: str | None, what: str, *, owner_allowed: bool = False) -> None:
+        """404, identical to a missing resource, when `team` is not the caller's."""
+        if team == self.team or (owner_allowed and self.is_owner):
+            return
+        raise ApiError(404, f"{what} not found")
+
+
+# -- images ------------------------------------------------------------------------
+
+
+class ImageStatus(str, enum.Enum):
+    PENDING = "pending"  # filed; `process` has not finished with it
+    PROCESSED = "processed"
+    FAILED = "failed"  # not decodable after all; `error` says why
+
+
+@dataclass(frozen=True)
+class LabelScore:
+    name: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What `process` adds to a record (S7)."""
+
+    format: str
+    mode: str
+    width: int
+    height: int
+    frames: int
+    size: int
+    exif: dict[str, Any]
+    labels: list[LabelScore]
+    embedding: list[float]
+    provider: str
+    generation: str
+    histograms: dict[str, str]  # where the stored histograms are: bucket, name, generation
+    processed_at: dt.datetime
+    processing_ms: dict[str, float]
+
+    @property
+    def camera(self) -> str | None:
+        return self.exif.get("camera")
+
+    @property
+    def captured_at(self) -> dt.datetime | None:
+        return self.exif.get("captured_at")
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """A team image. Created `pending` by an upload, completed by `process`."""
+
+    team: str
+    id: str
+    filename: str
+    format: str
+    mime_type: str
+    extension: str
+    size: int
+    width: int
+    height: int
+    frames: int
+    mode: str
+    bucket: str
+    object: str
+    created_at: dt.datetime
+    uploaded_by: dict[str, Any]
+    status: ImageStatus = ImageStatus.PENDING
+    error: str | None = None
+    generation: str | None = None
+    # Set once processed:
+    exif: dict[str, Any] | None = None
+    camera: str | None = None
+    captured_at: dt.datetime | None = None
+    labels: list[str] = field(default_factory=list)
+    label_scores: list[dict[str, Any]] = field(default_factory=list)
+    embedding: list[float] | None = field(default=None, repr=False)
+    provider: str | None = None
+    histograms: dict[str, str] | None = None
+    processed_at: dt.datetime | None = None
+    processing_ms: dict[str, float] | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (ImageStatus.PROCESSED, ImageStatus.FAILED)
+
+    def with_analysis(self, analysis: Analysis) -> "ImageRecord":
+        return dataclasses.replace(
+            self,
+            format=analysis.format, mode=analysis.mode, width=analysis.width, height=analysis.height,
+            frames=analysis.frames, size=analysis.size, exif=analysis.exif, camera=analysis.camera,
+            captured_at=analysis.captured_at, labels=[label.name for label in analysis.labels],
+            label_scores=[{"name": label.name, "score": round(label.score, 6)} for label in analysis.labels],
+            embedding=list(analysis.embedding), provider=analysis.provider, generation=analysis.generation,
+            histograms=analysis.histograms, status=ImageStatus.PROCESSED, error=None,
+            processed_at=analysis.processed_at, processing_ms=analysis.processing_ms,
+        )
+
+    def view(self) -> dict[str, Any]:
+        """What clients see: every field that is set, never the vector or where the bytes are."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in _HIDDEN or value is None:
+                continue
+            out[f.name] = value.value if isinstance(value, enum.Enum) else value
+        if self.embedding is not None:
+            out["embedding_dimensions"] = len(self.embedding)
+        if self.status is ImageStatus.PENDING:
+            out.pop("labels", None), out.pop("label_scores", None)
+        return out
+
+
+_HIDDEN = {"embedding", "histograms", "bucket"}
+
+
+# -- other records ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    bucket: str
+    name: str
+    generation: int
+    size: int
+    content_type: str | None
+    md5_hash: str | None
+    # From a finalize event (not filled by `info`): custom metadata, as sorted
+    # pairs, and when the object was created (RFC 3339).
+    metadata: tuple[tuple[str, str], ...] = ()
+    created: str | None = None
+
+
+@dataclass(frozen=True)
+class Team:
+    team_id: str
+    name: str
+    gps_enabled: bool
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class User:
+    user_id: str
+    team: str
+    email: str
+    role: str
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    key_id: str
+    key_hash: str
+    prefix: str
+    user_id: str
+    team: str
+    role: str
+    issuer: str
+    external_name: str | None
+    created_at: dt.datetime
+    last_used_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+@dataclass(frozen=True)
+class UploadLink:
+    link_id: str  # public id (first 16 hex of the token hash), used for incoming/ object names
+    team: str
+    max_files: int
+    expires_at: dt.datetime
+    created_at: dt.datetime
+    created_by: dict[str, Any]
+
+    def expired(self, now: dt.datetime | None = None) -> bool:
+        return (now or dt.datetime.now(dt.timezone.utc)) >= self.expires_at
+
+
+@dataclass(frozen=True)
+class AccessAttempt:
+    method: str
+    path: str
+    status: int
+    outcome: str  # allowed | denied
+    reason: str | None
+    key_id: str | None
+    team: str | None
+    user_id: str | None
+    client_ip: str | None
+    request_id: str | None
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """What one image adds to its team's counters."""
+
+    day: str  # YYYY-MM-DD (UTC) of the upload
+    format: str
+    camera: str | None
+
+
+@dataclass
+class Totals:
+    days: dict[str, int] = field(default_factory=dict)
+    formats: dict[str, int] = field(default_factory=dict)
+    cameras: dict[str, int] = field(default_factory=dict)

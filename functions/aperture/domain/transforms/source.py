@@ -1,0 +1,191 @@
+"""Decoding the source image into frames the operations work on.
+
+Steps, in order: open lazily (the header alone, checked against the pixel
+limit before anything is decoded); optionally ask libjpeg to decode at 1/2,
+1/4 or 1/8 scale (``Image.draft``); decode; apply the EXIF orientation (the
+same transposes as ``ImageOps.exif_transpose``); convert from an embedded
+ICC profile to sRGB (the profile itself is then dropped, as imgproxy does);
+normalize the mode to one of L, LA, RGB, RGBA (8 bits per sample).
+No metadata survives: frames come out with empty ``info``.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import re
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+from PIL import ExifTags, Image, ImageCms
+
+from aperture.domain.imaging.pixels import DECODE_ERRORS, NotAnImage, TooManyPixels, error_reason
+from aperture.domain.transforms.base import Size
+
+# EXIF orientation -> the transpose that makes the image upright (ImageOps.exif_transpose's table).
+_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SWAPS_AXES = {Image.Transpose.TRANSPOSE, Image.Transpose.ROTATE_270, Image.Transpose.TRANSVERSE,
+               Image.Transpose.ROTATE_90}
+_BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
+_ANIMATABLE = {"GIF", "WEBP", "PNG"}  # MPO's extra images and TIFF pages are not animation
+
+
+@dataclass
+class Source:
+    image: Image.Image  # opened, not yet decoded
+    format: str  # Pillow's format name, MPO reported as JPEG
+    orientation: Image.Transpose | None
+    frames: int  # animation frames (1 for stills)
+    loop: int | None = None  # animation loop count (0: forever); None: plays once (GIF without NETSCAPE2.0)
+
+    @property
+    def size(self) -> Size:
+        """Width and height once upright."""
+        width, height = self.image.size
+        return (height, width) if self.orientation in _SWAPS_AXES else (width, height)
+
+    @property
+    def animated(self) -> bool:
+        return self.frames > 1
+
+
+def open_source(data: bytes, *, max_pixels: int) -> Source:
+    """Read the header; `NotAnImage` or `TooManyPixels` (both from aperture.domain.imaging.pixels) on failure."""
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:  # Pillow's own guard fired first
+        declared = _BOMB_PIXELS.search(str(exc))
+        raise TooManyPixels(int(declared.group(1)) if declared else None, max_pixels) from None
+    except Image.UnidentifiedImageError:
+        raise NotAnImage("not a recognised image format") from None
+    except DECODE_ERRORS as exc:
+        raise NotAnImage(f"cannot read image header: {error_reason(exc)}") from None
+    width, height = image.size
+    if width * height <= 0:
+        raise NotAnImage(f"image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise TooManyPixels(width * height, max_pixels)
+    fmt = "JPEG" if image.format == "MPO" else (image.format or "")
+    try:
+        animated = fmt in _ANIMATABLE and getattr(image, "is_animated", False)
+        frames = image.n_frames if animated else 1  # type: ignore[attr-defined]
+    except DECODE_ERRORS as exc:
+        raise NotAnImage(f"cannot read the frames: {error_reason(exc)}") from None
+    loop = image.info.get("loop") if frames > 1 else None
+    return Source(image, fmt, _ORIENTATION.get(_orientation_tag(image)), frames, int(loop) if loop is not None else None)
+
+
+def first_frame(source: Source, draft: Size | None = None) -> Image.Image:
+    """The first frame, upright, sRGB, in a working mode.
+
+    `draft`: the upright size the pipeline will first resize to. For JPEG the
+    decoder then scales by 1/2, 1/4 or 1/8 to the smallest size still at
+    least that large; other formats ignore it.
+    """
+    image = source.image
+    if draft is not None and source.format == "JPEG":
+        width, height = draft
+        if source.orientation in _SWAPS_AXES:
+            width, height = height, width
+        image.draft(image.mode, (width, height))
+    _load(image)
+    return _prepare(image, source.orientation)
+
+
+def all_frames(source: Source) -> Iterator[tuple[Image.Image, int]]:
+    """Every frame of an animation, composited as shown, as RGBA, with its duration in ms."""
+    image = source.image
+    for index in range(source.frames):
+        try:
+            image.seek(index)
+            frame = image.convert("RGBA")
+        except DECODE_ERRORS as exc:
+            raise NotAnImage(f"cannot decode frame {index}: {error_reason(exc)}") from None
+        duration = int(image.info.get("duration") or 0)
+        if source.orientation is not None:
+            frame = frame.transpose(source.orientation)
+        frame.info = {}
+        yield frame, duration
+
+
+def _orientation_tag(image: Image.Image) -> int:
+    try:
+        value = image.getexif().get(ExifTags.Base.Orientation)
+    except DECODE_ERRORS:  # a broken EXIF block is ignored, as browsers do
+        return 1
+    return value if isinstance(value, int) else 1
+
+
+def _load(image: Image.Image) -> None:
+    try:
+        image.load()
+    except Image.DecompressionBombError:
+        raise TooManyPixels(None, image.width * image.height) from None
+    except DECODE_ERRORS as exc:
+        raise NotAnImage(f"cannot decode image data: {error_reason(exc)}") from None
+
+
+def _prepare(image: Image.Image, orientation: Image.Transpose | None) -> Image.Image:
+    icc = image.info.get("icc_profile")
+    if icc and image.mode in ("RGB", "RGBA", "CMYK"):
+        image = _to_srgb(image, icc)
+    image = to_working_mode(image)
+    if orientation is not None:
+        image = image.transpose(orientation)
+    image.info = {}
+    return image
+
+
+def to_working_mode(image: Image.Image) -> Image.Image:
+    """L, LA, RGB or RGBA, 8 bits per sample, keeping transparency and scaling 16-bit samples."""
+    mode = image.mode
+    if mode in ("L", "LA", "RGB", "RGBA"):
+        return image
+    if mode in ("P", "PA"):
+        return image.convert("RGBA" if mode == "PA" or image.has_transparency_data else "RGB")
+    if mode == "1":
+        return image.convert("L")
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        samples = np.asarray(image).astype(np.float64)
+        if mode == "I" and samples.max(initial=0) > 255 or mode.startswith("I;16"):
+            samples = samples / 257.0  # 16-bit range: 65535 -> 255
+        return Image.fromarray(np.clip(np.rint(samples), 0, 255).astype(np.uint8), "L")
+    if mode == "La":
+        return image.convert("LA")
+    if "A" in image.getbands() or "a" in image.getbands():
+        return image.convert("RGBA")
+    return image.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX, RGBa...
+
+
+_SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+def _to_srgb(image: Image.Image, icc: bytes) -> Image.Image:
+    transform = _transform_to_srgb(icc, image.mode)
+    if transform is None:
+        return image
+    try:
+        return ImageCms.applyTransform(image, transform)
+    except (ImageCms.PyCMSError, ValueError, OSError):
+        return image
+
+
+@functools.lru_cache(maxsize=32)
+def _transform_to_srgb(icc: bytes, mode: str) -> ImageCms.ImageCmsTransform | None:
+    """A cached transform from the embedded profile to sRGB; None for sRGB itself or an unusable profile."""
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if "srgb" in (ImageCms.getProfileDescription(profile) or "").lower().replace(" ", ""):
+            return None
+        return ImageCms.buildTransform(profile, _SRGB, mode, "RGBA" if mode == "RGBA" else "RGB")
+    except (ImageCms.PyCMSError, ValueError, OSError, TypeError):
+        return None

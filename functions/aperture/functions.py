@@ -1,0 +1,50 @@
+"""The registry of deployed functions: name -> trigger -> handler.
+
+`main.py` defines one entry point per entry here; the local stack starts one
+functions-framework process per entry; Terraform's function table and the
+tests in tests/infra are checked against it. Handlers are built on the first
+call of an instance, from the instance's container, so a function imports
+only the modules it uses.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
+
+from aperture.container import instance
+
+HTTP, CLOUDEVENT = "http", "cloudevent"
+FINALIZED = "google.cloud.storage.object.v1.finalized"
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    trigger: Literal["http", "cloudevent"]  # functions-framework's signature type
+    builder: str  # "module:function" that takes the container and returns the handler
+    summary: str
+    event_type: str | None = None  # for cloudevent functions: what Eventarc delivers
+
+
+FUNCTIONS: dict[str, Function] = {
+    f.name: f
+    for f in (
+        Function("stats", HTTP, "aperture.api.stats:build", "/health and /stats/{image}/{func} over the source bucket (S4)"),
+        Function("admin", HTTP, "aperture.api.admin:build", "teams, users and API keys (S5)"),
+        Function("upload", HTTP, "aperture.api.uploads:build", "POST /v1/images and upload links (S6)"),
+        Function("images", HTTP, "aperture.api.images:build", "list, metadata, download, convert, stats, delete (S8)"),
+        Function("process", CLOUDEVENT, "aperture.events.process:build", "metadata, labels, embeddings, counters (S7)",
+                 event_type=FINALIZED),
+    )
+}
+
+
+@functools.cache
+def handler(name: str) -> Callable[[Any], Any]:
+    """The handler of function `name`, built once per instance from the instance's container."""
+    module, _, attribute = FUNCTIONS[name].builder.partition(":")
+    build = getattr(importlib.import_module(module), attribute)
+    return build(instance())

@@ -1,0 +1,1 @@
+"""Process helpers: structured logs, timings, the allocator setting."""

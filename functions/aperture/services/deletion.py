@@ -1,0 +1,30 @@
+"""Deleting a team image everywhere it lives (spec S8): the counters' share,
+the object, the stored histograms and the record (which holds the search
+embedding). Each step is idempotent, so a retried delete finishes the job."""
+
+from __future__ import annotations
+
+from aperture.domain.records import ImageRecord
+from aperture.storage.counters import TeamCounters
+from aperture.storage.histograms import HistogramStore
+from aperture.storage.images import ImageStore
+from aperture.storage.objects import ObjectStore
+
+
+class ImageDeleter:
+    def __init__(self, objects: ObjectStore, images: ImageStore, counters: TeamCounters, histograms: HistogramStore):
+        self._objects = objects
+        self._images = images
+        self._counters = counters
+        self._histograms = histograms
+
+    def delete(self, record: ImageRecord) -> None:
+        team, image_id = record.team, record.id
+        contribution = self._counters.counted(team, image_id)
+        if contribution is not None:
+            self._counters.remove(team, image_id, contribution)
+        self._objects.delete(record.bucket, record.object)
+        stored = record.histograms
+        if stored:
+            self._histograms.delete(stored["bucket"], stored["name"], int(stored["generation"]))
+        self._images.delete(team, image_id)

@@ -1,0 +1,96 @@
+"""A team's images (spec S8): find, list, delete, read, render, and the team's upload statistics.
+
+Every lookup is scoped to the caller's team: a record of another team is
+answered exactly like a missing one (404 "image not found").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from aperture.domain import transforms
+from aperture.domain.errors import ApiError
+from aperture.domain.imaging import pixels
+from aperture.domain.records import IMAGE_ID, ImageRecord, ObjectInfo, Totals
+from aperture.runtime.timing import Timings
+from aperture.services.deletion import ImageDeleter
+from aperture.storage.counters import TeamCounters
+from aperture.storage.images import ImageStore
+from aperture.storage.objects import ObjectStore
+
+STATS_DAYS = 30
+
+
+class ImageService:
+    def __init__(self, images: ImageStore, objects: ObjectStore, counters: TeamCounters, deleter: ImageDeleter,
+                 *, max_pixels: int):
+        self._images = images
+        self._objects = objects
+        self._counters = counters
+        self._deleter = deleter
+        self._max_pixels = max_pixels
+
+    def find(self, team: str, image_id: str) -> ImageRecord:
+        """The team's record, or 404, identical for malformed, missing and other teams' ids."""
+        record = self._images.get(team, image_id) if IMAGE_ID.fullmatch(image_id) else None
+        if record is None:
+            raise ApiError(404, "image not found")
+        return record
+
+    def list(self, team: str, *, filters: dict[str, Any], after: dt.datetime | None, before: dt.datetime | None,
+             limit: int, start_after: str | None) -> list[ImageRecord]:
+        records = self._images.list(team, filters=filters, after=after, before=before, limit=limit,
+                                    start_after=start_after)
+        if records is None:
+            raise ApiError(400, "cursor points at an image that was deleted; start again without a cursor")
+        return records
+
+    def delete(self, record: ImageRecord) -> None:
+        self._deleter.delete(record)
+
+    def stored(self, record: ImageRecord) -> ObjectInfo:
+        """The record's object as stored now, or 404 when its bytes are gone."""
+        info = self._objects.info(record.bucket, record.object)
+        if info is None:
+            raise ApiError(404, "image not found")
+        return info
+
+    def read(self, info: ObjectInfo) -> bytes:
+        return self._objects.read(info)
+
+    def render(self, record: ImageRecord, pipeline: transforms.Pipeline, extension: str,
+               timings: Timings) -> transforms.Rendered:
+        """The image with `pipeline` applied, encoded as `extension`: 400 for bad operations, 422 for bad images."""
+        info = self.stored(record)
+        with timings.span("download"):
+            data = self._objects.read(info)
+        try:
+            with timings.span("render"):
+                [out] = transforms.render(data, pipeline, extension, max_pixels=self._max_pixels)
+        except transforms.InvalidOperation as exc:
+            raise ApiError(400, str(exc)) from None
+        except (pixels.NotAnImage, pixels.TooManyPixels) as exc:
+            raise ApiError(422, str(exc)) from None
+        return out
+
+    def upload_stats(self, team: str, day: dt.date) -> dict[str, Any]:
+        return stats_view(self._counters.totals(team), day)
+
+
+def stats_view(totals: Totals, day: dt.date, days: int = STATS_DAYS) -> dict[str, Any]:
+    """S8's dashboard numbers from the counters: no scan of the images."""
+    series = []
+    for offset in range(days - 1, -1, -1):
+        key = (day - dt.timedelta(days=offset)).isoformat()
+        series.append({"date": key, "uploads": max(0, totals.days.get(key, 0))})
+    formats = {k: v for k, v in totals.formats.items() if v > 0}
+    cameras = sorted(((k, v) for k, v in totals.cameras.items() if v > 0), key=lambda kv: (-kv[1], kv[0]))
+    popular = max(formats.items(), key=lambda kv: (kv[1], kv[0]))[0] if formats else None
+    return {
+        "uploads_per_day": series,
+        "total_images": sum(formats.values()),
+        "most_popular_format": popular,
+        "formats": formats,
+        "top_cameras": [{"camera": k, "images": v} for k, v in cameras[:10]],
+    }

@@ -1,0 +1,200 @@
+"""What `process` does with one finalized object (spec S7).
+
+* `incoming/…` in the uploads bucket: a direct upload, filed by `incoming`.
+* `teams/{team}/…` in the uploads bucket: a team image. Its record (made by
+  the upload) goes pending -> processed | failed with format facts, EXIF,
+  histograms, labels and an embedding, and the team's counters count it once.
+  An object a plain client wrote there without going through the API is
+  validated and filed first, exactly like an API upload.
+* the source bucket: histograms are computed ahead of the first stats request.
+* anything else is recorded once and otherwise left alone.
+
+Delivery is at least once: every step is idempotent (create-only writes,
+status checks, counter markers). Bad images are marked failed and
+acknowledged; anything else that goes wrong raises, so the event is retried.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from google.api_core import exceptions as gexc
+
+from aperture.domain import stats as statistics
+from aperture.domain.imaging import metadata, pixels
+from aperture.domain.records import TEAM_ID, Analysis, ImageRecord, LabelScore
+from aperture.runtime import logs
+from aperture.runtime.timing import Timings
+from aperture.services import incoming
+from aperture.services.uploads import API_WRITE, CREATED, DUPLICATE, UploadService
+from aperture.storage.counters import TeamCounters
+from aperture.domain.records import Contribution
+from aperture.storage.histograms import HistogramStore, StoredHistograms
+from aperture.storage.identity import IdentityStore
+from aperture.storage.images import ImageStore
+from aperture.storage.objects import ObjectStore
+from aperture.domain.records import ObjectInfo
+from aperture.storage.upload_links import UploadLinkStore
+
+_TEAM_OBJECT = re.compile(rf"teams/({TEAM_ID.pattern})/([^/]+)")
+_CANONICAL = re.compile(r"([0-9a-f]{64})\.(jpg|png|gif|webp|tiff|bmp)")
+# How long an object the upload API wrote may wait for its record before it is
+# filed like a plain upload (its request must have died between the two writes).
+PENDING_RECORD_SECONDS = 60.0
+
+
+class RecordPending(Exception):
+    """The upload API wrote this object and has not committed its record yet: try again later."""
+
+
+@dataclass
+class Processor:
+    objects: ObjectStore
+    images: ImageStore
+    histograms: HistogramStore
+    counters: TeamCounters
+    identity: IdentityStore
+    uploads: UploadService
+    links: UploadLinkStore
+    provider: Callable[[], Any]  # the vision provider, built on first use
+    uploads_bucket: str
+    source_bucket: str
+    max_pixels: int
+    prewarm_source: bool = True
+    histogram_max_bytes: int = 900_000
+
+    def handle(self, info: ObjectInfo) -> str:
+        try:
+            return self._route(info)
+        except gexc.NotFound:
+            # The object or its record went away meanwhile (deleted, or a newer
+            # generation replaced it): nothing left to do for this event.
+            return "gone: object or record deleted meanwhile"
+
+    def _route(self, info: ObjectInfo) -> str:
+        if info.bucket == self.uploads_bucket and incoming.is_incoming(info.name):
+            return incoming.file_incoming(info, self.objects, self.links, self.uploads)
+        if info.bucket == self.uploads_bucket:
+            match = _TEAM_OBJECT.fullmatch(info.name)
+            if match:
+                return self._team_object(info, *match.groups())
+        if info.bucket == self.source_bucket and self.prewarm_source:
+            return self._prewarm(info)
+        return "ignored"
+
+    # -- team images ------------------------------------------------------------
+
+    def _team_object(self, info: ObjectInfo, team: str, leaf: str) -> str:
+        canonical = _CANONICAL.fullmatch(leaf)
+        record = self.images.get(team, canonical.group(1)) if canonical else None
+        if record is None and canonical and record_on_its_way(info):
+            raise RecordPending(f"{info.name} was written by the upload API; its record is not committed yet")
+        if record is None or record.object != info.name:
+            return self._file_plain_upload(info, team, leaf)
+        if record.finished and record.generation == str(info.generation):
+            return f"duplicate event: already {record.status.value}"
+        return self._process(info, record)
+
+    def _file_plain_upload(self, info: ObjectInfo, team: str, leaf: str) -> str:
+        """An object written straight into teams/{team}/ by a plain client: file it like an API upload."""
+        if self.identity.get_team(team) is None:
+            self.objects.delete(info.bucket, info.name, info.generation)
+            return f"rejected: no team {team!r}; object removed"
+        data = self.objects.read(info)
+        result = self.uploads.add(team, leaf, data, {"plain_client": True, "object": info.name})
+        if result.status not in (CREATED, DUPLICATE) or result.id is None:
+            self.objects.delete(info.bucket, info.name, info.generation)
+            return f"rejected: {result.error}; object removed"
+        record = self.images.get(team, result.id)
+        if record is None:
+            raise gexc.NotFound(f"record of {result.id} deleted meanwhile")
+        if record.object != info.name:
+            # Filed under its content id (a new object, whose own event processes it).
+            self.objects.delete(info.bucket, info.name, info.generation)
+            return f"filed as {record.object}"
+        return self._process(info, record)
+
+    def _process(self, info: ObjectInfo, record: ImageRecord) -> str:
+        team, image_id = record.team, record.id
+        timings = Timings()
+        with timings.span("download"):
+            data = self.objects.read(info)
+        try:
+            with timings.span("decode"):
+                image = pixels.open_image(data, max_pixels=self.max_pixels)
+                facts = metadata.describe(image, len(data))
+        except pixels.ImageError as exc:
+            self.images.mark_failed(team, image_id, str(exc), str(info.generation))
+            return f"failed: {exc}"
+        team_doc = self.identity.get_team(team)
+        with timings.span("exif"):
+            exif = metadata.exif(image, include_gps=bool(team_doc and team_doc.gps_enabled))
+        with timings.span("histograms"):
+            normalized = pixels.normalize(image)
+            bands = statistics.image_histograms(normalized)
+        with timings.span("firestore"):
+            self._store_histograms(info, bands, facts, normalized.mode)
+        with timings.span("labels"):
+            provider = self.provider()
+            labels, embedding = provider.analyze(normalized)
+        contribution = Contribution(
+            day=record.created_at.astimezone(dt.timezone.utc).strftime("%Y-%m-%d"),
+            format=facts["format"],
+            camera=exif.get("camera"),
+        )
+        with timings.span("firestore"):
+            self.counters.add(team, image_id, contribution)
+        analysis = Analysis(
+            **facts,
+            exif=exif,
+            labels=[LabelScore(label.name, label.score) for label in labels],
+            embedding=list(embedding),
+            provider=provider.name,
+            generation=str(info.generation),
+            histograms={"bucket": info.bucket, "name": info.name, "generation": str(info.generation)},
+            processed_at=dt.datetime.now(dt.timezone.utc),
+            processing_ms={k: round(v, 2) for k, v in timings.spans.items()},
+        )
+        # The record's own write is the last step, so its time is logged, not stored.
+        with timings.span("record"):
+            self.images.mark_processed(record, analysis)
+        logs.info("image processed", team=team, image_id=image_id, timings=timings.spans)
+        return "processed"
+
+    def _store_histograms(self, info: ObjectInfo, bands, facts: dict[str, Any], mode: str) -> None:
+        try:
+            payload = statistics.serialize(bands, max_bytes=self.histogram_max_bytes)
+        except statistics.HistogramTooLarge:
+            return  # float images with millions of distinct values: the stats path recomputes
+        self.histograms.put(info.bucket, info.name, info.generation, StoredHistograms(
+            payload, facts["width"], facts["height"], mode, facts["format"], facts["frames"]))
+
+    # -- source bucket ----------------------------------------------------------
+
+    def _prewarm(self, info: ObjectInfo) -> str:
+        if self.histograms.get(info.bucket, info.name, info.generation) is not None:
+            return "histograms already stored"
+        try:
+            image = pixels.open_image(self.objects.read(info), max_pixels=self.max_pixels)
+        except pixels.ImageError as exc:
+            return f"not an image: {exc}"
+        facts = metadata.describe(image, info.size)
+        normalized = pixels.normalize(image)
+        self._store_histograms(info, statistics.image_histograms(normalized), facts, normalized.mode)
+        return "histograms stored"
+
+
+def record_on_its_way(info: ObjectInfo, now: dt.datetime | None = None) -> bool:
+    """Did the upload API write this object recently enough that its record may still come?"""
+    if not set(API_WRITE.items()) <= set(info.metadata) or not info.created:
+        return False
+    try:
+        created = dt.datetime.fromisoformat(info.created.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return (now - created).total_seconds() < PENDING_RECORD_SECONDS
+

@@ -1,0 +1,191 @@
+"""Histograms per object generation, computed once and served from caches.
+
+Lookup order: the in-process LRU, then Firestore (shared by every instance),
+then a computation. Concurrent lookups of the same generation share one
+computation (single flight), so 20 identical cold requests decode once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable
+
+from cachetools import LRUCache
+from PIL import Image
+
+from aperture.runtime import logs
+from aperture.domain.imaging import pixels
+from aperture.domain import stats as statistics
+from aperture.storage.histograms import HistogramStore, StoredHistograms
+from aperture.storage.objects import ObjectStore
+from aperture.domain.records import ObjectInfo
+from aperture.runtime.timing import Timings
+
+# Where a lookup's histograms came from; reported to clients and benchmarks.
+COMPUTED, MEMORY, FIRESTORE = "computed", "memory", "firestore"
+
+
+@dataclass(frozen=True)
+class ImageHistograms:
+    bands: dict[str, statistics.Histogram]
+    width: int
+    height: int
+    mode: str
+    format: str | None
+    frames: int
+    # Set while the luma histogram is still being computed after a cold lookup.
+    pending: Future | None = None
+
+
+class StatsService:
+    FINISH_AFTER = 0.2  # seconds: the latest the deferred work of a cold lookup starts
+    def __init__(
+        self,
+        objects: ObjectStore,
+        store: HistogramStore,
+        *,
+        max_pixels: int,
+        memory_entries: int = 512,
+        max_stored_bytes: int = 900_000,
+    ):
+        self._objects = objects
+        self._store = store
+        self._max_pixels = max_pixels
+        self._max_stored_bytes = max_stored_bytes
+        self._memory: LRUCache = LRUCache(maxsize=memory_entries)
+        self._lock = threading.Lock()
+        self._inflight: dict[tuple, Future] = {}
+        # Each cold lookup's deferred work waits here for `finish` (at most FINISH_AFTER).
+        self._background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="histograms")
+        self._decoders = ThreadPoolExecutor(max_workers=4, thread_name_prefix="decode")
+        # Counts rows of a JPEG while the decoder thread goes on with later rows.
+        self._counters = ThreadPoolExecutor(max_workers=2, thread_name_prefix="count")
+        self._deferred: dict[tuple, Callable[[], None]] = {}
+
+    def find(self, bucket: str, name: str) -> ObjectInfo | None:
+        """The object's current generation, or None when it does not exist."""
+        return self._objects.info(bucket, name)
+
+    def histograms(
+        self, info: ObjectInfo, *, need_luma: bool = False, timings: Timings | None = None
+    ) -> tuple[ImageHistograms, str]:
+        """The image's histograms and where they came from (computed, memory, firestore)."""
+        result, source = self._lookup(info, timings or Timings())
+        if need_luma and result.pending is not None:
+            self.finish(info)
+            result = result.pending.result()
+        return result, source
+
+    def finish(self, info: ObjectInfo) -> None:
+        """Start the deferred work of a cold lookup now (callers: once the answer is sent)."""
+        with self._lock:
+            start = self._deferred.pop((info.bucket, info.name, info.generation), None)
+        if start is not None:
+            start()
+
+    def _lookup(self, info: ObjectInfo, timings: Timings) -> tuple[ImageHistograms, str]:
+        key = (info.bucket, info.name, info.generation)
+        with self._lock:
+            cached = self._memory.get(key)
+            if cached is not None:
+                return cached, MEMORY
+            future = self._inflight.get(key)
+            leader = future is None
+            if leader:
+                future = self._inflight[key] = Future()
+        if not leader:
+            result, _ = future.result()
+            return result, MEMORY
+        try:
+            result, source = self._load(info, key, timings)
+            with self._lock:
+                self._memory[key] = result
+            future.set_result((result, source))
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        finally:
+            with self._lock:
+                self._inflight.pop(key, None)
+        return result, source
+
+    def _load(self, info: ObjectInfo, key: tuple, timings: Timings) -> tuple[ImageHistograms, str]:
+        # Download and decode speculatively while Firestore is asked: on a miss
+        # (the case where speed matters) the lookup costs no wall time; on a
+        # hit, closing the reader aborts the download and the decode.
+        reader = self._objects.stream(info)
+        decoding = self._decoders.submit(self._decode, reader)
+        try:
+            with timings.span("firestore"):
+                stored = self._store.get(info.bucket, info.name, info.generation)
+            if stored is not None:
+                return _from_stored(stored), FIRESTORE
+            with timings.span("decode"):
+                image, fmt, frames, counted = decoding.result()
+            return self._compute(image, fmt, frames, counted, key, info, timings), COMPUTED
+        finally:
+            reader.close()
+
+    def _decode(self, reader) -> tuple[Image.Image, str | None, int, statistics.RowHistograms]:
+        counted = statistics.RowHistograms(self._counters)
+        image = pixels.open_image(reader, max_pixels=self._max_pixels, on_rows=counted.add)
+        return image, image.format, getattr(image, "n_frames", 1), counted
+
+    def _compute(self, image, fmt, frames, counted: statistics.RowHistograms, key: tuple, info: ObjectInfo,
+                 timings: Timings) -> ImageHistograms:
+        with timings.span("histogram"):
+            image = pixels.normalize(image)
+            bands = counted.result(image) or statistics.image_histograms(image, luma=False)
+        mode = pixels.normalized_mode(image)
+        partial = ImageHistograms(bands, image.width, image.height, mode, fmt, frames, pending=Future())
+        # Luma costs as much again for RGB; answer the request first and finish
+        # (luma, then the Firestore write) in the background, once the answer is
+        # out (`finish`), so it does not compete with sending it; it starts after
+        # FINISH_AFTER anyway if no caller says so.
+        go = threading.Event()
+
+        def complete() -> None:
+            go.wait(self.FINISH_AFTER)
+            with self._lock:
+                self._deferred.pop(key, None)
+            self._complete(info, key, image, partial)
+
+        with self._lock:
+            self._deferred[key] = go.set
+        self._background.submit(complete)
+        return partial
+
+    def _complete(self, info: ObjectInfo, key: tuple, image, partial: ImageHistograms) -> None:
+        try:
+            bands = dict(partial.bands)
+            statistics.add_luma(image, bands)
+            full = dataclasses.replace(partial, bands=bands, pending=None)
+            with self._lock:
+                self._memory[key] = full
+            partial.pending.set_result(full)
+        except BaseException as exc:
+            partial.pending.set_exception(exc)
+            return
+        try:
+            payload = statistics.serialize(bands, max_bytes=self._max_stored_bytes)
+        except statistics.HistogramTooLarge:
+            return  # e.g. float images with millions of distinct values: memory cache only
+        stored = StoredHistograms(payload, full.width, full.height, full.mode, full.format, full.frames)
+        try:
+            self._store.put(info.bucket, info.name, info.generation, stored)
+        except Exception:
+            logs.exception("storing histograms failed", bucket=info.bucket, object=info.name)
+
+
+def _from_stored(stored: StoredHistograms) -> ImageHistograms:
+    return ImageHistograms(
+        bands=statistics.deserialize(stored.payload),
+        width=stored.width,
+        height=stored.height,
+        mode=stored.mode,
+        format=stored.format,
+        frames=stored.frames,
+    )

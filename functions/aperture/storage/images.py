@@ -1,0 +1,135 @@
+"""Firestore repository for image records (`images` collection).
+
+Document id `{team}_{sha256}`: the image id is scoped to its team, and the
+create-only write is what makes 20 concurrent uploads of the same bytes end
+as one record (everyone else sees AlreadyExists and answers "duplicate").
+Records go in and come out as `ImageRecord`; this is the only code that knows
+their Firestore shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.vector import Vector
+
+from aperture.domain.records import Analysis, ImageRecord, ImageStatus
+
+COLLECTION = "images"
+_FIELDS = {f.name for f in dataclasses.fields(ImageRecord)}
+# What processing writes; the upload's fields (team, id, filename, created_at, ...) stay as they are.
+_ANALYSIS_FIELDS = _FIELDS - {"team", "id", "filename", "mime_type", "extension", "bucket", "object",
+                              "created_at", "uploaded_by"}
+
+
+def record_id(team: str, image_id: str) -> str:
+    return f"{team}_{image_id}"
+
+
+def to_document(record: ImageRecord) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    for name in _FIELDS:
+        value = getattr(record, name)
+        if value is None and name not in ("error",):
+            continue
+        doc[name] = value
+    doc["status"] = record.status.value
+    if record.embedding is not None:
+        doc["embedding"] = Vector(record.embedding)
+    if record.status is ImageStatus.PENDING:
+        for name in ("labels", "label_scores", "error"):
+            doc.pop(name, None)
+    return doc
+
+
+def from_document(doc: dict[str, Any]) -> ImageRecord:
+    values = {k: v for k, v in doc.items() if k in _FIELDS}
+    values["status"] = ImageStatus(values.get("status", ImageStatus.PENDING.value))
+    if values.get("embedding") is not None:
+        values["embedding"] = list(values["embedding"])
+    values.setdefault("labels", [])
+    values.setdefault("label_scores", [])
+    return ImageRecord(**values)
+
+
+class ImageStore:
+    def __init__(self, db: firestore.Client):
+        self._db = db
+        self._collection = db.collection(COLLECTION)
+
+    def _doc(self, team: str, image_id: str):
+        return self._collection.document(record_id(team, image_id))
+
+    def create(self, record: ImageRecord) -> bool:
+        try:
+            self._doc(record.team, record.id).create(to_document(record))
+        except gexc.AlreadyExists:
+            return False
+        return True
+
+    def create_all(self, records: list[ImageRecord]) -> list[bool]:
+        """Create several records in one commit; per record, False when it already existed.
+
+        A commit is all-or-nothing, so when any record exists the batch fails
+        and each is then created on its own to find out which.
+        """
+        if len(records) == 1 or len({record_id(r.team, r.id) for r in records}) != len(records):
+            return [self.create(r) for r in records]
+        batch = self._db.batch()
+        for record in records:
+            batch.create(self._doc(record.team, record.id), to_document(record))
+        try:
+            batch.commit()
+        except (gexc.AlreadyExists, gexc.Conflict):
+            return [self.create(r) for r in records]
+        return [True] * len(records)
+
+    def get(self, team: str, image_id: str) -> ImageRecord | None:
+        snap = self._doc(team, image_id).get()
+        return from_document(snap.to_dict()) if snap.exists else None
+
+    def delete(self, team: str, image_id: str) -> None:
+        self._doc(team, image_id).delete()
+
+    def mark_failed(self, team: str, image_id: str, reason: str, generation: str) -> None:
+        """Raises google NotFound when the record is gone."""
+        self._doc(team, image_id).update(
+            {"status": ImageStatus.FAILED.value, "error": reason, "generation": generation})
+
+    def mark_processed(self, record: ImageRecord, analysis: Analysis) -> ImageRecord:
+        """The record with `analysis` applied, written over the stored one (google NotFound when it is gone)."""
+        done = record.with_analysis(analysis)
+        document = to_document(done)
+        self._doc(record.team, record.id).update({name: document.get(name) for name in _ANALYSIS_FIELDS})
+        return done
+
+    def list(self, team: str, *, filters: dict[str, Any], after: dt.datetime | None = None,
+             before: dt.datetime | None = None, limit: int = 50,
+             start_after: str | None = None) -> list[ImageRecord] | None:
+        """A team's records, newest first, optionally filtered (format, camera, label, time range).
+        None when `start_after` names a record that no longer exists."""
+        query = self._collection.where(filter=FieldFilter("team", "==", team))
+        if filters.get("format"):
+            query = query.where(filter=FieldFilter("format", "==", filters["format"]))
+        if filters.get("camera"):
+            query = query.where(filter=FieldFilter("camera", "==", filters["camera"]))
+        if filters.get("label"):
+            query = query.where(filter=FieldFilter("labels", "array_contains", filters["label"]))
+        if after is not None:
+            query = query.where(filter=FieldFilter("created_at", ">=", after))
+        if before is not None:
+            query = query.where(filter=FieldFilter("created_at", "<", before))
+        # Ties on created_at are broken by the document id, which Firestore adds
+        # to every index on its own: the declared composite indexes suffice.
+        query = query.order_by("created_at", direction=firestore.Query.DESCENDING)
+        if start_after is not None:
+            snapshot = self._doc(team, start_after).get()
+            if not snapshot.exists:
+                return None  # the cursor's image was deleted meanwhile
+            query = query.start_after(snapshot)
+        return [from_document(snap.to_dict()) for snap in query.limit(limit).stream()]

@@ -1,0 +1,236 @@
+"""Cloud Storage access for the functions: object metadata and streaming reads.
+
+A thin repository over google-cloud-storage; it takes the client as a
+parameter so tests and the local stack use the real library against
+fake-gcs-server.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import urllib3
+from google.api_core import exceptions as gexc
+from google.auth.transport.urllib3 import AuthorizedHttp
+from google.cloud import storage
+from google_crc32c import Checksum
+from aperture.domain.records import ObjectInfo
+
+# The metadata fields `info` reads (GCS JSON API partial response).
+_INFO_FIELDS = "generation,size,contentType,md5Hash"
+# Statuses worth another try (the JSON API's retry guidance): throttling and server errors.
+_RETRY_STATUSES = (429, 500, 502, 503, 504)
+
+
+def _transport(client: storage.Client, method: str) -> AuthorizedHttp:
+    """google-auth's urllib3 transport with the client's credentials, retrying `method` on 429 and 5xx."""
+    return AuthorizedHttp(client._credentials, http=urllib3.PoolManager(
+        maxsize=16,
+        retries=urllib3.Retry(total=3, backoff_factor=0.05, status_forcelist=_RETRY_STATUSES,
+                              allowed_methods=frozenset({method}), raise_on_status=False),
+    ))
+
+
+class ObjectStore:
+    def __init__(self, client: storage.Client):
+        self._client = client
+        # Every stats request reads an object's metadata (an overwrite must
+        # never be served stale), so `info` skips the client's requests and
+        # retry layers: google-auth's urllib3 transport, with the client's
+        # credentials, reads it in about half the time (0.55 against 1.0 ms here).
+        self._metadata = _transport(client, "GET")
+        # `create` goes the same way: the library's upload path cost 2.5 ms of CPU
+        # per 1 MB object here against 1.0 ms for one multipart POST whose body
+        # is sent in pieces (no 1 MB copy to assemble it). Its writes are
+        # create-only (ifGenerationMatch=0), so a retried POST cannot overwrite.
+        self._writes = _transport(client, "POST")
+        # Streaming downloads run here: a thread per download cost 0.3 ms to start.
+        self._downloads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="gcs-stream")
+
+    def info(self, bucket: str, name: str) -> ObjectInfo | None:
+        """Current metadata of an object, or None if it (or its bucket) does not exist."""
+        url = f"{self._client.api_endpoint}/storage/v1/b/{quote(bucket, safe='~')}/o/{quote(name, safe='~')}"
+        try:
+            response = self._metadata.request("GET", url, fields={"fields": _INFO_FIELDS})
+        except urllib3.exceptions.HTTPError as exc:  # connection failures, after the retries
+            raise gexc.ServiceUnavailable(f"GET {url}: {exc}") from exc
+        if response.status in (403, 404):
+            return None
+        if response.status != 200:
+            raise gexc.from_http_status(response.status, f"GET {url}: {response.data[:300]!r}")
+        meta = json.loads(response.data)
+        return ObjectInfo(
+            bucket=bucket,
+            name=name,
+            generation=int(meta["generation"]),
+            size=int(meta.get("size") or 0),
+            content_type=meta.get("contentType"),
+            md5_hash=meta.get("md5Hash"),
+        )
+
+    def create(self, bucket: str, name: str, data: bytes, content_type: str,
+               metadata: dict[str, str] | None = None) -> bool:
+        """Write a new object (with custom `metadata`); False (and no write) when the name is taken.
+
+        One multipart upload (JSON API), create-only, with the CRC32C of the
+        bytes, so that Cloud Storage refuses a body damaged on the way
+        (fake-gcs-server stores its own checksum instead of checking ours).
+        """
+        resource = {
+            "name": name,
+            "contentType": content_type,
+            "crc32c": base64.b64encode(Checksum(data).digest()).decode(),
+        }
+        if metadata:
+            resource["metadata"] = metadata
+        boundary = uuid.uuid4().hex
+        head = (f"--{boundary}\r\ncontent-type: application/json; charset=UTF-8\r\n\r\n"
+                f"{json.dumps(resource)}\r\n--{boundary}\r\ncontent-type: {content_type}\r\n\r\n").encode()
+        tail = f"\r\n--{boundary}--\r\n".encode()
+        url = f"{self._client.api_endpoint}/upload/storage/v1/b/{quote(bucket, safe='~')}/o"
+        try:
+            # A tuple body goes out piece by piece (and again, whole, on a retry).
+            response = self._writes.request(
+                "POST", url + "?uploadType=multipart&ifGenerationMatch=0&fields=generation",
+                body=(head, data, tail),
+                headers={"Content-Type": f'multipart/related; boundary="{boundary}"',
+                         "Content-Length": str(len(head) + len(data) + len(tail))},
+            )
+        except urllib3.exceptions.HTTPError as exc:  # connection failures, after the retries
+            raise gexc.ServiceUnavailable(f"POST {url}: {exc}") from exc
+        if response.status == 412:
+            return False
+        if response.status != 200:
+            raise gexc.from_http_status(response.status, f"POST {url} ({name}): {response.data[:300]!r}")
+        return True
+
+    def delete(self, bucket: str, name: str, generation: int | None = None) -> None:
+        try:
+            self._client.bucket(bucket).blob(name).delete(if_generation_match=generation)
+        except (gexc.NotFound, gexc.PreconditionFailed):
+            pass
+
+    def copy(self, bucket: str, name: str, generation: int, target: str) -> bool:
+        """Copy one generation to a new name, create-only; False when the target exists."""
+        source = self._client.bucket(bucket)
+        try:
+            source.copy_blob(source.blob(name), source, target, source_generation=generation, if_generation_match=0)
+        except gexc.PreconditionFailed:
+            return False
+        return True
+
+    def read(self, info: ObjectInfo) -> bytes:
+        """The bytes of exactly this generation (a later overwrite cannot mix in)."""
+        blob = self._client.bucket(info.bucket).blob(info.name, generation=info.generation)
+        return blob.download_as_bytes(checksum=None)
+
+    def stream(self, info: ObjectInfo) -> "StreamingReader":
+        """A file object whose reads return bytes as they arrive from storage.
+
+        The download runs on a pooled background thread so that a consumer such as
+        Pillow's decoder works on the first chunks while later ones are still
+        on the wire: decode time and transfer time overlap instead of adding.
+        """
+        reader = StreamingReader()
+        blob = self._client.bucket(info.bucket).blob(info.name, generation=info.generation)
+
+        def download() -> None:
+            try:
+                blob.download_to_file(reader, checksum=None)
+            except BaseException as exc:  # handed to the reading thread
+                reader.fail(exc)
+            else:
+                reader.finish()
+
+        self._downloads.submit(download)
+        return reader
+
+
+class StreamingReader(io.RawIOBase):
+    """A seekable, read-only view of a download in progress.
+
+    The writer side (the download thread) appends chunks; reads block until
+    the bytes they ask for have arrived. Everything read stays buffered, so
+    seeking backwards (which Image.open does) works.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._buffer = bytearray()
+        self._pos = 0
+        self._done = False
+        self._error: BaseException | None = None
+        self._cond = threading.Condition()
+
+    # writer side -----------------------------------------------------------
+    def write(self, chunk) -> int:  # type: ignore[override]
+        if self.closed:  # the reader gave up (say, over the pixel limit): stop the download
+            raise OSError("reader closed")
+        with self._cond:
+            self._buffer += chunk
+            self._cond.notify_all()
+        return len(chunk)
+
+    def finish(self) -> None:
+        with self._cond:
+            self._done = True
+            self._cond.notify_all()
+
+    def fail(self, exc: BaseException) -> None:
+        with self._cond:
+            self._error = exc
+            self._done = True
+            self._cond.notify_all()
+
+    # reader side -----------------------------------------------------------
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            target = offset
+        elif whence == io.SEEK_CUR:
+            target = self._pos + offset
+        else:  # SEEK_END needs the whole object
+            self._wait_for(None)
+            target = len(self._buffer) + offset
+        self._pos = max(0, target)
+        return self._pos
+
+    def read(self, size: int = -1) -> bytes:
+        end = None if size is None or size < 0 else self._pos + size
+        self._wait_for(end)
+        stop = len(self._buffer) if end is None else min(end, len(self._buffer))
+        data = bytes(self._buffer[self._pos : stop])
+        self._pos += len(data)
+        return data
+
+    def readinto(self, target) -> int:  # type: ignore[override]
+        data = self.read(len(target))
+        target[: len(data)] = data
+        return len(data)
+
+    def getvalue(self) -> bytes:
+        """The whole object (waits for the download to end)."""
+        self._wait_for(None)
+        return bytes(self._buffer)
+
+    def _wait_for(self, end: int | None) -> None:
+        with self._cond:
+            while not self._done and (end is None or len(self._buffer) < end):
+                self._cond.wait()
+            if self._error is not None:
+                raise self._error

@@ -1,0 +1,1 @@
+"""Labels and embeddings behind one interface (base), offline (local) and cloud."""

@@ -7,7 +7,7 @@ TOOLS := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)/scripts
 
-.PHONY: run test bench prereqs venv clean deploy
+.PHONY: run test lint bench prereqs venv clean deploy
 
 # functions/requirements.txt installs from inside functions/, where its local path
 # (native/jpegrows) resolves, as in Cloud Functions and the Dockerfile.
@@ -33,7 +33,15 @@ prereqs: $(STAMP)
 run: prereqs
 	$(PY) -m devstack run
 
-test: prereqs $(TOOLS_STAMP)
+# ruff (lint, import order, format), mypy on the pure and use-case layers, and
+# import-linter's layer contracts (all configured in pyproject.toml).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check functions scripts tests
+	$(VENV)/bin/ruff format --check functions scripts tests
+	$(VENV)/bin/mypy functions/aperture/domain functions/aperture/services
+	$(VENV)/bin/lint-imports
+
+test: prereqs lint $(TOOLS_STAMP)
 	CHECKOV=$(CURDIR)/$(TOOLS)/bin/checkov $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: prereqs

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
-
+from typing import Any
 
 PREFIX = "APERTURE_"
 # Variables of the same prefix that clients read, never the functions: the CLI's
@@ -134,7 +134,9 @@ class Config:
         "Labels and embeddings: local (offline models from pip packages) or cloud (Cloud Vision + Vertex AI).",
     )
     vision_cache_dir: str = _setting(
-        "APERTURE_VISION_CACHE_DIR", "", "Where the local provider caches label text vectors (default ~/.cache/aperture)."
+        "APERTURE_VISION_CACHE_DIR",
+        "",
+        "Where the local provider caches label text vectors (default ~/.cache/aperture).",
     )
     vision_threads: int = _setting(
         "APERTURE_VISION_THREADS",
@@ -151,13 +153,15 @@ class Config:
     )
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Config":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
         environ = os.environ if environ is None else environ
         known = {f.metadata["env"] for f in dataclasses.fields(cls)} | set(CLIENT_VARIABLES)
         unknown = sorted(name for name in environ if name.startswith(PREFIX) and name not in known)
         if unknown:
-            raise ValueError(f"unknown setting(s) {', '.join(unknown)}: aperture.config.Config declares every "
-                             f"{PREFIX}* variable the functions read")
+            raise ValueError(
+                f"unknown setting(s) {', '.join(unknown)}: aperture.config.Config declares every "
+                f"{PREFIX}* variable the functions read"
+            )
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             raw = environ.get(f.metadata["env"])
@@ -186,4 +190,3 @@ def _parse(raw: str, kind: type, env: str) -> Any:
         except ValueError:
             raise ValueError(f"{env} must be an integer, not {raw!r}") from None
     return raw
-

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import functools
 import threading
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aperture.config import Config
 from aperture.runtime import logs
@@ -45,11 +46,11 @@ if TYPE_CHECKING:  # the real imports stay inside the builders: cold starts pay 
 T = TypeVar("T")
 
 
-def _once(build: Callable[["Container"], T]) -> T:
+def _once(build: Callable[[Container], T]) -> T:
     """A read-only attribute built on first access, once even when threads race for it."""
     name = build.__name__
 
-    def get(self: "Container") -> T:
+    def get(self: Container) -> T:
         try:
             return self._parts[name]
         except KeyError:
@@ -72,19 +73,19 @@ class Container:
     # -- clients ---------------------------------------------------------------
 
     @_once
-    def firestore(self) -> "firestore.Client":
+    def firestore(self) -> firestore.Client:
         from aperture.storage.clients import firestore_client
 
         return firestore_client(self.config.project)
 
     @_once
-    def storage(self) -> "storage.Client":
+    def storage(self) -> storage.Client:
         from aperture.storage.clients import storage_client
 
         return storage_client(self.config.project)
 
     @_once
-    def source_storage(self) -> "storage.Client":
+    def source_storage(self) -> storage.Client:
         """The source bucket's client: anonymous when it is someone else's public bucket."""
         if not self.config.source_anonymous:
             return self.storage
@@ -95,73 +96,73 @@ class Container:
     # -- repositories ----------------------------------------------------------
 
     @_once
-    def objects(self) -> "ObjectStore":
+    def objects(self) -> ObjectStore:
         from aperture.storage.objects import ObjectStore
 
         return ObjectStore(self.storage)
 
     @_once
-    def source_objects(self) -> "ObjectStore":
+    def source_objects(self) -> ObjectStore:
         from aperture.storage.objects import ObjectStore
 
         return ObjectStore(self.source_storage)
 
     @_once
-    def images(self) -> "ImageStore":
+    def images(self) -> ImageStore:
         from aperture.storage.images import ImageStore
 
         return ImageStore(self.firestore)
 
     @_once
-    def histograms(self) -> "HistogramStore":
+    def histograms(self) -> HistogramStore:
         from aperture.storage.histograms import HistogramStore
 
         return HistogramStore(self.firestore, ttl_days=self.config.histogram_ttl_days)
 
     @_once
-    def identity(self) -> "IdentityStore":
+    def identity(self) -> IdentityStore:
         from aperture.storage.identity import IdentityStore
 
         return IdentityStore(self.firestore)
 
     @_once
-    def counters(self) -> "TeamCounters":
+    def counters(self) -> TeamCounters:
         from aperture.storage.counters import TeamCounters
 
         return TeamCounters(self.firestore)
 
     @_once
-    def upload_links(self) -> "UploadLinkStore":
+    def upload_links(self) -> UploadLinkStore:
         from aperture.storage.upload_links import UploadLinkStore
 
         return UploadLinkStore(self.firestore)
 
     @_once
-    def audit_log(self) -> "AuditLog":
+    def audit_log(self) -> AuditLog:
         from aperture.storage.audit import AuditLog
 
         return AuditLog(self.firestore, self.config.audit_ttl_days)
 
     @_once
-    def finalized(self) -> "FinalizedObjects":
+    def finalized(self) -> FinalizedObjects:
         from aperture.storage.finalized import FinalizedObjects
 
         return FinalizedObjects(self.firestore)
 
     @_once
-    def url_signer(self) -> "UrlSigner":
+    def url_signer(self) -> UrlSigner:
         from aperture.storage.url_signing import signer_for
 
         return signer_for(self.config.url_signer, self.storage, self.config.storage_public_url)
 
     @_once
-    def key_issuer(self) -> "KeyIssuer":
+    def key_issuer(self) -> KeyIssuer:
         from aperture.storage.key_issuers import issuer_for
 
         return issuer_for(self.config.key_issuer, self.config.project, self.config.api_service)
 
     @_once
-    def vision(self) -> "VisionProvider":
+    def vision(self) -> VisionProvider:
         """The label/embedding provider; its models load on first analyze(), not here."""
         from aperture.vision.base import provider_for
 
@@ -173,13 +174,13 @@ class Container:
     # -- services --------------------------------------------------------------
 
     @_once
-    def access(self) -> "Access":
+    def access(self) -> Access:
         from aperture.services.access import Access
 
         return Access(self.identity, self.audit_log, touch_seconds=self.config.key_touch_seconds)
 
     @_once
-    def upload_limits(self) -> "Limits":
+    def upload_limits(self) -> Limits:
         from aperture.domain.imaging.validation import Limits
 
         config = self.config
@@ -192,7 +193,7 @@ class Container:
         )
 
     @_once
-    def uploads(self) -> "UploadService":
+    def uploads(self) -> UploadService:
         from aperture.runtime.allocator import retain_freed_memory
         from aperture.services.uploads import UploadService
 
@@ -200,36 +201,41 @@ class Container:
         return UploadService(self.objects, self.images, self.config.uploads_bucket, self.upload_limits)
 
     @_once
-    def provisioning(self) -> "Provisioning":
+    def provisioning(self) -> Provisioning:
         from aperture.services.provisioning import Provisioning
 
         return Provisioning(self.identity, self.key_issuer)
 
     @_once
-    def link_service(self) -> "LinkService":
+    def link_service(self) -> LinkService:
         from aperture.services.upload_links import LinkService
 
         return LinkService(self.upload_links, self.url_signer, self.config.uploads_bucket)
 
     @_once
-    def source_stats(self) -> "StatsService":
+    def source_stats(self) -> StatsService:
         """Statistics over the source bucket (S4)."""
         return self._stats_service(self.source_objects)
 
     @_once
-    def team_stats(self) -> "StatsService":
+    def team_stats(self) -> StatsService:
         """Statistics over team images in the uploads bucket (S8), sharing the histograms `process` stored."""
         return self._stats_service(self.objects)
 
-    def _stats_service(self, objects: "ObjectStore") -> "StatsService":
+    def _stats_service(self, objects: ObjectStore) -> StatsService:
         from aperture.services.stats import StatsService
 
         config = self.config
-        return StatsService(objects, self.histograms, max_pixels=config.max_pixels,
-                            memory_entries=config.stats_memory_entries, max_stored_bytes=config.histogram_max_bytes)
+        return StatsService(
+            objects,
+            self.histograms,
+            max_pixels=config.max_pixels,
+            memory_entries=config.stats_memory_entries,
+            max_stored_bytes=config.histogram_max_bytes,
+        )
 
     @_once
-    def processor(self) -> "Processor":
+    def processor(self) -> Processor:
         from aperture.services.processing import Processor
 
         config = self.config
@@ -250,13 +256,13 @@ class Container:
         )
 
     @_once
-    def image_service(self) -> "ImageService":
+    def image_service(self) -> ImageService:
         from aperture.services.images import ImageService
 
         return ImageService(self.images, self.objects, self.counters, self.deleter, max_pixels=self.config.max_pixels)
 
     @_once
-    def deleter(self) -> "ImageDeleter":
+    def deleter(self) -> ImageDeleter:
         from aperture.services.deletion import ImageDeleter
 
         return ImageDeleter(self.objects, self.images, self.counters, self.histograms)

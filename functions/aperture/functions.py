@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import functools
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from aperture.container import instance
 
@@ -32,12 +33,19 @@ class Function:
 FUNCTIONS: dict[str, Function] = {
     f.name: f
     for f in (
-        Function("stats", HTTP, "aperture.api.stats:build", "/health and /stats/{image}/{func} over the source bucket (S4)"),
+        Function(
+            "stats", HTTP, "aperture.api.stats:build", "/health and /stats/{image}/{func} over the source bucket (S4)"
+        ),
         Function("admin", HTTP, "aperture.api.admin:build", "teams, users and API keys (S5)"),
         Function("upload", HTTP, "aperture.api.uploads:build", "POST /v1/images and upload links (S6)"),
         Function("images", HTTP, "aperture.api.images:build", "list, metadata, download, convert, stats, delete (S8)"),
-        Function("process", CLOUDEVENT, "aperture.events.process:build", "metadata, labels, embeddings, counters (S7)",
-                 event_type=FINALIZED),
+        Function(
+            "process",
+            CLOUDEVENT,
+            "aperture.events.process:build",
+            "metadata, labels, embeddings, counters (S7)",
+            event_type=FINALIZED,
+        ),
     )
 }
 

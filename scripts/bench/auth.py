@@ -24,8 +24,10 @@ REQUESTS = 400
 
 
 def bench_spec(base: dict) -> dict:
-    backend = {"address": "https://${region}-${project}.cloudfunctions.net/benchauth",
-               "path_translation": "APPEND_PATH_TO_ADDRESS"}
+    backend = {
+        "address": "https://${region}-${project}.cloudfunctions.net/benchauth",
+        "path_translation": "APPEND_PATH_TO_ADDRESS",
+    }
     op = {"responses": {"200": {"description": "OK"}}, "x-google-backend": backend}
     return {
         **{k: v for k, v in base.items() if k != "paths"},
@@ -45,19 +47,44 @@ def main() -> int:
         from aperture.storage.identity import IdentityStore
         from aperture.storage.key_issuers import LocalKeyIssuer
 
-        *_, key = provisioning.bootstrap(IdentityStore(firestore.Client(project=stack.project)), LocalKeyIssuer(),
-                                         team_id="bench", email="bench@bench.example", role="member")
+        *_, key = provisioning.bootstrap(
+            IdentityStore(firestore.Client(project=stack.project)),
+            LocalKeyIssuer(),
+            team_id="bench",
+            email="bench@bench.example",
+            role="member",
+        )
         target_port, gateway_port = free_port(), free_port()
         spec_path = Path(tempfile.mkdtemp()) / "bench-openapi.yaml"
         spec_path.write_text(yaml.safe_dump(bench_spec(yaml.safe_load(OPENAPI.read_text()))))
-        target = spawn("benchauth", [sys.executable, "-m", "functions_framework", "--target=target",
-                                     f"--source={Path(__file__).with_name('_auth_target.py')}",
-                                     "--host=127.0.0.1", f"--port={target_port}"],
-                       env=stack.function_env(), log_dir=stack.log_dir)
-        gateway = spawn("benchgateway", [sys.executable, "-m", "devstack.gateway", f"--port={gateway_port}",
-                                         f"--spec={spec_path}", f"--project={stack.project}",
-                                         f"--backend=benchauth=http://127.0.0.1:{target_port}"],
-                        env=stack.function_env(), log_dir=stack.log_dir)
+        target = spawn(
+            "benchauth",
+            [
+                sys.executable,
+                "-m",
+                "functions_framework",
+                "--target=target",
+                f"--source={Path(__file__).with_name('_auth_target.py')}",
+                "--host=127.0.0.1",
+                f"--port={target_port}",
+            ],
+            env=stack.function_env(),
+            log_dir=stack.log_dir,
+        )
+        gateway = spawn(
+            "benchgateway",
+            [
+                sys.executable,
+                "-m",
+                "devstack.gateway",
+                f"--port={gateway_port}",
+                f"--spec={spec_path}",
+                f"--project={stack.project}",
+                f"--backend=benchauth=http://127.0.0.1:{target_port}",
+            ],
+            env=stack.function_env(),
+            log_dir=stack.log_dir,
+        )
         stack.children += [target, gateway]
         wait_until(port_open(target_port), child=target, timeout=60, what="bench target")
         wait_until(http_ok(f"http://127.0.0.1:{gateway_port}/open"), child=gateway, timeout=60, what="bench gateway")
@@ -80,8 +107,10 @@ def main() -> int:
         without, with_auth = median_ms(open_times), median_ms(guarded_times)
         added = with_auth - without
         print(__doc__.strip().splitlines()[0])
-        print(f"median over {REQUESTS} requests: without auth {without:.2f} ms, with auth {with_auth:.2f} ms; "
-              f"added {added:.2f} ms (ratio {with_auth / without:.2f}x; target <= 5 ms) {verdict(added <= 5)}")
+        print(
+            f"median over {REQUESTS} requests: without auth {without:.2f} ms, with auth {with_auth:.2f} ms; "
+            f"added {added:.2f} ms (ratio {with_auth / without:.2f}x; target <= 5 ms) {verdict(added <= 5)}"
+        )
     return 0
 
 

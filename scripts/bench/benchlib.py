@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 import statistics
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
-from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image

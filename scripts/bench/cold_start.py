@@ -31,9 +31,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import requests
 from cloudevents.conversion import to_binary
@@ -55,9 +55,15 @@ def probe(name: str) -> tuple[str, str, dict, int]:
     if name == "process":
         object_name = f"x/{uuid.uuid4().hex}"
         event = storage_event(
-            {"eventType": "OBJECT_FINALIZE", "bucketId": BENCH_BUCKET, "objectId": object_name,
-             "eventTime": dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z")},
-            {"generation": "1", "size": "0"}, uuid.uuid4().hex)
+            {
+                "eventType": "OBJECT_FINALIZE",
+                "bucketId": BENCH_BUCKET,
+                "objectId": object_name,
+                "eventTime": dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z"),
+            },
+            {"generation": "1", "size": "0"},
+            uuid.uuid4().hex,
+        )
         headers, body = to_binary(event)
         return "POST", "/", {"headers": binary_headers(headers), "data": body}, 200
     return {
@@ -74,8 +80,14 @@ def tree_env(stack: Stack, tree: Path) -> dict[str, str]:
 
 def check_tree(stack: Stack, tree: Path) -> None:
     """The tree's own `aperture` package must win over the venv's editable install of the main tree."""
-    found = subprocess.run([sys.executable, "-c", "import aperture; print(aperture.__file__)"],
-                           env=tree_env(stack, tree), cwd=tree, capture_output=True, text=True, check=True)
+    found = subprocess.run(
+        [sys.executable, "-c", "import aperture; print(aperture.__file__)"],
+        env=tree_env(stack, tree),
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     if not Path(found.stdout.strip()).is_relative_to(tree / "functions"):
         raise RuntimeError(f"{tree}: aperture imported from {found.stdout.strip()}")
 
@@ -83,8 +95,16 @@ def check_tree(stack: Stack, tree: Path) -> None:
 def cold_start(stack: Stack, tree: Path, side: str, name: str, timeout: float = 120) -> float:
     """Seconds from spawning a fresh instance of `name` from `tree` to its first answer."""
     port = free_port()
-    argv = [sys.executable, "-m", "functions_framework", f"--target={name}", f"--signature-type={FUNCTIONS[name]}",
-            f"--source={tree / 'functions' / 'main.py'}", "--host=127.0.0.1", f"--port={port}"]
+    argv = [
+        sys.executable,
+        "-m",
+        "functions_framework",
+        f"--target={name}",
+        f"--signature-type={FUNCTIONS[name]}",
+        f"--source={tree / 'functions' / 'main.py'}",
+        "--host=127.0.0.1",
+        f"--port={port}",
+    ]
     method, path, kwargs, expected = probe(name)
     env = tree_env(stack, tree)
     start = time.perf_counter()
@@ -104,8 +124,10 @@ def cold_start(stack: Stack, tree: Path, side: str, name: str, timeout: float = 
     finally:
         child.stop(grace=0)  # SIGTERM then SIGKILL to the whole process group, waits until it is gone
     if response.status_code != expected or (expected == 401 and "json" not in response.headers.get("Content-Type", "")):
-        raise RuntimeError(f"{side} {name}: answered {response.status_code} "
-                           f"({response.headers.get('Content-Type')}), expected {expected}: {response.text[:300]}")
+        raise RuntimeError(
+            f"{side} {name}: answered {response.status_code} "
+            f"({response.headers.get('Content-Type')}), expected {expected}: {response.text[:300]}"
+        )
     return elapsed
 
 
@@ -124,13 +146,16 @@ def worktree(rev: str) -> Iterator[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline", default=BASELINE_REV,
-                        help=f"git revision to compare with (default {BASELINE_REV})")
-    parser.add_argument("--samples", type=int, default=SAMPLES,
-                        help=f"samples per function and side (default {SAMPLES})")
+    parser.add_argument(
+        "--baseline", default=BASELINE_REV, help=f"git revision to compare with (default {BASELINE_REV})"
+    )
+    parser.add_argument(
+        "--samples", type=int, default=SAMPLES, help=f"samples per function and side (default {SAMPLES})"
+    )
     args = parser.parse_args(argv)
-    rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", args.baseline],
-                         capture_output=True, text=True, check=True).stdout.strip()
+    rev = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", args.baseline], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
     with worktree(rev) as baseline, local_stack(events=False) as stack:
         trees = {"ours": REPO, "baseline": baseline}
@@ -156,11 +181,15 @@ def main(argv: list[str] | None = None) -> int:
             ratio = ours / base
             if ratio > TARGET:
                 missed.append(name)
-            print(f"{name:<9} {ours:9.0f} {base:12.0f} {ratio:6.2f}x   {verdict(ratio <= TARGET)}  "
-                  f"{min(times['ours']):.0f}-{max(times['ours']):.0f} / "
-                  f"{min(times['baseline']):.0f}-{max(times['baseline']):.0f}")
-        print(f"overall (target <= {TARGET:.2f}x for every function): "
-              + (verdict(True) if not missed else f"{verdict(False)} ({', '.join(missed)})"))
+            print(
+                f"{name:<9} {ours:9.0f} {base:12.0f} {ratio:6.2f}x   {verdict(ratio <= TARGET)}  "
+                f"{min(times['ours']):.0f}-{max(times['ours']):.0f} / "
+                f"{min(times['baseline']):.0f}-{max(times['baseline']):.0f}"
+            )
+        print(
+            f"overall (target <= {TARGET:.2f}x for every function): "
+            + (verdict(True) if not missed else f"{verdict(False)} ({', '.join(missed)})")
+        )
     return 0
 
 

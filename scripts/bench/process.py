@@ -26,23 +26,27 @@ def main() -> int:
     with local_stack() as stack:
         from google.cloud import firestore, storage
 
-        from aperture.services import provisioning
-        from aperture.storage.identity import IdentityStore
         from aperture.config import Config
         from aperture.container import Container
+        from aperture.services import provisioning
+        from aperture.storage.identity import IdentityStore
         from aperture.storage.images import COLLECTION, ImageStore, record_id
         from aperture.storage.key_issuers import LocalKeyIssuer
         from aperture.storage.objects import ObjectStore
 
         db = firestore.Client(project=stack.project)
-        *_, key = provisioning.bootstrap(IdentityStore(db), LocalKeyIssuer(), team_id="bench",
-                                         email="bench@bench.example", role="member")
+        *_, key = provisioning.bootstrap(
+            IdentityStore(db), LocalKeyIssuer(), team_id="bench", email="bench@bench.example", role="member"
+        )
         images = ImageStore(db)
         session = requests.Session()
 
         def upload(data: bytes) -> tuple[str, float]:
-            response = session.post(stack.gateway_url + "/v1/images", headers={"x-api-key": key},
-                                    files=[("files", ("photo.jpg", data, "image/jpeg"))])
+            response = session.post(
+                stack.gateway_url + "/v1/images",
+                headers={"x-api-key": key},
+                files=[("files", ("photo.jpg", data, "image/jpeg"))],
+            )
             assert response.status_code == 201, response.text
             return response.json()["files"][0]["id"], time.perf_counter()
 
@@ -67,11 +71,15 @@ def main() -> int:
             for phase, ms in record.processing_ms.items():
                 phases.setdefault(phase, []).append(ms)
         median = statistics.median(latencies)
-        print(f"12 MP upload response -> processed: median {median * 1000:.0f} ms over {RUNS} "
-              f"(min {min(latencies) * 1000:.0f}, max {max(latencies) * 1000:.0f}); target <= 1500 ms "
-              f"{verdict(median <= 1.5)}")
-        print("  breakdown in the process function (median ms): "
-              + ", ".join(f"{p} {statistics.median(v):.1f}" for p, v in phases.items()))
+        print(
+            f"12 MP upload response -> processed: median {median * 1000:.0f} ms over {RUNS} "
+            f"(min {min(latencies) * 1000:.0f}, max {max(latencies) * 1000:.0f}); target <= 1500 ms "
+            f"{verdict(median <= 1.5)}"
+        )
+        print(
+            "  breakdown in the process function (median ms): "
+            + ", ".join(f"{p} {statistics.median(v):.1f}" for p, v in phases.items())
+        )
 
         # Baseline: the same work in-process, no event path.
         processor = Container(Config.from_env()).processor
@@ -87,8 +95,10 @@ def main() -> int:
             processor.handle(info)
             direct.append(time.perf_counter() - start)
         base = statistics.median(direct)
-        print(f"in-process processing alone: median {base * 1000:.0f} ms; event path adds "
-              f"{(median - base) * 1000:.0f} ms (ratio {median / base:.2f}x)")
+        print(
+            f"in-process processing alone: median {base * 1000:.0f} ms; event path adds "
+            f"{(median - base) * 1000:.0f} ms (ratio {median / base:.2f}x)"
+        )
     return 0
 
 

@@ -41,9 +41,17 @@ def main() -> int:
         baseline_port = free_port()
         baseline = spawn(
             "baseline",
-            [sys.executable, "-m", "functions_framework", "--target=baseline",
-             f"--source={Path(__file__).with_name('_baseline_stats.py')}", "--host=127.0.0.1", f"--port={baseline_port}"],
-            env=stack.function_env(), log_dir=stack.log_dir,
+            [
+                sys.executable,
+                "-m",
+                "functions_framework",
+                "--target=baseline",
+                f"--source={Path(__file__).with_name('_baseline_stats.py')}",
+                "--host=127.0.0.1",
+                f"--port={baseline_port}",
+            ],
+            env=stack.function_env(),
+            log_dir=stack.log_dir,
         )
         stack.children.append(baseline)
         wait_until(port_open(baseline_port), child=baseline, timeout=60, what="baseline server")
@@ -71,7 +79,7 @@ def main() -> int:
             name, data = upload(12, seed)
             decodes.append(decode_ms(data, 3))
             responses = []
-            cold.extend(timed(lambda: responses.append(ours(name)), 1))
+            cold.extend(timed(lambda: responses.append(ours(name)), 1))  # noqa: B023 (called at once)
             for item in responses[0].headers.get("Server-Timing", "").split(","):
                 if ";dur=" in item:
                     phase, _, ms = item.strip().partition(";dur=")
@@ -80,11 +88,15 @@ def main() -> int:
         # Each image's request and its decode are measured back to back: the
         # median of those paired ratios is not moved by drift between images.
         ratio = statistics.median(c * 1000 / d for c, d in zip(cold, decodes))
-        print(f"12 MP first request: {cold_ms:.1f} ms; Pillow decode alone: {decode:.1f} ms (medians; ratio "
-              f"{cold_ms / decode:.2f}x); median of the {len(cold)} paired ratios {ratio:.2f}x "
-              f"(target <= 1.3x) {verdict(ratio <= 1.3)}")
-        print("  server-side breakdown (median ms): "
-              + ", ".join(f"{p} {sorted(v)[len(v) // 2]:.1f}" for p, v in phases.items()))
+        print(
+            f"12 MP first request: {cold_ms:.1f} ms; Pillow decode alone: {decode:.1f} ms (medians; ratio "
+            f"{cold_ms / decode:.2f}x); median of the {len(cold)} paired ratios {ratio:.2f}x "
+            f"(target <= 1.3x) {verdict(ratio <= 1.3)}"
+        )
+        print(
+            "  server-side breakdown (median ms): "
+            + ", ".join(f"{p} {sorted(v)[len(v) // 2]:.1f}" for p, v in phases.items())
+        )
 
         # 2. repeated request vs baseline, 12 MP; the two alternate in rounds, so
         # drift on a shared machine hits both sides alike
@@ -93,16 +105,25 @@ def main() -> int:
         warm_runs, base_runs = [], []
         for _ in range(WARM_ROUNDS):
             warm_runs.extend(timed(lambda: ours(name), 40))
-            base_runs.extend(timed(lambda: session.get(
-                f"http://127.0.0.1:{baseline_port}/{stack.source_bucket}/{name}/p99").raise_for_status(), 2))
+            base_runs.extend(
+                timed(
+                    lambda: session.get(
+                        f"http://127.0.0.1:{baseline_port}/{stack.source_bucket}/{name}/p99"
+                    ).raise_for_status(),
+                    2,
+                )
+            )
         warm, base = median_ms(warm_runs), median_ms(base_runs)
         speedup = base / warm
-        print(f"12 MP repeated request: ours {warm:.2f} ms, baseline {base:.1f} ms (medians of {len(warm_runs)} "
-              f"and {len(base_runs)} in {WARM_ROUNDS} alternating rounds); "
-              f"speedup {speedup:.0f}x (target >= 50x) {verdict(speedup >= 50)}")
+        print(
+            f"12 MP repeated request: ours {warm:.2f} ms, baseline {base:.1f} ms (medians of {len(warm_runs)} "
+            f"and {len(base_runs)} in {WARM_ROUNDS} alternating rounds); "
+            f"speedup {speedup:.0f}x (target >= 50x) {verdict(speedup >= 50)}"
+        )
         etag = ours(name).headers["ETag"]
-        revalidate = median_ms(timed(lambda: session.get(
-            f"{stack.gateway_url}/stats/{name}/p99", headers={"If-None-Match": etag}), 100))
+        revalidate = median_ms(
+            timed(lambda: session.get(f"{stack.gateway_url}/stats/{name}/p99", headers={"If-None-Match": etag}), 100)
+        )
         print(f"12 MP conditional request (304): {revalidate:.2f} ms")
 
         # 3. linear growth with pixels: least-squares line through (MP, ms); the
@@ -113,19 +134,24 @@ def main() -> int:
         for seed in range(LINEAR_RUNS):
             for megapixels in sizes:
                 name, data = upload(megapixels, 200 + seed)
-                runs[megapixels].extend(timed(lambda: ours(name), 1))
+                runs[megapixels].extend(timed(lambda: ours(name), 1))  # noqa: B023 (called at once)
                 decodes[megapixels].append(decode_ms(data, 1))
         costs = [median_ms(runs[mp]) for mp in sizes]
         for megapixels, cost in zip(sizes, costs):
             decode = sorted(decodes[megapixels])[len(decodes[megapixels]) // 2]
-            print(f"{megapixels:>2} MP first request: {cost:7.1f} ms ({cost / megapixels:.1f} ms/MP; "
-                  f"decode alone {decode:.1f} ms)")
+            print(
+                f"{megapixels:>2} MP first request: {cost:7.1f} ms ({cost / megapixels:.1f} ms/MP; "
+                f"decode alone {decode:.1f} ms)"
+            )
         slope, intercept = np.polyfit(sizes, costs, 1)
         fitted = np.polyval([slope, intercept], sizes)
         r2 = 1 - np.sum((np.array(costs) - fitted) ** 2) / np.sum((np.array(costs) - np.mean(costs)) ** 2)
         marginal = [(costs[i + 1] - costs[i]) / (sizes[i + 1] - sizes[i]) for i in range(len(sizes) - 1)]
-        print(f"linear fit: {intercept:.1f} ms + {slope:.2f} ms/MP, R^2 {r2:.4f}; marginal ms/MP "
-              + " / ".join(f"{m:.2f}" for m in marginal) + f" (target R^2 >= 0.99) {verdict(r2 >= 0.99)}")
+        print(
+            f"linear fit: {intercept:.1f} ms + {slope:.2f} ms/MP, R^2 {r2:.4f}; marginal ms/MP "
+            + " / ".join(f"{m:.2f}" for m in marginal)
+            + f" (target R^2 >= 0.99) {verdict(r2 >= 0.99)}"
+        )
     return 0
 
 

@@ -20,9 +20,8 @@ import time
 import numpy as np
 from PIL import Image
 
-from benchlib import photo_jpeg, verdict
-
 from aperture.domain.transforms import parse_ops, render
+from benchlib import photo_jpeg, verdict
 
 BOX = 512
 QUALITY = 85  # the same JPEG quality for all three
@@ -66,8 +65,10 @@ def main() -> int:
     if pyvips is None:
         return 2
     print(__doc__.strip().splitlines()[0])
-    print(f"  Pillow {Image.__version__}, libvips {pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}, "
-          f"{os.cpu_count()} CPUs (libvips may use them all; Pillow uses one)")
+    print(
+        f"  Pillow {Image.__version__}, libvips {pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}, "
+        f"{os.cpu_count()} CPUs (libvips may use them all; Pillow uses one)"
+    )
 
     data = photo_jpeg(24, seed=1, quality=90)
     size = Image.open(io.BytesIO(data)).size
@@ -104,8 +105,10 @@ def main() -> int:
             times[name].append(time.perf_counter() - start)
     ms = {name: statistics.median(values) * 1000 for name, values in times.items()}
 
-    print(f"\n24 MP JPEG ({size[0]}x{size[1]}, {len(data) / 1e6:.1f} MB) -> fit {BOX}x{BOX} "
-          f"({target[0]}x{target[1]}) JPEG q{QUALITY}, median of {RUNS} runs ({BASELINE_RUNS} for the baseline):")
+    print(
+        f"\n24 MP JPEG ({size[0]}x{size[1]}, {len(data) / 1e6:.1f} MB) -> fit {BOX}x{BOX} "
+        f"({target[0]}x{target[1]}) JPEG q{QUALITY}, median of {RUNS} runs ({BASELINE_RUNS} for the baseline):"
+    )
     print(f"  ours (render, JPEG draft + Lanczos):   {ms['ours']:8.1f} ms")
     print(f"  libvips (thumbnail_buffer):            {ms['libvips']:8.1f} ms")
     print(f"  Pillow open -> resize -> save:         {ms['baseline']:8.1f} ms")
@@ -113,14 +116,18 @@ def main() -> int:
     vs_baseline = ms["baseline"] / ms["ours"]
     print(f"  ours / libvips   = {vs_vips:5.2f}x (target <= 1.2x) {verdict(vs_vips <= 1.2)}")
     print(f"  baseline / ours  = {vs_baseline:5.2f}x (target >= 3x)  {verdict(vs_baseline >= 3)}")
-    print(f"  fidelity to the full-decode Lanczos baseline: ours {psnr(outputs['ours'], outputs['baseline']):.1f} dB, "
-          f"libvips {psnr(outputs['libvips'], outputs['baseline']):.1f} dB (PSNR)")
+    print(
+        f"  fidelity to the full-decode Lanczos baseline: ours {psnr(outputs['ours'], outputs['baseline']):.1f} dB, "
+        f"libvips {psnr(outputs['libvips'], outputs['baseline']):.1f} dB (PSNR)"
+    )
 
     source = photo_jpeg(12, seed=2, quality=90)
     width, height = Image.open(io.BytesIO(source)).size
     megapixels = width * height / 1e6
-    print(f"\nConversion of a 12 MP JPEG ({width}x{height}, {len(source) / 1e6:.1f} MB), no operations, "
-          f"median of {CONVERSION_RUNS} runs:")
+    print(
+        f"\nConversion of a 12 MP JPEG ({width}x{height}, {len(source) / 1e6:.1f} MB), no operations, "
+        f"median of {CONVERSION_RUNS} runs:"
+    )
     print(f"  {'to':<6}{'ms':>9}{'MP/s':>9}{'in MB/s':>10}{'images/s':>10}{'out MB':>9}")
     for fmt in ("jpg", "png", "gif", "webp", "tiff", "bmp"):
         results = []
@@ -130,8 +137,10 @@ def main() -> int:
             results = render(source, None, fmt, max_pixels=MAX_PIXELS)
             durations.append(time.perf_counter() - start)
         seconds = statistics.median(durations)
-        print(f"  {fmt:<6}{seconds * 1000:9.0f}{megapixels / seconds:9.1f}{len(source) / 1e6 / seconds:10.1f}"
-              f"{1 / seconds:10.2f}{len(results[0].data) / 1e6:9.1f}")
+        print(
+            f"  {fmt:<6}{seconds * 1000:9.0f}{megapixels / seconds:9.1f}{len(source) / 1e6 / seconds:10.1f}"
+            f"{1 / seconds:10.2f}{len(results[0].data) / 1e6:9.1f}"
+        )
 
     return 0 if vs_vips <= 1.2 and vs_baseline >= 3 else 1
 

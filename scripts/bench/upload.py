@@ -57,8 +57,10 @@ def warm_up(ours, baseline) -> None:
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(ours, [[unique(tiny, f"warm-{i}-{j}") for j in range(10)] for i in range(WARMUP_REQUESTS)]))
         list(pool.map(baseline, [unique(tiny, f"warm-base-{i}") for i in range(WARMUP_REQUESTS * 10)]))
-    print(f"warm-up: {WARMUP_REQUESTS} requests of 10 small images and {WARMUP_REQUESTS * 10} direct writes "
-          f"({time.perf_counter() - started:.1f} s, untimed)")
+    print(
+        f"warm-up: {WARMUP_REQUESTS} requests of 10 small images and {WARMUP_REQUESTS * 10} direct writes "
+        f"({time.perf_counter() - started:.1f} s, untimed)"
+    )
 
 
 def throughput(fn, payloads: list, workers: int) -> float:
@@ -75,16 +77,20 @@ def main() -> int:
     with local_stack(events=False) as stack:
         from google.cloud import firestore, storage
 
-        from aperture.storage import clients
         from aperture.services import provisioning
+        from aperture.storage import clients
         from aperture.storage.identity import IdentityStore
         from aperture.storage.key_issuers import LocalKeyIssuer
 
-        *_, key = provisioning.bootstrap(IdentityStore(firestore.Client(project=stack.project)), LocalKeyIssuer(),
-                                         team_id="bench", email="bench@bench.example", role="member")
+        *_, key = provisioning.bootstrap(
+            IdentityStore(firestore.Client(project=stack.project)),
+            LocalKeyIssuer(),
+            team_id="bench",
+            email="bench@bench.example",
+            role="member",
+        )
         # The baseline gets the same client tuning as the functions, so the ratio is the upload path's own cost.
-        bucket = clients.without_environment_lookups(storage.Client(project=stack.project)).bucket(
-            stack.uploads_bucket)
+        bucket = clients.without_environment_lookups(storage.Client(project=stack.project)).bucket(stack.uploads_bucket)
         local = threading.local()
 
         def session() -> requests.Session:
@@ -93,8 +99,11 @@ def main() -> int:
             return local.session
 
         def ours(batch: list[bytes]) -> None:
-            response = session().post(stack.gateway_url + "/v1/images", headers={"x-api-key": key},
-                                      files=[("files", (f"photo{i}.jpg", d, "image/jpeg")) for i, d in enumerate(batch)])
+            response = session().post(
+                stack.gateway_url + "/v1/images",
+                headers={"x-api-key": key},
+                files=[("files", (f"photo{i}.jpg", d, "image/jpeg")) for i, d in enumerate(batch)],
+            )
             assert response.status_code == 201, response.text
 
         def empty_bucket() -> None:
@@ -123,9 +132,11 @@ def main() -> int:
             mine, base = statistics.median(our_runs), statistics.median(base_runs)
             ratio = mine / base
             judged = per_request == TARGET_FILES_PER_REQUEST
-            print(f"{FILES} x {size:.2f} MB, {per_request:>2} per request, {workers} concurrent: ours {mine:.1f} MB/s, "
-                  f"straight to the bucket {base:.1f} MB/s (medians of {ROUNDS}); ratio {ratio:.0%} "
-                  + (f"(target >= 50%) {verdict(ratio >= 0.5)}" if judged else "(for reference)"))
+            print(
+                f"{FILES} x {size:.2f} MB, {per_request:>2} per request, {workers} concurrent: ours {mine:.1f} MB/s, "
+                f"straight to the bucket {base:.1f} MB/s (medians of {ROUNDS}); ratio {ratio:.0%} "
+                + (f"(target >= 50%) {verdict(ratio >= 0.5)}" if judged else "(for reference)")
+            )
     return 0
 
 

@@ -34,8 +34,10 @@ _HEADER_SAFE = "!#$&'()*+,/:;<=>?@[\\]^`{|}~"
 
 def binary_headers(headers: dict[str, str]) -> dict[str, str]:
     """`to_binary`'s headers with ce-* values percent-encoded (CloudEvents HTTP binding, 3.1.3.2)."""
-    return {key: quote(value, safe=_HEADER_SAFE) if key.lower().startswith("ce-") else value
-            for key, value in headers.items()}
+    return {
+        key: quote(value, safe=_HEADER_SAFE) if key.lower().startswith("ce-") else value
+        for key, value in headers.items()
+    }
 
 
 def storage_event(attributes: dict[str, str], payload: dict[str, Any], message_id: str) -> CloudEvent | None:
@@ -52,7 +54,9 @@ def storage_event(attributes: dict[str, str], payload: dict[str, Any], message_i
     data["generation"] = generation
     data.setdefault("metageneration", "1")
     data.setdefault("id", f"{bucket}/{name}/{generation}")
-    data.setdefault("selfLink", f"https://www.googleapis.com/storage/v1/b/{bucket}/o/{requests.utils.quote(name, safe='')}")
+    data.setdefault(
+        "selfLink", f"https://www.googleapis.com/storage/v1/b/{bucket}/o/{requests.utils.quote(name, safe='')}"
+    )
     data.setdefault(
         "mediaLink",
         f"https://storage.googleapis.com/download/storage/v1/b/{bucket}/o/"
@@ -90,8 +94,9 @@ class Bridge:
             return
         headers, body = to_binary(event)
         try:
-            status = self._session.post(self._target, headers=binary_headers(headers), data=body,
-                                        timeout=600).status_code
+            status = self._session.post(
+                self._target, headers=binary_headers(headers), data=body, timeout=600
+            ).status_code
         except Exception as exc:  # an exception out of this callback would stop the whole subscription
             status = 0
             _log("WARNING", f"delivery failed: {type(exc).__name__}: {exc}")

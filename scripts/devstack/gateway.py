@@ -16,9 +16,9 @@ import re
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Awaitable, Callable
 
 import uvloop
 import yaml
@@ -26,8 +26,16 @@ from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 from yarl import URL
 
 HOP_BY_HOP = {
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
-    "transfer-encoding", "upgrade", "host", "content-length",
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
 }
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 API_KEY_HEADER = "x-api-key"
@@ -41,7 +49,7 @@ Authenticator = Callable[[str | None, "Route", web.Request], Awaitable[tuple[int
 class Route:
     template: str
     regex: re.Pattern
-    operations: dict[str, "Operation"]
+    operations: dict[str, Operation]
     backend: str
 
 
@@ -108,7 +116,9 @@ async def require_key_present(key: str | None, route: Route, request: web.Reques
     return None if key else (401, "missing API key: send it in the x-api-key header")
 
 
-def create_app(spec: dict, backends: dict[str, str], authenticator: Authenticator = require_key_present) -> web.Application:
+def create_app(
+    spec: dict, backends: dict[str, str], authenticator: Authenticator = require_key_present
+) -> web.Application:
     routes, default_backend = load_routes(spec)
     # Long request lines reach the functions, which answer with their own 400 reasons.
     app = web.Application(client_max_size=0, handler_args={"max_line_size": 65536, "max_field_size": 65536})
@@ -168,7 +178,10 @@ async def _forward(request: web.Request, session: ClientSession, base: str, requ
     try:
         upstream = await session.request(
             # encoded=True: forward the path byte for byte; "a/../b" is an object name, not a directory walk.
-            request.method, URL(base + request.raw_path, encoded=True), headers=headers, data=body,
+            request.method,
+            URL(base + request.raw_path, encoded=True),
+            headers=headers,
+            data=body,
             allow_redirects=False,
         )
     except Exception as exc:  # connection refused, reset: the client gets a JSON 502

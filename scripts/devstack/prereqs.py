@@ -59,7 +59,7 @@ def problems() -> list[str]:
         )
     if shutil.which("java") is None:
         found.append("java is not on PATH (the emulators need Java 11 or newer)")
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 (prereqs may run under any python3)
         found.append(f"Python 3.11+ is required, this is {sys.version.split()[0]}")
     return found
 

@@ -12,9 +12,9 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 
 def free_port() -> int:

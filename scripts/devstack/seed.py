@@ -34,9 +34,9 @@ def sample_photos() -> dict[str, bytes]:
         raw = (data_dir / filename).read_bytes()
         if not filename.endswith(".jpg"):
             buffer = io.BytesIO()
-            Image.open(io.BytesIO(raw)).convert("RGB" if filename != "camera.png" and filename != "moon.png" else "L").save(
-                buffer, "JPEG", quality=92
-            )
+            Image.open(io.BytesIO(raw)).convert(
+                "RGB" if filename != "camera.png" and filename != "moon.png" else "L"
+            ).save(buffer, "JPEG", quality=92)
             raw = buffer.getvalue()
         samples[f"IMG_{index}.jpg"] = raw
     return samples

@@ -36,7 +36,7 @@ class Ports:
     functions: dict[str, int]
 
     @classmethod
-    def fixed(cls) -> "Ports":
+    def fixed(cls) -> Ports:
         """The well-known ports of `make run` (override with APERTURE_GATEWAY_PORT)."""
         base = 8090
         return cls(
@@ -48,7 +48,7 @@ class Ports:
         )
 
     @classmethod
-    def free(cls) -> "Ports":
+    def free(cls) -> Ports:
         return cls(free_port(), free_port(), free_port(), free_port(), {n: free_port() for n in FUNCTIONS})
 
 
@@ -105,7 +105,7 @@ class Stack:
         return env
 
     # lifecycle ---------------------------------------------------------------
-    def start(self) -> "Stack":
+    def start(self) -> Stack:
         missing = prereqs.problems()
         if missing:
             raise RuntimeError("cannot start the local stack:\n  " + "\n  ".join(missing))
@@ -124,7 +124,7 @@ class Stack:
             child.stop()
         self.children.clear()
 
-    def __enter__(self) -> "Stack":
+    def __enter__(self) -> Stack:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -144,8 +144,14 @@ class Stack:
         ps = self._spawn(
             "pubsub",
             [
-                gcloud, "beta", "emulators", "pubsub", "start",
-                f"--host-port=127.0.0.1:{self.ports.pubsub}", f"--project={self.project}", "--quiet",
+                gcloud,
+                "beta",
+                "emulators",
+                "pubsub",
+                "start",
+                f"--host-port=127.0.0.1:{self.ports.pubsub}",
+                f"--project={self.project}",
+                "--quiet",
             ],
         )
         wait_until(http_ok(f"http://127.0.0.1:{self.ports.pubsub}/"), child=ps, timeout=90, what="the Pub/Sub emulator")
@@ -176,21 +182,34 @@ class Stack:
             "storage",
             [
                 str(prereqs.fake_gcs_binary()),
-                "-scheme", "http",
-                "-backend", "memory",
-                "-host", "127.0.0.1",
-                "-port", str(self.ports.storage),
-                "-public-host", f"127.0.0.1:{self.ports.storage}",
-                "-external-url", f"http://127.0.0.1:{self.ports.storage}",
-                "-event.pubsub-project-id", self.project,
-                "-event.pubsub-topic", NOTIFICATIONS_TOPIC,
-                "-event.list", "finalize,delete",
-                "-log-level", "warn",
+                "-scheme",
+                "http",
+                "-backend",
+                "memory",
+                "-host",
+                "127.0.0.1",
+                "-port",
+                str(self.ports.storage),
+                "-public-host",
+                f"127.0.0.1:{self.ports.storage}",
+                "-external-url",
+                f"http://127.0.0.1:{self.ports.storage}",
+                "-event.pubsub-project-id",
+                self.project,
+                "-event.pubsub-topic",
+                NOTIFICATIONS_TOPIC,
+                "-event.list",
+                "finalize,delete",
+                "-log-level",
+                "warn",
             ],
             env=env,
         )
         wait_until(
-            http_ok(f"http://127.0.0.1:{self.ports.storage}/storage/v1/b"), child=gcs, timeout=30, what="fake-gcs-server"
+            http_ok(f"http://127.0.0.1:{self.ports.storage}/storage/v1/b"),
+            child=gcs,
+            timeout=30,
+            what="fake-gcs-server",
         )
         from google.cloud import storage
 
@@ -205,10 +224,14 @@ class Stack:
         started = []
         for name, signature in FUNCTIONS.items():
             argv = [
-                sys.executable, "-m", "functions_framework",
-                f"--target={name}", f"--signature-type={signature}",
+                sys.executable,
+                "-m",
+                "functions_framework",
+                f"--target={name}",
+                f"--signature-type={signature}",
                 f"--source={FUNCTIONS_DIR / 'main.py'}",
-                "--host=127.0.0.1", f"--port={self.ports.functions[name]}",
+                "--host=127.0.0.1",
+                f"--port={self.ports.functions[name]}",
             ]
             started.append((name, self._spawn(f"function-{name}", argv)))
         for name, child in started:
@@ -219,8 +242,13 @@ class Stack:
         gateway = self._spawn(
             "gateway",
             [
-                sys.executable, "-m", "devstack.gateway", f"--port={self.ports.gateway}", f"--spec={OPENAPI}",
-                f"--project={self.project}", *backends,
+                sys.executable,
+                "-m",
+                "devstack.gateway",
+                f"--port={self.ports.gateway}",
+                f"--spec={OPENAPI}",
+                f"--project={self.project}",
+                *backends,
             ],
         )
         wait_until(http_ok(f"{self.gateway_url}/health"), child=gateway, timeout=60, what="the gateway")
@@ -229,8 +257,11 @@ class Stack:
         bridge = self._spawn(
             "bridge",
             [
-                sys.executable, "-m", "devstack.bridge",
-                f"--project={self.project}", f"--subscription={NOTIFICATIONS_SUBSCRIPTION}",
+                sys.executable,
+                "-m",
+                "devstack.bridge",
+                f"--project={self.project}",
+                f"--subscription={NOTIFICATIONS_SUBSCRIPTION}",
                 f"--target={self.function_url('process')}",
                 f"--ready-file={self.log_dir / 'bridge.ready'}",
             ],
@@ -240,8 +271,7 @@ class Stack:
     # test helpers ------------------------------------------------------------
     def reset_firestore(self) -> None:
         url = (
-            f"http://127.0.0.1:{self.ports.firestore}/emulator/v1/projects/{self.project}"
-            "/databases/(default)/documents"
+            f"http://127.0.0.1:{self.ports.firestore}/emulator/v1/projects/{self.project}/databases/(default)/documents"
         )
         urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=30).read()
 

@@ -6,8 +6,9 @@ this module parses requests and shapes answers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import flask
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from aperture.container import Container
 
 
-def build(container: "Container") -> Callable[[flask.Request], flask.Response]:
+def build(container: Container) -> Callable[[flask.Request], flask.Response]:
     """The `admin` function's handler, over the container's services."""
     return keyed(container.access, AdminApi(container.provisioning, container.config.max_json_bytes).router)
 
@@ -38,29 +39,33 @@ class AdminApi:
     def __init__(self, admin: Provisioning, max_json_bytes: int):
         self.admin = admin
         self.max_json_bytes = max_json_bytes
-        self.router = Router([
-            ("/v1/me", ("GET",), self.me),
-            ("/v1/teams", ("GET",), self.list_teams),
-            ("/v1/teams", ("POST",), self.create_team),
-            ("/v1/teams/<team>", ("GET",), self.get_team),
-            ("/v1/teams/<team>/users", ("GET",), self.list_users),
-            ("/v1/teams/<team>/users", ("POST",), self.create_user),
-            ("/v1/keys", ("GET",), self.list_keys),
-            ("/v1/keys", ("POST",), self.create_key),
-            ("/v1/keys/<key_id>", ("DELETE",), self.revoke_key),
-        ])
+        self.router = Router(
+            [
+                ("/v1/me", ("GET",), self.me),
+                ("/v1/teams", ("GET",), self.list_teams),
+                ("/v1/teams", ("POST",), self.create_team),
+                ("/v1/teams/<team>", ("GET",), self.get_team),
+                ("/v1/teams/<team>/users", ("GET",), self.list_users),
+                ("/v1/teams/<team>/users", ("POST",), self.create_user),
+                ("/v1/keys", ("GET",), self.list_keys),
+                ("/v1/keys", ("POST",), self.create_key),
+                ("/v1/keys/<key_id>", ("DELETE",), self.revoke_key),
+            ]
+        )
 
     def me(self, request: flask.Request, principal: Principal) -> flask.Response:
-        return json_response({"key_id": principal.key_id, "user_id": principal.user_id,
-                              "team": principal.team, "role": principal.role})
+        return json_response(
+            {"key_id": principal.key_id, "user_id": principal.user_id, "team": principal.team, "role": principal.role}
+        )
 
     def list_teams(self, request: flask.Request, principal: Principal) -> flask.Response:
         return json_response({"teams": [asdict(t) for t in self.admin.list_teams(principal)]})
 
     def create_team(self, request: flask.Request, principal: Principal) -> flask.Response:
         self.admin.may_create_team(principal)
-        body = read_json(request, max_bytes=self.max_json_bytes, allowed={"team_id", "name", "gps_enabled"},
-                         required={"team_id"})
+        body = read_json(
+            request, max_bytes=self.max_json_bytes, allowed={"team_id", "name", "gps_enabled"}, required={"team_id"}
+        )
         team_id = body["team_id"]
         if not isinstance(team_id, str):
             raise ApiError(400, "team_id must be a string")

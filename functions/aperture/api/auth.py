@@ -7,16 +7,14 @@ resource of another team is reported exactly like a missing one.
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import flask
 
 from aperture.api.errors import error_response, guarded
-from aperture.domain.records import Principal
+from aperture.domain.records import AccessAttempt, ApiKey, Principal
 from aperture.runtime import logs
 from aperture.services.access import Access, principal_of, refusal_message
-from aperture.domain.records import AccessAttempt
-from aperture.domain.records import ApiKey
 
 API_KEY_HEADER = "x-api-key"
 KeyedHandler = Callable[[flask.Request, Principal], flask.Response]
@@ -52,8 +50,9 @@ def keyed(access: Access, handler: KeyedHandler) -> Callable[[flask.Request], fl
         key, refusal = access.authenticate(request.headers.get(API_KEY_HEADER))
         if key is None or refusal is not None:
             access.audit(attempt(request, 401, key, refusal))
-            return error_response(401, refusal_message(refusal or ""),
-                                  {"WWW-Authenticate": 'ApiKey header="x-api-key"'})
+            return error_response(
+                401, refusal_message(refusal or ""), {"WWW-Authenticate": 'ApiKey header="x-api-key"'}
+            )
         principal = principal_of(key)
         response, reason = guarded(request, lambda: handler(request, principal))
         access.audit(attempt(request, response.status_code, key, reason))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import flask
 

@@ -12,7 +12,8 @@ import datetime as dt
 import hashlib
 import json
 import re
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import flask
 
@@ -37,7 +38,7 @@ def today() -> dt.date:
     return dt.datetime.now(dt.timezone.utc).date()
 
 
-def build(container: "Container") -> Callable[[flask.Request], flask.Response]:
+def build(container: Container) -> Callable[[flask.Request], flask.Response]:
     """The `images` function's handler, over the container's services."""
     config = container.config
     api = ImagesApi(container.image_service, StatsAnswers(container.team_stats, config.stats_cache_control))
@@ -48,14 +49,16 @@ class ImagesApi:
     def __init__(self, images: ImageService, stats: StatsAnswers):
         self.images = images
         self.stats = stats
-        self.router = Router([
-            ("/v1/images", ("GET",), self.list_images),
-            ("/v1/images/<image>", ("GET", "HEAD"), self.get_image),
-            ("/v1/images/<image>", ("DELETE",), self.delete_image),
-            ("/v1/images/<image>/original", ("GET", "HEAD"), self.original),
-            ("/v1/images/<image>/stats/<func>", ("GET", "HEAD"), self.image_stats),
-            ("/v1/stats", ("GET",), self.upload_stats),
-        ])
+        self.router = Router(
+            [
+                ("/v1/images", ("GET",), self.list_images),
+                ("/v1/images/<image>", ("GET", "HEAD"), self.get_image),
+                ("/v1/images/<image>", ("DELETE",), self.delete_image),
+                ("/v1/images/<image>/original", ("GET", "HEAD"), self.original),
+                ("/v1/images/<image>/stats/<func>", ("GET", "HEAD"), self.image_stats),
+                ("/v1/stats", ("GET",), self.upload_stats),
+            ]
+        )
 
     # -- list --------------------------------------------------------------------
 
@@ -70,8 +73,9 @@ class ImagesApi:
             filters["format"] = filters["format"].upper().replace("JPG", "JPEG")
         after, before = _time(args.get("after"), "after"), _time(args.get("before"), "before")
         cursor = _decode_cursor(args["cursor"], filters, after, before) if args.get("cursor") else None
-        records = self.images.list(principal.team, filters=filters, after=after, before=before,
-                                   limit=limit + 1, start_after=cursor)
+        records = self.images.list(
+            principal.team, filters=filters, after=after, before=before, limit=limit + 1, start_after=cursor
+        )
         page, more = records[:limit], len(records) > limit
         next_cursor = _encode_cursor(page[-1], filters, after, before) if more and page else None
         return json_response({"images": [r.view() for r in page], "next_cursor": next_cursor})
@@ -92,9 +96,12 @@ class ImagesApi:
         record = self.images.find(principal.team, image)
         info = self.images.stored(record)
         etag = f'"{record.id}"'  # content-addressed: the id is a perfect validator
-        headers = {"ETag": etag, "Cache-Control": "private, max-age=31536000, immutable",
-                   "Content-Disposition": f'inline; filename="{record.id}.{record.extension}"',
-                   "X-Content-Type-Options": "nosniff"}
+        headers = {
+            "ETag": etag,
+            "Cache-Control": "private, max-age=31536000, immutable",
+            "Content-Disposition": f'inline; filename="{record.id}.{record.extension}"',
+            "X-Content-Type-Options": "nosniff",
+        }
         if request.if_none_match.contains_weak(record.id):
             return flask.Response(status=304, headers=headers)
         data = b"" if request.method == "HEAD" else self.images.read(info)
@@ -102,8 +109,9 @@ class ImagesApi:
         response.headers["Content-Length"] = str(info.size)
         return response
 
-    def download_converted(self, request: flask.Request, principal: Principal, image_id: str,
-                           extension: str) -> flask.Response:
+    def download_converted(
+        self, request: flask.Request, principal: Principal, image_id: str, extension: str
+    ) -> flask.Response:
         """The image converted to `extension` with the `ops=` pipeline (or single-parameter forms) applied."""
         try:
             fmt = transforms.output_format(extension)
@@ -111,13 +119,19 @@ class ImagesApi:
         except transforms.InvalidOperation as exc:
             raise ApiError(400, str(exc)) from None
         if pipeline.splits:
-            raise ApiError(400, "split gives four images: download one with split:tl, split:tr, split:bl or "
-                                "split:br (batch jobs write all four)")
+            raise ApiError(
+                400,
+                "split gives four images: download one with split:tl, split:tr, split:bl or "
+                "split:br (batch jobs write all four)",
+            )
         record = self.images.find(principal.team, image_id)
         # Content-addressed source + canonical pipeline + format: the output never changes.
         etag = hashlib.sha256(f"{record.id}\0{pipeline}\0{fmt.extension}".encode()).hexdigest()[:32]
-        headers = {"ETag": f'"{etag}"', "Cache-Control": "private, max-age=31536000, immutable",
-                   "X-Content-Type-Options": "nosniff"}
+        headers = {
+            "ETag": f'"{etag}"',
+            "Cache-Control": "private, max-age=31536000, immutable",
+            "X-Content-Type-Options": "nosniff",
+        }
         if request.if_none_match.contains_weak(etag):
             return flask.Response(status=304, headers=headers)
         timings = Timings()
@@ -160,8 +174,9 @@ def _time(raw: str | None, name: str) -> dt.datetime | None:
 
 
 def _query_key(filters, after, before) -> str:
-    return json.dumps([filters, after.isoformat() if after else None, before.isoformat() if before else None],
-                      sort_keys=True)
+    return json.dumps(
+        [filters, after.isoformat() if after else None, before.isoformat() if before else None], sort_keys=True
+    )
 
 
 def _encode_cursor(record: ImageRecord, filters, after, before) -> str:

@@ -9,8 +9,9 @@ when the part ends: one copy, where slicing and appending made three.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -27,8 +28,13 @@ class FilePart:
     data: bytes
 
 
-def read_file_parts(stream: BinaryIO, content_type: str, fields: tuple[str, ...], max_parts: int,
-                    on_file: Callable[[FilePart], None] | None = None) -> list[FilePart]:
+def read_file_parts(
+    stream: BinaryIO,
+    content_type: str,
+    fields: tuple[str, ...],
+    max_parts: int,
+    on_file: Callable[[FilePart], None] | None = None,
+) -> list[FilePart]:
     """The file parts whose form field is in `fields`, in order; 400 if the body is not valid multipart.
 
     `on_file` sees each such part as soon as it is complete, while later parts
@@ -64,8 +70,11 @@ def read_file_parts(stream: BinaryIO, content_type: str, fields: tuple[str, ...]
         name = disposition.get(b"name", b"").decode("utf-8", "replace")
         filename = disposition.get(b"filename")
         if name in fields:
-            parts.append(FilePart(name, None if filename is None else filename.decode("utf-8", "replace"),
-                                  b"".join(state["data"])))
+            parts.append(
+                FilePart(
+                    name, None if filename is None else filename.decode("utf-8", "replace"), b"".join(state["data"])
+                )
+            )
             if on_file is not None:
                 on_file(parts[-1])
         state["data"] = []  # release the chunks this part's views held

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import flask
 from werkzeug.exceptions import MethodNotAllowed, NotFound
@@ -28,8 +29,9 @@ class Router:
             endpoint, args = adapter.match(method=request.method)
         except MethodNotAllowed as exc:
             allowed = ", ".join(sorted(exc.valid_methods or []))
-            raise ApiError(405, f"method {request.method} is not allowed here; use {allowed}",
-                           {"Allow": allowed}) from None
+            raise ApiError(
+                405, f"method {request.method} is not allowed here; use {allowed}", {"Allow": allowed}
+            ) from None
         except NotFound:
             raise ApiError(404, f"no route for {request.path}") from None
         return self._handlers[endpoint], args

@@ -10,8 +10,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import flask
 
@@ -22,8 +23,6 @@ from aperture.domain.imaging import pixels
 from aperture.domain.records import ObjectInfo
 from aperture.runtime.timing import Timings
 from aperture.services.stats import ImageHistograms, StatsService
-from aperture.storage.objects import ObjectStore
-from aperture.domain.records import ObjectInfo
 
 if TYPE_CHECKING:
     from aperture.container import Container
@@ -39,13 +38,14 @@ class StatsAnswers:
     service: StatsService
     cache_control: str
 
-    def answer(self, request: flask.Request, info: ObjectInfo, label: str, func_name: str,
-               timings: Timings) -> flask.Response:
+    def answer(
+        self, request: flask.Request, info: ObjectInfo, label: str, func_name: str, timings: Timings
+    ) -> flask.Response:
         func, channel = parse_stat_request(request, func_name)
         return answer(request, info, label, func, channel, self.service, timings, self.cache_control)
 
 
-def build(container: "Container") -> Callable[[flask.Request], flask.Response]:
+def build(container: Container) -> Callable[[flask.Request], flask.Response]:
     """The `stats` function: /health and /stats/{image}/{func} over the source bucket."""
     config = container.config
     return SourceStats(config.source_bucket, StatsAnswers(container.source_stats, config.stats_cache_control)).handle
@@ -93,8 +93,16 @@ def parse_stat_request(request: flask.Request, func_name: str) -> tuple[statisti
     return func, channel
 
 
-def answer(request: flask.Request, info: ObjectInfo, label: str, func: statistics.StatFunction,
-           channel: str | None, service: StatsService, timings: Timings, cache_control: str) -> flask.Response:
+def answer(
+    request: flask.Request,
+    info: ObjectInfo,
+    label: str,
+    func: statistics.StatFunction,
+    channel: str | None,
+    service: StatsService,
+    timings: Timings,
+    cache_control: str,
+) -> flask.Response:
     """The statistic over one object generation, with ETag/304, text or JSON (S4)."""
     wants_json = _wants_json(request)
     etag = _etag(info.bucket, info.name, info.generation, func.name, channel, wants_json)
@@ -150,5 +158,3 @@ def _etag(bucket: str, name: str, generation: int, func: str, channel: str | Non
     # The generation changes on every overwrite, so the tag does too.
     raw = f"{bucket}\0{name}\0{generation}\0{func}\0{channel}\0{int(as_json)}"
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
-
-

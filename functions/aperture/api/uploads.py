@@ -9,8 +9,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import flask
 
@@ -40,13 +41,15 @@ class UploadLimits:
     max_link_seconds: int
 
 
-def build(container: "Container") -> Callable[[flask.Request], flask.Response]:
+def build(container: Container) -> Callable[[flask.Request], flask.Response]:
     """The `upload` function's handler, over the container's services."""
     config = container.config
     api = UploadsApi(
-        container.uploads, container.link_service,
-        UploadLimits(config.max_request_bytes, config.max_files_per_request, config.max_json_bytes,
-                     config.max_link_seconds),
+        container.uploads,
+        container.link_service,
+        UploadLimits(
+            config.max_request_bytes, config.max_files_per_request, config.max_json_bytes, config.max_link_seconds
+        ),
         public_url=config.public_url,
     )
     keyed_routes = keyed(container.access, api.keyed)
@@ -64,10 +67,12 @@ class UploadsApi:
         self.links = links
         self.limits = limits
         self.public_url = public_url
-        self.keyed = Router([
-            ("/v1/images", ("POST",), self.upload),
-            ("/v1/upload-links", ("POST",), self.create_link),
-        ])
+        self.keyed = Router(
+            [
+                ("/v1/images", ("POST",), self.upload),
+                ("/v1/upload-links", ("POST",), self.create_link),
+            ]
+        )
         self._link_routes = Router([("/v1/uploads/<token>", ("POST",), self._link_upload)])
 
     def upload(self, request: flask.Request, principal: Principal) -> flask.Response:
@@ -82,8 +87,9 @@ class UploadsApi:
         link, slots = self.links.open(token)
         return self._upload(request, link.team, {"upload_link": link.link_id}, slots)
 
-    def _upload(self, request: flask.Request, team: str, uploaded_by: dict, slots: LinkSlots | None = None
-                ) -> flask.Response:
+    def _upload(
+        self, request: flask.Request, team: str, uploaded_by: dict, slots: LinkSlots | None = None
+    ) -> flask.Response:
         limits = self.limits
         if request.content_length is None:
             # A declared length lets us refuse oversized bodies before reading them.
@@ -102,20 +108,23 @@ class UploadsApi:
 
         try:
             with timings.span("parse"):
-                uploads = read_file_parts(request.stream, request.content_type, FILE_FIELDS,
-                                          max_parts=limits.max_files_per_request * 2 + 20, on_file=start)
+                uploads = read_file_parts(
+                    request.stream,
+                    request.content_type,
+                    FILE_FIELDS,
+                    max_parts=limits.max_files_per_request * 2 + 20,
+                    on_file=start,
+                )
             if not uploads:
                 raise ApiError(400, "no files: send them in the multipart field 'files' (or 'image_files')")
             if len(uploads) > limits.max_files_per_request:
-                raise ApiError(413, f"{len(uploads)} files in one request; the limit is "
-                                    f"{limits.max_files_per_request}")
+                raise ApiError(413, f"{len(uploads)} files in one request; the limit is {limits.max_files_per_request}")
         except BaseException:
             service.abandon(team, started)  # refused (or cut off) after some files started: leave nothing
             raise
         files = [(upload.filename, upload.data) for upload in uploads]
         if slots is not None:  # upload links count files one by one against their slots
-            results = [service.add(team, name, data, uploaded_by, slots=slots, timings=timings)
-                       for name, data in files]
+            results = [service.add(team, name, data, uploaded_by, slots=slots, timings=timings) for name, data in files]
         else:
             results = service.add_many(team, files, uploaded_by, timings=timings, started=started)
         body = {
@@ -127,14 +136,19 @@ class UploadsApi:
     def create_link(self, request: flask.Request, principal: Principal) -> flask.Response:
         principal.require_role("member")
         limits = self.limits
-        body = read_json(request, max_bytes=limits.max_json_bytes,
-                         allowed={"expiry_seconds", "max_files", "signed_urls"})
+        body = read_json(
+            request, max_bytes=limits.max_json_bytes, allowed={"expiry_seconds", "max_files", "signed_urls"}
+        )
         expiry = _int_field(body, "expiry_seconds", 3600, 60, limits.max_link_seconds)
         max_files = _int_field(body, "max_files", 10, 1, 1000)
         signed = _int_field(body, "signed_urls", 0, 0, min(max_files, 100))
-        made = self.links.create(principal.team, max_files=max_files, lifetime=dt.timedelta(seconds=expiry),
-                                 signed_urls=signed,
-                                 created_by={"key_id": principal.key_id, "user_id": principal.user_id})
+        made = self.links.create(
+            principal.team,
+            max_files=max_files,
+            lifetime=dt.timedelta(seconds=expiry),
+            signed_urls=signed,
+            created_by={"key_id": principal.key_id, "user_id": principal.user_id},
+        )
         base = self.public_url or request.host_url.rstrip("/")
         return json_response(
             {

@@ -20,9 +20,10 @@ import socket
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import click
 
@@ -69,7 +70,7 @@ class ApiError(CliError):
         self.api_message = message
 
     @classmethod
-    def from_response(cls, status: int, body: bytes, reason: str = "") -> "ApiError":
+    def from_response(cls, status: int, body: bytes, reason: str = "") -> ApiError:
         """The `{"error": {"code", "message"}}` body's message, else what there is."""
         text = body.decode("utf-8", "replace").strip()
         try:
@@ -152,7 +153,7 @@ class ApiClient:
                 return Response(exc.code, exc.headers, exc.read(), str(exc.reason or ""))
         except urllib.error.URLError as exc:
             raise CliError(f"error: cannot reach {self.base_url}: {exc.reason}") from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise CliError(f"error: {self.base_url} did not answer within {self.timeout:g} s") from None
         except (ConnectionError, OSError) as exc:
             raise CliError(f"error: cannot reach {self.base_url}: {exc}") from None
@@ -238,20 +239,41 @@ def global_params(top_level: bool) -> list[click.Option]:
     top = (lambda value: value) if top_level else (lambda value: None)
     return [
         click.Option(
-            ["--url"], metavar="URL", envvar=top(list(URL_ENV)), default=top(DEFAULT_URL), show_envvar=top_level,
-            show_default=top_level, expose_value=False, callback=_set("url"), help="Gateway URL.",
+            ["--url"],
+            metavar="URL",
+            envvar=top(list(URL_ENV)),
+            default=top(DEFAULT_URL),
+            show_envvar=top_level,
+            show_default=top_level,
+            expose_value=False,
+            callback=_set("url"),
+            help="Gateway URL.",
         ),
         click.Option(
-            ["--key"], metavar="KEY", envvar=top(list(KEY_ENV)), show_envvar=top_level, expose_value=False,
-            callback=_set("key"), help="API key sent as x-api-key (prefer the environment variable).",
+            ["--key"],
+            metavar="KEY",
+            envvar=top(list(KEY_ENV)),
+            show_envvar=top_level,
+            expose_value=False,
+            callback=_set("key"),
+            help="API key sent as x-api-key (prefer the environment variable).",
         ),
         click.Option(
-            ["--json", "json_output"], is_flag=True, default=False, expose_value=False, callback=_set("json"),
+            ["--json", "json_output"],
+            is_flag=True,
+            default=False,
+            expose_value=False,
+            callback=_set("json"),
             help="Print the API's JSON instead of a table.",
         ),
         click.Option(
-            ["--timeout"], type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-            default=top(DEFAULT_TIMEOUT), show_default=top_level, expose_value=False, callback=_set("timeout"),
+            ["--timeout"],
+            type=click.FloatRange(min=0, min_open=True),
+            metavar="SECONDS",
+            default=top(DEFAULT_TIMEOUT),
+            show_default=top_level,
+            expose_value=False,
+            callback=_set("timeout"),
             help="Seconds to wait for each answer.",
         ),
     ]
@@ -331,7 +353,11 @@ def listing(settings: Settings, data: Mapping[str, Any], field: str, columns, em
 
 TEAM_COLUMNS = [("team", "team_id"), ("name", "name"), ("gps", "gps_enabled"), ("created", "created_at")]
 USER_COLUMNS = [
-    ("user_id", "user_id"), ("team", "team"), ("email", "email"), ("role", "role"), ("created", "created_at"),
+    ("user_id", "user_id"),
+    ("team", "team"),
+    ("email", "email"),
+    ("role", "role"),
+    ("created", "created_at"),
 ]
 
 
@@ -340,16 +366,24 @@ def key_status(key: Mapping[str, Any]) -> str:
 
 
 KEY_COLUMNS = [
-    ("key_id", "key_id"), ("prefix", "prefix"), ("user_id", "user_id"), ("role", "role"),
-    ("created", "created_at"), ("last_used", "last_used_at"), ("status", key_status),
+    ("key_id", "key_id"),
+    ("prefix", "prefix"),
+    ("user_id", "user_id"),
+    ("role", "role"),
+    ("created", "created_at"),
+    ("last_used", "last_used_at"),
+    ("status", key_status),
 ]
 
 
 # -- commands ----------------------------------------------------------------------
 
 
-@click.group(cls=Group, params=global_params(top_level=True),
-             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=Group,
+    params=global_params(top_level=True),
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(VERSION, prog_name="aperture")
 def main() -> None:
     """Operate Aperture: teams, users and API keys.
@@ -364,8 +398,11 @@ def main() -> None:
 def whoami(settings: Settings) -> None:
     """Who the API key belongs to (key id, user, team, role)."""
     me = settings.client().request("GET", "/v1/me")
-    output(settings, me, lambda d: fields(d, [("key_id", "key_id"), ("user_id", "user_id"),
-                                              ("team", "team"), ("role", "role")]))
+    output(
+        settings,
+        me,
+        lambda d: fields(d, [("key_id", "key_id"), ("user_id", "user_id"), ("team", "team"), ("role", "role")]),
+    )
 
 
 # bootstrap -------------------------------------------------------------------------
@@ -374,16 +411,34 @@ def whoami(settings: Settings) -> None:
 @main.command()
 @click.option("--team", required=True, help="Team id (created if missing).")
 @click.option("--email", required=True, help="E-mail of the new user.")
-@click.option("--role", type=click.Choice(["owner", "admin", "member"]), default="owner", show_default=True,
-              help="Role of the new user (owner: the platform owner, who manages teams).")
+@click.option(
+    "--role",
+    type=click.Choice(["owner", "admin", "member"]),
+    default="owner",
+    show_default=True,
+    help="Role of the new user (owner: the platform owner, who manages teams).",
+)
 @click.option("--project", metavar="PROJECT_ID", help="Google Cloud project [default: GOOGLE_CLOUD_PROJECT].")
-@click.option("--issuer", type=click.Choice(["local", "google"]),
-              help="Who makes the key string [default: APERTURE_KEY_ISSUER, else local].")
-@click.option("--api-service", metavar="SERVICE",
-              help="API Gateway managed service a google key is restricted to [default: APERTURE_API_SERVICE].")
+@click.option(
+    "--issuer",
+    type=click.Choice(["local", "google"]),
+    help="Who makes the key string [default: APERTURE_KEY_ISSUER, else local].",
+)
+@click.option(
+    "--api-service",
+    metavar="SERVICE",
+    help="API Gateway managed service a google key is restricted to [default: APERTURE_API_SERVICE].",
+)
 @pass_settings
-def bootstrap(settings: Settings, team: str, email: str, role: str, project: str | None,
-              issuer: str | None, api_service: str | None) -> None:
+def bootstrap(
+    settings: Settings,
+    team: str,
+    email: str,
+    role: str,
+    project: str | None,
+    issuer: str | None,
+    api_service: str | None,
+) -> None:
     """Create a team, a user in it and their first key, directly in Firestore.
 
     For the first owner, when no key exists yet to call the API with: needs
@@ -420,13 +475,30 @@ def bootstrap(settings: Settings, team: str, email: str, role: str, project: str
         raise CliError(f"error: bootstrap failed: {type(exc).__name__}: {exc}") from None
 
     result = {
-        "team_id": team_record.team_id, "team_name": team_record.name, "user_id": user.user_id,
-        "email": user.email, "role": user.role, "key_id": key.key_id, "issuer": key.issuer, "key": secret,
+        "team_id": team_record.team_id,
+        "team_name": team_record.name,
+        "user_id": user.user_id,
+        "email": user.email,
+        "role": user.role,
+        "key_id": key.key_id,
+        "issuer": key.issuer,
+        "key": secret,
     }
-    output(settings, result, lambda d: fields(d, [
-        ("team", "team_id"), ("user_id", "user_id"), ("email", "email"), ("role", "role"),
-        ("key_id", "key_id"), ("key", "key"),
-    ]))
+    output(
+        settings,
+        result,
+        lambda d: fields(
+            d,
+            [
+                ("team", "team_id"),
+                ("user_id", "user_id"),
+                ("email", "email"),
+                ("role", "role"),
+                ("key_id", "key_id"),
+                ("key", "key"),
+            ],
+        ),
+    )
     click.echo(ONCE_NOTE, err=True)
 
 
@@ -437,8 +509,11 @@ def _announce_target(config, emulator: str | None) -> None:
     else:
         click.echo(f"Firestore of Google Cloud project {config.project} (application-default credentials)", err=True)
         if config.key_issuer == "local":
-            click.echo("warning: a local key does not pass API Gateway's key check in the cloud; "
-                       "use --issuer google --api-service SERVICE there", err=True)
+            click.echo(
+                "warning: a local key does not pass API Gateway's key check in the cloud; "
+                "use --issuer google --api-service SERVICE there",
+                err=True,
+            )
 
 
 def _check_reachable(host_port: str) -> None:
@@ -448,8 +523,9 @@ def _check_reachable(host_port: str) -> None:
         with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=3):
             pass
     except (OSError, ValueError) as exc:
-        raise CliError(f"error: cannot reach the Firestore emulator at {host_port} ({exc}); "
-                       "is the local stack running (make run)?") from None
+        raise CliError(
+            f"error: cannot reach the Firestore emulator at {host_port} ({exc}); is the local stack running (make run)?"
+        ) from None
 
 
 def _bootstrap(config, *, team: str, email: str, role: str):
@@ -479,8 +555,9 @@ def teams_list(settings: Settings) -> None:
 @teams.command("create")
 @click.argument("team_id")
 @click.option("--name", help="Display name [default: TEAM_ID].")
-@click.option("--gps/--no-gps", default=False, show_default=True,
-              help="Keep GPS coordinates from EXIF (off: they are stripped).")
+@click.option(
+    "--gps/--no-gps", default=False, show_default=True, help="Keep GPS coordinates from EXIF (off: they are stripped)."
+)
 @pass_settings
 def teams_create(settings: Settings, team_id: str, name: str | None, gps: bool) -> None:
     """Create team TEAM_ID (3-40 of a-z, 0-9 and '-', starting with a letter)."""
@@ -521,8 +598,9 @@ def users_list(settings: Settings, team: str | None) -> None:
 def users_create(settings: Settings, email: str, team: str | None, role: str) -> None:
     """Add a user with EMAIL to a team (then give them a key: `aperture keys create USER_ID`)."""
     client = settings.client()
-    user = client.request("POST", f"/v1/teams/{segment(_team_or_own(client, team))}/users",
-                          {"email": email, "role": role})
+    user = client.request(
+        "POST", f"/v1/teams/{segment(_team_or_own(client, team))}/users", {"email": email, "role": role}
+    )
     output(settings, user, lambda d: table([d], USER_COLUMNS))
 
 
@@ -553,10 +631,21 @@ def keys_create(settings: Settings, user_id: str, name: str | None) -> None:
     if name is not None:
         body["name"] = name
     key = settings.client().request("POST", "/v1/keys", body)
-    output(settings, key, lambda d: fields(d, [
-        ("key_id", "key_id"), ("user_id", "user_id"), ("team", "team"), ("role", "role"),
-        ("prefix", "prefix"), ("key", "key"),
-    ]))
+    output(
+        settings,
+        key,
+        lambda d: fields(
+            d,
+            [
+                ("key_id", "key_id"),
+                ("user_id", "user_id"),
+                ("team", "team"),
+                ("role", "role"),
+                ("prefix", "prefix"),
+                ("key", "key"),
+            ],
+        ),
+    )
     click.echo(ONCE_NOTE, err=True)
 
 

@@ -7,7 +7,7 @@ HTTP's, because that is the vocabulary every caller of this service speaks.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 
 class ApiError(Exception):
@@ -24,3 +24,7 @@ def not_found(message: str = "not found") -> ApiError:
 
 class AlreadyExists(Exception):
     """A create-only write found the thing already there."""
+
+
+class Gone(LookupError):
+    """What an operation needed was deleted meanwhile (an object generation, a record)."""

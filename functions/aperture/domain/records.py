@@ -146,16 +146,28 @@ class ImageRecord:
     def finished(self) -> bool:
         return self.status in (ImageStatus.PROCESSED, ImageStatus.FAILED)
 
-    def with_analysis(self, analysis: Analysis) -> "ImageRecord":
+    def with_analysis(self, analysis: Analysis) -> ImageRecord:
         return dataclasses.replace(
             self,
-            format=analysis.format, mode=analysis.mode, width=analysis.width, height=analysis.height,
-            frames=analysis.frames, size=analysis.size, exif=analysis.exif, camera=analysis.camera,
-            captured_at=analysis.captured_at, labels=[label.name for label in analysis.labels],
+            format=analysis.format,
+            mode=analysis.mode,
+            width=analysis.width,
+            height=analysis.height,
+            frames=analysis.frames,
+            size=analysis.size,
+            exif=analysis.exif,
+            camera=analysis.camera,
+            captured_at=analysis.captured_at,
+            labels=[label.name for label in analysis.labels],
             label_scores=[{"name": label.name, "score": round(label.score, 6)} for label in analysis.labels],
-            embedding=list(analysis.embedding), provider=analysis.provider, generation=analysis.generation,
-            histograms=analysis.histograms, status=ImageStatus.PROCESSED, error=None,
-            processed_at=analysis.processed_at, processing_ms=analysis.processing_ms,
+            embedding=list(analysis.embedding),
+            provider=analysis.provider,
+            generation=analysis.generation,
+            histograms=analysis.histograms,
+            status=ImageStatus.PROCESSED,
+            error=None,
+            processed_at=analysis.processed_at,
+            processing_ms=analysis.processing_ms,
         )
 
     def view(self) -> dict[str, Any]:
@@ -270,3 +282,15 @@ class Totals:
     days: dict[str, int] = field(default_factory=dict)
     formats: dict[str, int] = field(default_factory=dict)
     cameras: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoredHistograms:
+    """Serialized histograms plus what the stats answer reports about the image."""
+
+    payload: bytes
+    width: int
+    height: int
+    mode: str
+    format: str | None
+    frames: int

@@ -7,12 +7,13 @@ redelivered event is a no-op).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
+from aperture.domain.records import ObjectInfo
 from aperture.runtime import logs
 from aperture.services.processing import Processor, RecordPending
 from aperture.storage.finalized import FinalizedObjects
-from aperture.domain.records import ObjectInfo
 
 if TYPE_CHECKING:
     from aperture.container import Container
@@ -22,9 +23,16 @@ FINALIZED = "google.cloud.storage.object.v1.finalized"
 
 def object_info(data: dict[str, Any]) -> ObjectInfo:
     """The object an event's data describes (the JSON shape of a GCS object resource)."""
-    return ObjectInfo(data["bucket"], data["name"], int(data["generation"]), int(data.get("size") or 0),
-                      data.get("contentType"), data.get("md5Hash"),
-                      metadata=tuple(sorted((data.get("metadata") or {}).items())), created=data.get("timeCreated"))
+    return ObjectInfo(
+        data["bucket"],
+        data["name"],
+        int(data["generation"]),
+        int(data.get("size") or 0),
+        data.get("contentType"),
+        data.get("md5Hash"),
+        metadata=tuple(sorted((data.get("metadata") or {}).items())),
+        created=data.get("timeCreated"),
+    )
 
 
 def handle(event: Any, processor: Processor, finalized: FinalizedObjects) -> None:
@@ -42,10 +50,15 @@ def handle(event: Any, processor: Processor, finalized: FinalizedObjects) -> Non
     if outcome == "ignored":
         finalized.record(event.get_attributes(), data)
     else:
-        logs.info(f"process: {outcome}", bucket=info.bucket, object=info.name, generation=info.generation,
-                  event_id=event["id"])
+        logs.info(
+            f"process: {outcome}",
+            bucket=info.bucket,
+            object=info.name,
+            generation=info.generation,
+            event_id=event["id"],
+        )
 
 
-def build(container: "Container") -> Callable[[Any], None]:
+def build(container: Container) -> Callable[[Any], None]:
     """The `process` entry point's handler, over the container's services."""
     return lambda event: handle(event, container.processor, container.finalized)

@@ -12,9 +12,8 @@ import json
 import sys
 import traceback
 import uuid
-from typing import Any, Mapping
-
-
+from collections.abc import Mapping
+from typing import Any
 
 _settings = {"project": "aperture-local"}
 

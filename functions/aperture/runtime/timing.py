@@ -7,8 +7,8 @@ decode, histograms) without a profiler.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 
 class Timings:

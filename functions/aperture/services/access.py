@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from aperture.domain import keys
-from aperture.domain.records import Principal
+from aperture.domain.records import AccessAttempt, ApiKey, Principal
 from aperture.runtime import logs
-from aperture.storage.audit import AuditLog
-from aperture.domain.records import AccessAttempt
-from aperture.storage.identity import IdentityStore
-from aperture.domain.records import ApiKey
+
+if TYPE_CHECKING:  # repositories are injected; their modules bring the Google clients
+    from aperture.storage.audit import AuditLog
+    from aperture.storage.identity import IdentityStore
 
 MISSING, MALFORMED, UNKNOWN, REVOKED = "missing key", "malformed key", "unknown key", "revoked key"
 INVALID_KEY = "invalid API key"

@@ -4,11 +4,15 @@ embedding). Each step is idempotent, so a retried delete finishes the job."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aperture.domain.records import ImageRecord
-from aperture.storage.counters import TeamCounters
-from aperture.storage.histograms import HistogramStore
-from aperture.storage.images import ImageStore
-from aperture.storage.objects import ObjectStore
+
+if TYPE_CHECKING:  # repositories are injected; their modules bring the Google clients
+    from aperture.storage.counters import TeamCounters
+    from aperture.storage.histograms import HistogramStore
+    from aperture.storage.images import ImageStore
+    from aperture.storage.objects import ObjectStore
 
 
 class ImageDeleter:

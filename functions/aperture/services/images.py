@@ -7,7 +7,7 @@ answered exactly like a missing one (404 "image not found").
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aperture.domain import transforms
 from aperture.domain.errors import ApiError
@@ -15,16 +15,25 @@ from aperture.domain.imaging import pixels
 from aperture.domain.records import IMAGE_ID, ImageRecord, ObjectInfo, Totals
 from aperture.runtime.timing import Timings
 from aperture.services.deletion import ImageDeleter
-from aperture.storage.counters import TeamCounters
-from aperture.storage.images import ImageStore
-from aperture.storage.objects import ObjectStore
+
+if TYPE_CHECKING:  # repositories are injected; their modules bring the Google clients
+    from aperture.storage.counters import TeamCounters
+    from aperture.storage.images import ImageStore
+    from aperture.storage.objects import ObjectStore
 
 STATS_DAYS = 30
 
 
 class ImageService:
-    def __init__(self, images: ImageStore, objects: ObjectStore, counters: TeamCounters, deleter: ImageDeleter,
-                 *, max_pixels: int):
+    def __init__(
+        self,
+        images: ImageStore,
+        objects: ObjectStore,
+        counters: TeamCounters,
+        deleter: ImageDeleter,
+        *,
+        max_pixels: int,
+    ):
         self._images = images
         self._objects = objects
         self._counters = counters
@@ -38,10 +47,19 @@ class ImageService:
             raise ApiError(404, "image not found")
         return record
 
-    def list(self, team: str, *, filters: dict[str, Any], after: dt.datetime | None, before: dt.datetime | None,
-             limit: int, start_after: str | None) -> list[ImageRecord]:
-        records = self._images.list(team, filters=filters, after=after, before=before, limit=limit,
-                                    start_after=start_after)
+    def list(
+        self,
+        team: str,
+        *,
+        filters: dict[str, Any],
+        after: dt.datetime | None,
+        before: dt.datetime | None,
+        limit: int,
+        start_after: str | None,
+    ) -> list[ImageRecord]:
+        records = self._images.list(
+            team, filters=filters, after=after, before=before, limit=limit, start_after=start_after
+        )
         if records is None:
             raise ApiError(400, "cursor points at an image that was deleted; start again without a cursor")
         return records
@@ -59,8 +77,9 @@ class ImageService:
     def read(self, info: ObjectInfo) -> bytes:
         return self._objects.read(info)
 
-    def render(self, record: ImageRecord, pipeline: transforms.Pipeline, extension: str,
-               timings: Timings) -> transforms.Rendered:
+    def render(
+        self, record: ImageRecord, pipeline: transforms.Pipeline, extension: str, timings: Timings
+    ) -> transforms.Rendered:
         """The image with `pipeline` applied, encoded as `extension`: 400 for bad operations, 422 for bad images."""
         info = self.stored(record)
         with timings.span("download"):

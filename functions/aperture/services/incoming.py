@@ -9,13 +9,15 @@ and removed from `incoming/` whatever the outcome, so nothing unvalidated stays.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from aperture.domain.records import TEAM_ID
+from aperture.domain.records import TEAM_ID, ObjectInfo
 from aperture.runtime import logs
-from aperture.storage.objects import ObjectStore
-from aperture.domain.records import ObjectInfo
-from aperture.storage.upload_links import UploadLinkStore
 from aperture.services.uploads import CREATED, DUPLICATE, LinkSlots, UploadService
+
+if TYPE_CHECKING:  # repositories are injected; their modules bring the Google clients
+    from aperture.storage.objects import ObjectStore
+    from aperture.storage.upload_links import UploadLinkStore
 
 PREFIX = "incoming/"
 _NAME = re.compile(rf"incoming/({TEAM_ID.pattern})/([0-9a-f]{{16}})/(\d{{1,4}})")
@@ -52,8 +54,7 @@ def _file(info: ObjectInfo, objects: ObjectStore, links: UploadLinkStore, upload
         f"direct-upload-{slot}",
         data,
         {"upload_link": link_id, "direct": True},
-        slots=LinkSlots(claim=lambda: links.claim(digest, link.max_files),
-                        release=lambda s: links.release(digest, s)),
+        slots=LinkSlots(claim=lambda: links.claim(digest, link.max_files), release=lambda s: links.release(digest, s)),
     )
     if result.status in (CREATED, DUPLICATE):
         return f"{result.status}: {result.id}"

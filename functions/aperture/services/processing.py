@@ -18,26 +18,34 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
-
-from google.api_core import exceptions as gexc
+from typing import TYPE_CHECKING, Any
 
 from aperture.domain import stats as statistics
+from aperture.domain.errors import Gone
 from aperture.domain.imaging import metadata, pixels
-from aperture.domain.records import TEAM_ID, Analysis, ImageRecord, LabelScore
+from aperture.domain.records import (
+    TEAM_ID,
+    Analysis,
+    Contribution,
+    ImageRecord,
+    LabelScore,
+    ObjectInfo,
+    StoredHistograms,
+)
 from aperture.runtime import logs
 from aperture.runtime.timing import Timings
 from aperture.services import incoming
 from aperture.services.uploads import API_WRITE, CREATED, DUPLICATE, UploadService
-from aperture.storage.counters import TeamCounters
-from aperture.domain.records import Contribution
-from aperture.storage.histograms import HistogramStore, StoredHistograms
-from aperture.storage.identity import IdentityStore
-from aperture.storage.images import ImageStore
-from aperture.storage.objects import ObjectStore
-from aperture.domain.records import ObjectInfo
-from aperture.storage.upload_links import UploadLinkStore
+
+if TYPE_CHECKING:  # repositories are injected; their modules bring the Google clients
+    from aperture.storage.counters import TeamCounters
+    from aperture.storage.histograms import HistogramStore
+    from aperture.storage.identity import IdentityStore
+    from aperture.storage.images import ImageStore
+    from aperture.storage.objects import ObjectStore
+    from aperture.storage.upload_links import UploadLinkStore
 
 _TEAM_OBJECT = re.compile(rf"teams/({TEAM_ID.pattern})/([^/]+)")
 _CANONICAL = re.compile(r"([0-9a-f]{64})\.(jpg|png|gif|webp|tiff|bmp)")
@@ -69,7 +77,7 @@ class Processor:
     def handle(self, info: ObjectInfo) -> str:
         try:
             return self._route(info)
-        except gexc.NotFound:
+        except Gone:
             # The object or its record went away meanwhile (deleted, or a newer
             # generation replaced it): nothing left to do for this event.
             return "gone: object or record deleted meanwhile"
@@ -110,7 +118,7 @@ class Processor:
             return f"rejected: {result.error}; object removed"
         record = self.images.get(team, result.id)
         if record is None:
-            raise gexc.NotFound(f"record of {result.id} deleted meanwhile")
+            raise Gone(f"record of {result.id} deleted meanwhile")
         if record.object != info.name:
             # Filed under its content id (a new object, whose own event processes it).
             self.objects.delete(info.bucket, info.name, info.generation)
@@ -169,8 +177,12 @@ class Processor:
             payload = statistics.serialize(bands, max_bytes=self.histogram_max_bytes)
         except statistics.HistogramTooLarge:
             return  # float images with millions of distinct values: the stats path recomputes
-        self.histograms.put(info.bucket, info.name, info.generation, StoredHistograms(
-            payload, facts["width"], facts["height"], mode, facts["format"], facts["frames"]))
+        self.histograms.put(
+            info.bucket,
+            info.name,
+            info.generation,
+            StoredHistograms(payload, facts["width"], facts["height"], mode, facts["format"], facts["frames"]),
+        )
 
     # -- source bucket ----------------------------------------------------------
 
@@ -197,4 +209,3 @@ def record_on_its_way(info: ObjectInfo, now: dt.datetime | None = None) -> bool:
         return False
     now = now or dt.datetime.now(dt.timezone.utc)
     return (now - created).total_seconds() < PENDING_RECORD_SECONDS
-

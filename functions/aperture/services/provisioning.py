@@ -6,12 +6,15 @@ Shared by the admin API, the `aperture` CLI and the local stack's demo team.
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 from aperture.domain import keys
 from aperture.domain.errors import AlreadyExists, ApiError
 from aperture.domain.records import EMAIL, ROLES, TEAM_ID, TEAM_ID_RULE, ApiKey, Principal, Team, User
-from aperture.storage.identity import IdentityStore
-from aperture.storage.key_issuers import KeyIssuer
+
+if TYPE_CHECKING:  # repositories are injected; their modules bring the Google clients
+    from aperture.storage.identity import IdentityStore
+    from aperture.storage.key_issuers import KeyIssuer
 
 
 def issue_key(identity: IdentityStore, issuer: KeyIssuer, user: User, name: str) -> tuple[ApiKey, str]:

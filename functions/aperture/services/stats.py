@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING
 
 from cachetools import LRUCache
 from PIL import Image
 
-from aperture.runtime import logs
-from aperture.domain.imaging import pixels
 from aperture.domain import stats as statistics
-from aperture.storage.histograms import HistogramStore, StoredHistograms
-from aperture.storage.objects import ObjectStore
-from aperture.domain.records import ObjectInfo
+from aperture.domain.imaging import pixels
+from aperture.domain.records import ObjectInfo, StoredHistograms
+from aperture.runtime import logs
 from aperture.runtime.timing import Timings
+
+if TYPE_CHECKING:  # repositories are injected; their modules bring the Google clients
+    from aperture.storage.histograms import HistogramStore
+    from aperture.storage.objects import ObjectStore
 
 # Where a lookup's histograms came from; reported to clients and benchmarks.
 COMPUTED, MEMORY, FIRESTORE = "computed", "memory", "firestore"
@@ -42,6 +45,7 @@ class ImageHistograms:
 
 class StatsService:
     FINISH_AFTER = 0.2  # seconds: the latest the deferred work of a cold lookup starts
+
     def __init__(
         self,
         objects: ObjectStore,
@@ -92,12 +96,12 @@ class StatsService:
             cached = self._memory.get(key)
             if cached is not None:
                 return cached, MEMORY
-            future = self._inflight.get(key)
-            leader = future is None
-            if leader:
-                future = self._inflight[key] = Future()
-        if not leader:
-            result, _ = future.result()
+            running = self._inflight.get(key)
+            if running is None:
+                future: Future = Future()
+                self._inflight[key] = future
+        if running is not None:
+            result, _ = running.result()
             return result, MEMORY
         try:
             result, source = self._load(info, key, timings)
@@ -134,8 +138,9 @@ class StatsService:
         image = pixels.open_image(reader, max_pixels=self._max_pixels, on_rows=counted.add)
         return image, image.format, getattr(image, "n_frames", 1), counted
 
-    def _compute(self, image, fmt, frames, counted: statistics.RowHistograms, key: tuple, info: ObjectInfo,
-                 timings: Timings) -> ImageHistograms:
+    def _compute(
+        self, image, fmt, frames, counted: statistics.RowHistograms, key: tuple, info: ObjectInfo, timings: Timings
+    ) -> ImageHistograms:
         with timings.span("histogram"):
             image = pixels.normalize(image)
             bands = counted.result(image) or statistics.image_histograms(image, luma=False)
@@ -159,15 +164,17 @@ class StatsService:
         return partial
 
     def _complete(self, info: ObjectInfo, key: tuple, image, partial: ImageHistograms) -> None:
+        pending = partial.pending
+        assert pending is not None, "a partial result carries its pending future"
         try:
             bands = dict(partial.bands)
             statistics.add_luma(image, bands)
             full = dataclasses.replace(partial, bands=bands, pending=None)
             with self._lock:
                 self._memory[key] = full
-            partial.pending.set_result(full)
+            pending.set_result(full)
         except BaseException as exc:
-            partial.pending.set_exception(exc)
+            pending.set_exception(exc)
             return
         try:
             payload = statistics.serialize(bands, max_bytes=self._max_stored_bytes)

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aperture.domain.errors import ApiError
 from aperture.domain.records import UploadLink
 from aperture.services.uploads import LinkSlots
-from aperture.storage.upload_links import UploadLinkStore
-from aperture.storage.url_signing import UrlSigner
+
+if TYPE_CHECKING:  # repositories are injected; their modules bring the Google clients
+    from aperture.storage.upload_links import UploadLinkStore
+    from aperture.storage.url_signing import UrlSigner
 
 DIRECT_CONTENT_TYPE = "application/octet-stream"
 
@@ -33,14 +35,16 @@ class LinkService:
         self._signer = signer
         self._bucket = bucket
 
-    def create(self, team: str, *, max_files: int, lifetime: dt.timedelta, signed_urls: int,
-               created_by: dict[str, Any]) -> NewLink:
+    def create(
+        self, team: str, *, max_files: int, lifetime: dt.timedelta, signed_urls: int, created_by: dict[str, Any]
+    ) -> NewLink:
         link, token = self._links.create(team, max_files, lifetime, created_by)
         direct = [
             {
                 "method": "PUT",
-                "url": self._signer.put_url(self._bucket, incoming_name(team, link.link_id, n), link.expires_at,
-                                            DIRECT_CONTENT_TYPE),
+                "url": self._signer.put_url(
+                    self._bucket, incoming_name(team, link.link_id, n), link.expires_at, DIRECT_CONTENT_TYPE
+                ),
                 "headers": {"Content-Type": DIRECT_CONTENT_TYPE},
             }
             for n in range(signed_urls)
@@ -55,5 +59,7 @@ class LinkService:
         link, digest = found
         if link.expired():
             raise ApiError(410, f"this upload link expired at {link.expires_at.isoformat()}")
-        return link, LinkSlots(claim=lambda: self._links.claim(digest, link.max_files),
-                               release=lambda slot: self._links.release(digest, slot))
+        return link, LinkSlots(
+            claim=lambda: self._links.claim(digest, link.max_files),
+            release=lambda slot: self._links.release(digest, slot),
+        )

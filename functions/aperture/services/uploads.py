@@ -14,16 +14,19 @@ import datetime as dt
 import hashlib
 import os
 import unicodedata
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from aperture.domain.imaging.validation import Limits, Rejected, ValidImage, validate
 from aperture.domain.records import ImageRecord, object_name
 from aperture.runtime import logs
 from aperture.runtime.timing import Timings
-from aperture.storage.images import ImageStore
-from aperture.storage.objects import ObjectStore
+
+if TYPE_CHECKING:  # repositories are injected; their modules bring the Google clients
+    from aperture.storage.images import ImageStore
+    from aperture.storage.objects import ObjectStore
 
 CREATED, DUPLICATE, REJECTED = "created", "duplicate", "rejected"
 MAX_FILENAME = 255
@@ -91,8 +94,14 @@ class LinkSlots:
 
 
 class UploadService:
-    def __init__(self, objects: ObjectStore, images: ImageStore, bucket: str, limits: Limits,
-                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)):
+    def __init__(
+        self,
+        objects: ObjectStore,
+        images: ImageStore,
+        bucket: str,
+        limits: Limits,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
+    ):
         self._objects = objects
         self._images = images
         self._bucket = bucket
@@ -128,9 +137,8 @@ class UploadService:
                 return FileResult(checked.shown, DUPLICATE, checked.image_id, status_code=200)
             slot = slots.claim()
             if slot is None:
-                return FileResult(checked.shown, REJECTED, error="this upload link has no files left",
-                                  status_code=410)
-        written = self._write_valid(team, checked)
+                return FileResult(checked.shown, REJECTED, error="this upload link has no files left", status_code=410)
+        written = PendingWrite(checked, self._start_write(team, checked))
         with timings.span("write"):
             try:
                 [result] = self._commit(team, [written], uploaded_by, reraise=True)
@@ -160,8 +168,12 @@ class UploadService:
                 self._undo_object(team, checked)
 
     def add_many(
-        self, team: str, files: list[tuple[str | None, bytes]], uploaded_by: dict[str, Any],
-        timings: Timings | None = None, started: list[Future] | None = None,
+        self,
+        team: str,
+        files: list[tuple[str | None, bytes]],
+        uploaded_by: dict[str, Any],
+        timings: Timings | None = None,
+        started: list[Future] | None = None,
     ) -> list[FileResult]:
         """File several uploads at once, with the same outcome per file as `add`.
 
@@ -187,8 +199,9 @@ class UploadService:
                 checked[index] = result
         return [c for c in checked if isinstance(c, FileResult)]
 
-    def _commit(self, team: str, accepted: list[PendingWrite], uploaded_by: dict[str, Any], *,
-                reraise: bool = False) -> list[FileResult]:
+    def _commit(
+        self, team: str, accepted: list[PendingWrite], uploaded_by: dict[str, Any], *, reraise: bool = False
+    ) -> list[FileResult]:
         """Create the records of validated files whose object writes are under way.
 
         The record is the arbiter: created means this upload made the image,
@@ -217,17 +230,28 @@ class UploadService:
                     raise
                 results.append(FileResult(shown, REJECTED, error="storage write failed; try again", status_code=503))
                 continue
-            results.append(FileResult(shown, CREATED, image_id, status_code=201, image=record) if made
-                           else FileResult(shown, DUPLICATE, image_id, status_code=200))
+            results.append(
+                FileResult(shown, CREATED, image_id, status_code=201, image=record)
+                if made
+                else FileResult(shown, DUPLICATE, image_id, status_code=200)
+            )
         return results
 
     def _write_valid(self, team: str, checked: FileResult | CheckedFile) -> FileResult | PendingWrite:
         """Start the object write of a file that passed `_check`; a rejection passes through."""
         if isinstance(checked, FileResult):
             return checked
-        return PendingWrite(checked, self._writers.submit(
-            self._objects.create, self._bucket, checked.object_name(team), checked.data,
-            checked.image.mime_type, API_WRITE))
+        return PendingWrite(checked, self._start_write(team, checked))
+
+    def _start_write(self, team: str, checked: CheckedFile) -> Future:
+        return self._writers.submit(
+            self._objects.create,
+            self._bucket,
+            checked.object_name(team),
+            checked.data,
+            checked.image.mime_type,
+            API_WRITE,
+        )
 
     def _check(self, filename: str | None, data: bytes) -> FileResult | CheckedFile:
         shown = (filename or "")[:MAX_FILENAME]

@@ -13,12 +13,12 @@ import datetime as dt
 import queue
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 from google.cloud import firestore
 
-from aperture.runtime import logs
 from aperture.domain.records import AccessAttempt
+from aperture.runtime import logs
 
 COLLECTION = "audit"
 

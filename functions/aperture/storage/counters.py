@@ -11,10 +11,10 @@ delete fails the whole commit and changes nothing.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
+
 from aperture.domain.records import Contribution, Totals
 
 COLLECTION = "counters"
@@ -39,12 +39,16 @@ class TeamCounters:
         marker = self._db.collection(MARKERS).document(f"{team}_{image_id}")
         batch = self._db.batch()
         if sign > 0:
-            batch.create(marker, {"team": team, "day": contribution.day, "format": contribution.format,
-                                  "camera": contribution.camera})
+            batch.create(
+                marker,
+                {"team": team, "day": contribution.day, "format": contribution.format, "camera": contribution.camera},
+            )
         else:
             batch.delete(marker, option=self._db.write_option(exists=True))
-        values: dict = {"days": {contribution.day: firestore.Increment(sign)},
-                        "formats": {contribution.format: firestore.Increment(sign)}}
+        values: dict = {
+            "days": {contribution.day: firestore.Increment(sign)},
+            "formats": {contribution.format: firestore.Increment(sign)},
+        }
         if contribution.camera:
             values["cameras"] = {contribution.camera: firestore.Increment(sign)}
         shard = self._db.collection(COLLECTION).document(f"{team}_{random.randrange(self._shards)}")

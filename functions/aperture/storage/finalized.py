@@ -7,7 +7,8 @@ finalize event is a no-op.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import unquote
 
 from google.api_core import exceptions as gexc

@@ -10,24 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from dataclasses import dataclass
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
+from aperture.domain.records import StoredHistograms
+
 COLLECTION = "histograms"
-
-
-@dataclass(frozen=True)
-class StoredHistograms:
-    """Serialized histograms plus what the stats answer reports about the image."""
-
-    payload: bytes
-    width: int
-    height: int
-    mode: str
-    format: str | None
-    frames: int
 
 
 def document_id(bucket: str, name: str, generation: int) -> str:

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
+
 from aperture.domain.errors import AlreadyExists
 from aperture.domain.records import ApiKey, Team, User
 
 TEAMS, USERS, KEYS = "teams", "users", "keys"
-
 
 
 def _now() -> dt.datetime:

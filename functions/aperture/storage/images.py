@@ -18,13 +18,23 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.vector import Vector
 
+from aperture.domain.errors import Gone
 from aperture.domain.records import Analysis, ImageRecord, ImageStatus
 
 COLLECTION = "images"
 _FIELDS = {f.name for f in dataclasses.fields(ImageRecord)}
 # What processing writes; the upload's fields (team, id, filename, created_at, ...) stay as they are.
-_ANALYSIS_FIELDS = _FIELDS - {"team", "id", "filename", "mime_type", "extension", "bucket", "object",
-                              "created_at", "uploaded_by"}
+_ANALYSIS_FIELDS = _FIELDS - {
+    "team",
+    "id",
+    "filename",
+    "mime_type",
+    "extension",
+    "bucket",
+    "object",
+    "created_at",
+    "uploaded_by",
+}
 
 
 def record_id(team: str, image_id: str) -> str:
@@ -97,20 +107,32 @@ class ImageStore:
         self._doc(team, image_id).delete()
 
     def mark_failed(self, team: str, image_id: str, reason: str, generation: str) -> None:
-        """Raises google NotFound when the record is gone."""
-        self._doc(team, image_id).update(
-            {"status": ImageStatus.FAILED.value, "error": reason, "generation": generation})
+        """Gone when the record was deleted meanwhile."""
+        self._update(team, image_id, {"status": ImageStatus.FAILED.value, "error": reason, "generation": generation})
 
     def mark_processed(self, record: ImageRecord, analysis: Analysis) -> ImageRecord:
-        """The record with `analysis` applied, written over the stored one (google NotFound when it is gone)."""
+        """The record with `analysis` applied, written over the stored one (Gone when it was deleted)."""
         done = record.with_analysis(analysis)
         document = to_document(done)
-        self._doc(record.team, record.id).update({name: document.get(name) for name in _ANALYSIS_FIELDS})
+        self._update(record.team, record.id, {name: document.get(name) for name in _ANALYSIS_FIELDS})
         return done
 
-    def list(self, team: str, *, filters: dict[str, Any], after: dt.datetime | None = None,
-             before: dt.datetime | None = None, limit: int = 50,
-             start_after: str | None = None) -> list[ImageRecord] | None:
+    def _update(self, team: str, image_id: str, fields: dict[str, Any]) -> None:
+        try:
+            self._doc(team, image_id).update(fields)
+        except gexc.NotFound as exc:
+            raise Gone(f"image record {team}/{image_id} was deleted") from exc
+
+    def list(
+        self,
+        team: str,
+        *,
+        filters: dict[str, Any],
+        after: dt.datetime | None = None,
+        before: dt.datetime | None = None,
+        limit: int = 50,
+        start_after: str | None = None,
+    ) -> list[ImageRecord] | None:
         """A team's records, newest first, optionally filtered (format, camera, label, time range).
         None when `start_after` names a record that no longer exists."""
         query = self._collection.where(filter=FieldFilter("team", "==", team))

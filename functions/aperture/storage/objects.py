@@ -13,7 +13,6 @@ import json
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from urllib.parse import quote
 
 import urllib3
@@ -21,6 +20,8 @@ from google.api_core import exceptions as gexc
 from google.auth.transport.urllib3 import AuthorizedHttp
 from google.cloud import storage
 from google_crc32c import Checksum
+
+from aperture.domain.errors import Gone
 from aperture.domain.records import ObjectInfo
 
 # The metadata fields `info` reads (GCS JSON API partial response).
@@ -31,11 +32,19 @@ _RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 def _transport(client: storage.Client, method: str) -> AuthorizedHttp:
     """google-auth's urllib3 transport with the client's credentials, retrying `method` on 429 and 5xx."""
-    return AuthorizedHttp(client._credentials, http=urllib3.PoolManager(
-        maxsize=16,
-        retries=urllib3.Retry(total=3, backoff_factor=0.05, status_forcelist=_RETRY_STATUSES,
-                              allowed_methods=frozenset({method}), raise_on_status=False),
-    ))
+    return AuthorizedHttp(
+        client._credentials,
+        http=urllib3.PoolManager(
+            maxsize=16,
+            retries=urllib3.Retry(
+                total=3,
+                backoff_factor=0.05,
+                status_forcelist=_RETRY_STATUSES,
+                allowed_methods=frozenset({method}),
+                raise_on_status=False,
+            ),
+        ),
+    )
 
 
 class ObjectStore:
@@ -75,8 +84,9 @@ class ObjectStore:
             md5_hash=meta.get("md5Hash"),
         )
 
-    def create(self, bucket: str, name: str, data: bytes, content_type: str,
-               metadata: dict[str, str] | None = None) -> bool:
+    def create(
+        self, bucket: str, name: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None
+    ) -> bool:
         """Write a new object (with custom `metadata`); False (and no write) when the name is taken.
 
         One multipart upload (JSON API), create-only, with the CRC32C of the
@@ -91,17 +101,22 @@ class ObjectStore:
         if metadata:
             resource["metadata"] = metadata
         boundary = uuid.uuid4().hex
-        head = (f"--{boundary}\r\ncontent-type: application/json; charset=UTF-8\r\n\r\n"
-                f"{json.dumps(resource)}\r\n--{boundary}\r\ncontent-type: {content_type}\r\n\r\n").encode()
+        head = (
+            f"--{boundary}\r\ncontent-type: application/json; charset=UTF-8\r\n\r\n"
+            f"{json.dumps(resource)}\r\n--{boundary}\r\ncontent-type: {content_type}\r\n\r\n"
+        ).encode()
         tail = f"\r\n--{boundary}--\r\n".encode()
         url = f"{self._client.api_endpoint}/upload/storage/v1/b/{quote(bucket, safe='~')}/o"
         try:
             # A tuple body goes out piece by piece (and again, whole, on a retry).
             response = self._writes.request(
-                "POST", url + "?uploadType=multipart&ifGenerationMatch=0&fields=generation",
+                "POST",
+                url + "?uploadType=multipart&ifGenerationMatch=0&fields=generation",
                 body=(head, data, tail),
-                headers={"Content-Type": f'multipart/related; boundary="{boundary}"',
-                         "Content-Length": str(len(head) + len(data) + len(tail))},
+                headers={
+                    "Content-Type": f'multipart/related; boundary="{boundary}"',
+                    "Content-Length": str(len(head) + len(data) + len(tail)),
+                },
             )
         except urllib3.exceptions.HTTPError as exc:  # connection failures, after the retries
             raise gexc.ServiceUnavailable(f"POST {url}: {exc}") from exc
@@ -127,11 +142,14 @@ class ObjectStore:
         return True
 
     def read(self, info: ObjectInfo) -> bytes:
-        """The bytes of exactly this generation (a later overwrite cannot mix in)."""
+        """The bytes of exactly this generation (a later overwrite cannot mix in); Gone when it was deleted."""
         blob = self._client.bucket(info.bucket).blob(info.name, generation=info.generation)
-        return blob.download_as_bytes(checksum=None)
+        try:
+            return blob.download_as_bytes(checksum=None)
+        except gexc.NotFound as exc:
+            raise Gone(f"{info.bucket}/{info.name}#{info.generation}: {exc.message}") from exc
 
-    def stream(self, info: ObjectInfo) -> "StreamingReader":
+    def stream(self, info: ObjectInfo) -> StreamingReader:
         """A file object whose reads return bytes as they arrive from storage.
 
         The download runs on a pooled background thread so that a consumer such as

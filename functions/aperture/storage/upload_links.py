@@ -11,11 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
-from dataclasses import dataclass
 from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
+
 from aperture.domain.records import UploadLink
 
 COLLECTION = "upload_links"
@@ -35,7 +35,9 @@ class UploadLinkStore:
         self._db = db
         self._collection = db.collection(COLLECTION)
 
-    def create(self, team: str, max_files: int, lifetime: dt.timedelta, created_by: dict[str, Any]) -> tuple[UploadLink, str]:
+    def create(
+        self, team: str, max_files: int, lifetime: dt.timedelta, created_by: dict[str, Any]
+    ) -> tuple[UploadLink, str]:
         token = new_token()
         digest = token_hash(token)
         now = dt.datetime.now(dt.timezone.utc)
@@ -59,8 +61,9 @@ class UploadLinkStore:
         if not snap.exists:
             return None
         data = snap.to_dict()
-        link = UploadLink(data["link_id"], data["team"], data["max_files"], data["expires_at"],
-                          data["created_at"], data["created_by"])
+        link = UploadLink(
+            data["link_id"], data["team"], data["max_files"], data["expires_at"], data["created_at"], data["created_by"]
+        )
         return link, digest
 
     def find_by_id(self, link_id: str) -> tuple[UploadLink, str] | None:
@@ -68,8 +71,14 @@ class UploadLinkStore:
 
         for snap in self._collection.where(filter=FieldFilter("link_id", "==", link_id)).limit(1).stream():
             data = snap.to_dict()
-            return UploadLink(data["link_id"], data["team"], data["max_files"], data["expires_at"],
-                              data["created_at"], data["created_by"]), snap.id
+            return UploadLink(
+                data["link_id"],
+                data["team"],
+                data["max_files"],
+                data["expires_at"],
+                data["created_at"],
+                data["created_by"],
+            ), snap.id
         return None
 
     def claim(self, digest: str, max_files: int) -> str | None:

@@ -44,9 +44,17 @@ class LocalUrlSigner:
         )
 
     def put_url(self, bucket: str, name: str, expires_at: dt.datetime, content_type: str) -> str:
-        return self._client.bucket(bucket).blob(name).generate_signed_url(
-            version="v4", method="PUT", expiration=expires_at, content_type=content_type,
-            credentials=self._credentials, api_access_endpoint=self._endpoint,
+        return (
+            self._client.bucket(bucket)
+            .blob(name)
+            .generate_signed_url(
+                version="v4",
+                method="PUT",
+                expiration=expires_at,
+                content_type=content_type,
+                credentials=self._credentials,
+                api_access_endpoint=self._endpoint,
+            )
         )
 
 
@@ -60,9 +68,17 @@ class IamUrlSigner:
 
         credentials, _ = google.auth.default()
         credentials.refresh(google.auth.transport.requests.Request())
-        return self._client.bucket(bucket).blob(name).generate_signed_url(
-            version="v4", method="PUT", expiration=expires_at, content_type=content_type,
-            service_account_email=credentials.service_account_email, access_token=credentials.token,
+        return (
+            self._client.bucket(bucket)
+            .blob(name)
+            .generate_signed_url(
+                version="v4",
+                method="PUT",
+                expiration=expires_at,
+                content_type=content_type,
+                service_account_email=credentials.service_account_email,
+                access_token=credentials.token,
+            )
         )
 
 

@@ -29,8 +29,9 @@ from __future__ import annotations
 import base64
 import io
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 from PIL import Image
 

@@ -41,9 +41,10 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -171,7 +172,7 @@ class MiniLMEncoder:
         """Unit-norm float32 vectors, one row per text."""
         rows = []
         for start in range(0, len(texts), batch_size):
-            rows.append(self._encode_batch(list(texts[start:start + batch_size])))
+            rows.append(self._encode_batch(list(texts[start : start + batch_size])))
         return np.concatenate(rows) if rows else np.zeros((0, self.dimensions), np.float32)
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
@@ -261,9 +262,9 @@ def model_input(image: Image.Image, size: int = INPUT_SIZE) -> tuple[np.ndarray,
     height, width = pixels.shape[:2]
     canvas = np.full((max(size, height), max(size, width), 3), PIXEL_MEAN, dtype=np.float32)
     top, left = (canvas.shape[0] - height) // 2, (canvas.shape[1] - width) // 2
-    canvas[top:top + height, left:left + width] = pixels
+    canvas[top : top + height, left : left + width] = pixels
     top, left = (canvas.shape[0] - size) // 2, (canvas.shape[1] - size) // 2
-    crop = canvas[top:top + size, left:left + size]
+    crop = canvas[top : top + size, left : left + size]
     chw = ((crop - PIXEL_MEAN) / PIXEL_STD).transpose(2, 0, 1)
     return pixels, np.ascontiguousarray(chw, dtype=np.float32)
 
@@ -281,9 +282,10 @@ def colour_shares(pixels: np.ndarray) -> np.ndarray:
     chroma = value - rgb.min(axis=1)
     saturation = np.where(value > 0, chroma / np.maximum(value, 1e-6), 0.0)
     safe = np.maximum(chroma, 1e-6)
-    hue = np.where(
-        value == r, ((g - b) / safe) % 6.0, np.where(value == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0)
-    ) * 60.0
+    hue = (
+        np.where(value == r, ((g - b) / safe) % 6.0, np.where(value == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0))
+        * 60.0
+    )
     index = {name: i for i, name in enumerate(COLOUR_NAMES)}
     names = np.full(rgb.shape[0], index["grey"], dtype=np.int64)
     chromatic = (saturation >= 0.2) & (value >= 0.2)
@@ -514,12 +516,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     timings = provider.warm()
     vectors = provider.vectors()
-    print(json.dumps({
-        "cache": str(vectors.path) if vectors.path else None,
-        "built": bool(provider.vector_builds),
-        "warm_ms": round((time.perf_counter() - start) * 1000, 1),
-        **{key: round(value, 1) for key, value in timings.items()},
-    }))
+    print(
+        json.dumps(
+            {
+                "cache": str(vectors.path) if vectors.path else None,
+                "built": bool(provider.vector_builds),
+                "warm_ms": round((time.perf_counter() - start) * 1000, 1),
+                **{key: round(value, 1) for key, value in timings.items()},
+            }
+        )
+    )
     return 0 if vectors.path else 1
 
 

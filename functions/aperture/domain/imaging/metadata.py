@@ -76,7 +76,7 @@ def _capture_time(raw: str | None) -> dt.datetime | None:
 
 
 def camera_name(make: str | None, model: str | None) -> str | None:
-    """"Make - Model" as S8 shows it; the model alone when it already starts with the make."""
+    """ "Make - Model" as S8 shows it; the model alone when it already starts with the make."""
     if not make and not model:
         return None
     if make and model and model.lower().startswith(make.lower()):
@@ -149,10 +149,9 @@ def _degrees(value: Any, ref: Any, negative: str) -> float | None:
     """Degrees, minutes, seconds (three rationals) as signed decimal degrees."""
     if not isinstance(value, (tuple, list)) or len(value) != 3:
         return None
-    parts = [_number(x) for x in value]
-    if any(part is None for part in parts):
+    d, m, s = (_number(x) for x in value)
+    if d is None or m is None or s is None:
         return None
-    d, m, s = parts
     sign = -1 if (_text(ref) or "").upper() == negative else 1
     return sign * (d + m / 60 + s / 3600)
 

@@ -18,9 +18,10 @@ import struct
 import sys
 import threading
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageMode
@@ -108,7 +109,8 @@ class RowBand:
     counts: np.ndarray | None = None
 
     def __call__(self) -> Image.Image:
-        return Image.frombuffer("RGBX", (self._width, self.height), self._pixels, "raw", "RGBX", 0, 1)
+        # Pillow's stubs name bytes-like types only; any buffer works, and a view avoids a copy.
+        return Image.frombuffer("RGBX", (self._width, self.height), self._pixels, "raw", "RGBX", 0, 1)  # type: ignore[arg-type]
 
 
 def open_image(
@@ -178,15 +180,26 @@ def decodes_in_parallel(image: Image.Image) -> bool:
     cores: an 8-bit YCbCr baseline JPEG large enough to be worth it, when the
     jpegrows extension is built. Progressive JPEGs are not: both halves
     would have to entropy-decode every scan."""
-    return (jpegrows is not None and _PARALLEL is not None and _is_rgb_jpeg(image, ("JPEG",))
-            and image.height >= PARALLEL_MIN_ROWS and not image.info.get("progressive"))
+    return (
+        jpegrows is not None
+        and _PARALLEL is not None
+        and _is_rgb_jpeg(image, ("JPEG",))
+        and image.height >= PARALLEL_MIN_ROWS
+        and not image.info.get("progressive")
+    )
 
 
 def _is_rgb_jpeg(image: Image.Image, formats: tuple[str, ...]) -> bool:
     """A header-only image that libjpeg will decode into 8-bit RGB in one tile."""
-    tile = image.tile[0] if len(image.tile) == 1 else None
-    return (image.format in formats and image.mode == "RGB" and tile is not None
-            and tile.codec_name == "jpeg" and tile.args[0] == "RGB")
+    tiles: list = getattr(image, "tile", [])  # ImageFile's: what a header-only open will decode
+    tile = tiles[0] if len(tiles) == 1 else None
+    return (
+        image.format in formats
+        and image.mode == "RGB"
+        and tile is not None
+        and tile.codec_name == "jpeg"
+        and tile.args[0] == "RGB"
+    )
 
 
 # The top part gets more rows than the bottom one: the bottom decoder first
@@ -198,8 +211,9 @@ ROWS_PER_RUN = 128
 _PARALLEL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jpeg-top") if (os.cpu_count() or 1) > 1 else None
 
 
-def _decode_in_parallel(header: Image.Image, stream: BinaryIO,
-                        on_rows: Callable[[RowBand], None]) -> Image.Image | None:
+def _decode_in_parallel(
+    header: Image.Image, stream: BinaryIO, on_rows: Callable[[RowBand], None]
+) -> Image.Image | None:
     """Decode `header`'s JPEG as RGBX with two jpegrows decoders, the top rows on
     a pool thread and the rest on this one, reporting runs as they finish.
     None if libjpeg refused the data (an error or a warning, such as
@@ -209,6 +223,7 @@ def _decode_in_parallel(header: Image.Image, stream: BinaryIO,
     data = stream.read()  # every byte: the bottom decoder entropy-decodes from the start
     pixels = _rgbx_buffers.take(width, height)
     split = max(16, int(height * TOP_SHARE) // 16 * 16)  # a multiple of the largest MCU height
+    assert _PARALLEL is not None, "decodes_in_parallel() is false on one core"
     top = _PARALLEL.submit(_decode_rows, data, pixels, width, height, 0, split, on_rows)
     refused = False
     try:
@@ -221,14 +236,15 @@ def _decode_in_parallel(header: Image.Image, stream: BinaryIO,
         refused = True
     if refused:
         return None
-    image = Image.frombuffer("RGBX", (width, height), pixels, "raw", "RGBX", 0, 1)
+    image = Image.frombuffer("RGBX", (width, height), pixels, "raw", "RGBX", 0, 1)  # type: ignore[arg-type]
     image.format = header.format
     image.info = dict(header.info)
     return image
 
 
-def _decode_rows(data: bytes, pixels: memoryview, width: int, height: int, first: int, stop: int,
-                 on_rows: Callable[[RowBand], None]) -> None:
+def _decode_rows(
+    data: bytes, pixels: memoryview, width: int, height: int, first: int, stop: int, on_rows: Callable[[RowBand], None]
+) -> None:
     decoder = jpegrows.RowDecoder(data, width, height, first, stop)
     stride = width * 4
     row = first
@@ -264,11 +280,11 @@ class _RowWatcher:
 
     def watch(self, image: Image.Image) -> None:
         if _is_rgb_jpeg(image, ("JPEG", "MPO")):
-            tile = image.tile[0]
+            tile = image.tile[0]  # type: ignore[attr-defined]  # an ImageFile, as _is_rgb_jpeg checked
             width, height = self._size = image.size
             self._pixels = _rgbx_buffers.take(width, height)
             image._mode = "RGBX"
-            image.tile = [tile._replace(args=("RGBX", *tile.args[1:]))]
+            image.tile = [tile._replace(args=("RGBX", *tile.args[1:]))]  # type: ignore[attr-defined]
             # `load` decodes into an image memory that is already there.
             image.im = Image.core.map_buffer(self._pixels, image.size, "raw", 0, ("RGBX", 0, 1))
 
@@ -283,6 +299,7 @@ class _RowWatcher:
 
     def _finished_rows(self) -> int:
         pixels, stride = self._pixels, self._size[0] * 4
+        assert pixels is not None
         low, high = self._done, self._size[1]
         while low < high:  # rows finish in order: bisect for the first unfinished one
             middle = (low + high) // 2
@@ -294,7 +311,7 @@ class _RowWatcher:
 
     def _report(self, rows: int) -> None:
         width, height = self._size
-        if rows - self._done < (1 if rows == height else self.MIN_ROWS):
+        if rows - self._done < (1 if rows == height else self.MIN_ROWS) or self._pixels is None:
             return
         band = RowBand(self._done, rows - self._done, self._pixels[self._done * width * 4 : rows * width * 4], width)
         self._done = rows

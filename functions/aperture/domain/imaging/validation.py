@@ -97,8 +97,9 @@ def validate(data: bytes, limits: Limits) -> ValidImage:
     return ValidImage(fmt, extension, mime, width, height, frames, image.mode)
 
 
-def _decode_frames(image: Image.Image, frame_pixels: int, limits: Limits, data: bytes,
-                   whole_scan: _WholeScan | None) -> int:
+def _decode_frames(
+    image: Image.Image, frame_pixels: int, limits: Limits, data: bytes, whole_scan: _WholeScan | None
+) -> int:
     """Decode every frame (bounded by the limits); returns the frame count.
 
     `whole_scan` is the single sequential scan `_check_jpeg` proved complete:
@@ -111,9 +112,7 @@ def _decode_frames(image: Image.Image, frame_pixels: int, limits: Limits, data: 
             if frames > limits.max_frames:
                 raise Rejected(422, f"image has more than {limits.max_frames} frames; the limit is {limits.max_frames}")
             if frames * frame_pixels > limits.max_animation_pixels:
-                raise Rejected(
-                    422, f"animation has more than {limits.max_animation_pixels} pixels over all frames"
-                )
+                raise Rejected(422, f"animation has more than {limits.max_animation_pixels} pixels over all frames")
             # The prefix stands in for a whole first scan; later MPO frames decode in full.
             frame = _scan_prefix(data, whole_scan) if whole_scan is not None and frames == 1 else image
             if frame.format == "JPEG" and frames == 1:
@@ -133,7 +132,7 @@ def _decode_frames(image: Image.Image, frame_pixels: int, limits: Limits, data: 
         raise Rejected(422, f"truncated or corrupt image data: {error_reason(exc)}") from None
 
 
-def _scan_prefix(data: bytes, scan: "_WholeScan") -> Image.Image:
+def _scan_prefix(data: bytes, scan: _WholeScan) -> Image.Image:
     """The image made of the headers, the first bytes of the scan and an end marker,
     its height cut to one row of MCUs.
 
@@ -147,7 +146,7 @@ def _scan_prefix(data: bytes, scan: "_WholeScan") -> Image.Image:
     return Image.open(io.BytesIO(prefix))
 
 
-def _check_structure(fmt: str, data: bytes, limits: Limits) -> "_WholeScan | None":
+def _check_structure(fmt: str, data: bytes, limits: Limits) -> _WholeScan | None:
     """Refuse bad structure; for a JPEG with one whole sequential scan, where its data begins."""
     if fmt in ("JPEG", "MPO"):
         return _check_jpeg(data, limits, allow_trailing_images=fmt == "MPO")
@@ -206,7 +205,7 @@ def _check_jpeg(data: bytes, limits: Limits, allow_trailing_images: bool) -> _Wh
     tail = data[end + 2 :]
     if tail and not _only_padding(tail) and not (allow_trailing_images and tail.startswith(b"\xff\xd8")):
         raise Rejected(422, f"{len(tail)} bytes after the end of the JPEG image (polyglot or appended data)")
-    if frame not in _SEQUENTIAL_FRAMES or scan is None or scan > end:
+    if frame not in _SEQUENTIAL_FRAMES or frame_header is None or scan is None or scan > end:
         return None
     if not _all_stuffed(data, scan, end) and _first_marker_after(data, scan) != end:
         return None  # more scans, tables between them, MPO frames, or damage: decode everything

@@ -31,9 +31,10 @@ import math
 import re
 import struct
 import zlib
+from collections.abc import Iterable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageMode
@@ -97,7 +98,7 @@ class Histogram:
     # -- construction -----------------------------------------------------
 
     @classmethod
-    def from_pairs(cls, values: np.ndarray, counts: np.ndarray) -> "Histogram":
+    def from_pairs(cls, values: np.ndarray, counts: np.ndarray) -> Histogram:
         """Histogram from sorted distinct `values` and their positive `counts`."""
         values = _native(np.asarray(values))
         if values.dtype.kind not in _SUPPORTED_KINDS:
@@ -106,7 +107,7 @@ class Histogram:
         return cls(values, counts, int(counts.sum()), "float" if values.dtype.kind == "f" else "int")
 
     @classmethod
-    def from_dense(cls, dense_counts: np.ndarray | list[int], dtype: np.dtype | type = np.uint8) -> "Histogram":
+    def from_dense(cls, dense_counts: np.ndarray | list[int], dtype: np.dtype | type = np.uint8) -> Histogram:
         """Histogram from counts indexed by value (``dense_counts[v]`` samples equal v).
 
         This is the shape of Pillow's ``Image.histogram()`` for one 8-bit band.
@@ -116,7 +117,7 @@ class Histogram:
         return cls.from_pairs(present.astype(dtype), dense[present])
 
     @classmethod
-    def from_array(cls, samples: np.ndarray) -> "Histogram":
+    def from_array(cls, samples: np.ndarray) -> Histogram:
         """Exact histogram of every element of `samples` (any shape)."""
         flat = np.asarray(samples).ravel()
         if flat.dtype.kind == "b":
@@ -189,7 +190,7 @@ class Histogram:
                 # np.mean sums integers in float64.
                 return float((np.float64(low) + np.float64(high)) / np.intp(2))
             # np.mean of float32 sums in float32, divides, casts back to float32.
-            pair_sum = low + high
+            pair_sum = low + high  # type: ignore[operator]  # numpy scalars of the sample dtype
             return float(pair_sum.dtype.type(pair_sum / np.intp(2)))
 
     def percentile(self, q: float) -> float:
@@ -215,7 +216,7 @@ class Histogram:
         low, high = self._nth(previous_index), self._nth(next_index)
         return float(_lerp(low, high, float(gamma)))
 
-    def merge(self, other: "Histogram") -> "Histogram":
+    def merge(self, other: Histogram) -> Histogram:
         return merge([self, other])
 
     def __eq__(self, other: object) -> bool:
@@ -232,10 +233,7 @@ class Histogram:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return (
-            f"Histogram(kind={self.kind!r}, dtype={self.values.dtype}, "
-            f"distinct={self.distinct}, total={self.total})"
-        )
+        return f"Histogram(kind={self.kind!r}, dtype={self.values.dtype}, distinct={self.distinct}, total={self.total})"
 
 
 def _native(values: np.ndarray) -> np.ndarray:
@@ -256,7 +254,7 @@ def _lerp(a: np.generic, b: np.generic, t: float) -> np.generic:
     are interpolated in float32 exactly as np.percentile does.
     """
     with np.errstate(all="ignore"):
-        diff = b - a
+        diff = b - a  # type: ignore[operator]  # numpy scalars of the sample dtype
         if t >= 0.5:
             return np.subtract(b, diff * (1 - t))
         return np.add(a, diff * t)

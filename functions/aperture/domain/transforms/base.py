@@ -66,8 +66,7 @@ class Limits:
             )
         if width > self.max_dimension or height > self.max_dimension:
             raise InvalidOperation(
-                f"{what}: output would be {width}x{height}; "
-                f"the limit is {self.max_dimension} pixels on a side"
+                f"{what}: output would be {width}x{height}; the limit is {self.max_dimension} pixels on a side"
             )
 
 

@@ -68,9 +68,7 @@ def output_format(name: str) -> OutputFormat:
     """The format an extension (``png``, ``.JPG``) or Pillow name (``JPEG``) means."""
     key = name.strip().lower().lstrip(".")
     if key not in EXTENSIONS:
-        raise InvalidOperation(
-            f"unsupported output format {name!r}; use one of {', '.join(EXTENSIONS)}"
-        )
+        raise InvalidOperation(f"unsupported output format {name!r}; use one of {', '.join(EXTENSIONS)}")
     return FORMATS[EXTENSIONS[key]]
 
 
@@ -132,15 +130,28 @@ def _encode_animation(
 ) -> None:
     if fmt.name == "GIF":
         paletted = [_to_palette(frame, Image.Quantize.FASTOCTREE) for frame in frames]
-        options: dict[str, object] = {"save_all": True, "append_images": paletted[1:], "duration": durations,
-                                      "disposal": 2, "optimize": False}
+        options: dict[str, object] = {
+            "save_all": True,
+            "append_images": paletted[1:],
+            "duration": durations,
+            "disposal": 2,
+            "optimize": False,
+        }
         if loop is not None:
             options["loop"] = loop
         paletted[0].save(buffer, "GIF", **options)
     elif fmt.name == "WEBP":
         rgba = [frame.convert("RGBA") for frame in frames]
-        rgba[0].save(buffer, "WEBP", save_all=True, append_images=rgba[1:], duration=durations,
-                     loop=1 if loop is None else loop, quality=quality, method=4)
+        rgba[0].save(
+            buffer,
+            "WEBP",
+            save_all=True,
+            append_images=rgba[1:],
+            duration=durations,
+            loop=1 if loop is None else loop,
+            quality=quality,
+            method=4,
+        )
     else:  # pragma: no cover - the pipeline flattens animations for other formats
         raise AssertionError(fmt.name)
 
@@ -204,9 +215,7 @@ def _to_palette(image: Image.Image, method: Image.Quantize = Image.Quantize.MEDI
     return result
 
 
-def _exact_palette(
-    rgb: Image.Image, transparent: np.ndarray | None, budget: int
-) -> tuple[np.ndarray, bytes] | None:
+def _exact_palette(rgb: Image.Image, transparent: np.ndarray | None, budget: int) -> tuple[np.ndarray, bytes] | None:
     """Indices and palette holding every colour exactly, or None when there are more than `budget`."""
     pixels = np.asarray(rgb)
     if transparent is not None:
@@ -218,7 +227,9 @@ def _exact_palette(
     colours = rgb.getcolors(budget)
     if colours is None:
         return None
-    packed_palette = np.array(sorted((r << 16) | (g << 8) | b for _, (r, g, b) in colours), dtype=np.uint32)
+    # RGB images count (r, g, b) tuples; the stubs allow a single band's ints too.
+    rgbs: list[tuple[int, int, int]] = [colour for _, colour in colours]  # type: ignore[misc]
+    packed_palette = np.array(sorted((r << 16) | (g << 8) | b for r, g, b in rgbs), dtype=np.uint32)
     packed = (pixels[..., 0].astype(np.uint32) << 16) | (pixels[..., 1].astype(np.uint32) << 8) | pixels[..., 2]
     indices = np.searchsorted(packed_palette, packed).astype(np.uint8)
     palette = np.stack(

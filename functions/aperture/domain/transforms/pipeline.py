@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from aperture.domain.transforms import formats
 from aperture.domain.transforms.base import DEFAULT_LIMITS, InvalidOperation, Limits, Operation, Size, show
 from aperture.domain.transforms.blur import Blur
 from aperture.domain.transforms.crop import Crop
 from aperture.domain.transforms.flip import Flip
-from aperture.domain.transforms import formats
 from aperture.domain.transforms.grayscale import Grayscale
 from aperture.domain.transforms.quadrant import QUADRANTS, Quadrant
 from aperture.domain.transforms.quality import Quality

@@ -90,8 +90,9 @@ class Resize(Operation):
             scale = self.percent / 100  # type: ignore[operator]
             return max(1, int(width * scale + 0.5)), max(1, int(height * scale + 0.5))
         box_w, box_h = self.width, self.height
-        if box_h is None or (box_w is not None and box_w * height <= box_h * width):
-            return box_w, max(1, (2 * height * box_w + width) // (2 * width))  # type: ignore[operator]
+        if box_w is not None and (box_h is None or box_w * height <= box_h * width):
+            return box_w, max(1, (2 * height * box_w + width) // (2 * width))
+        assert box_h is not None, "a box has a width, a height or both"
         return max(1, (2 * width * box_h + height) // (2 * height)), box_h
 
     def apply(self, image: Image.Image) -> Image.Image:

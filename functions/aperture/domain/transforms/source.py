@@ -14,8 +14,8 @@ from __future__ import annotations
 import functools
 import io
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 from PIL import ExifTags, Image, ImageCms
@@ -33,8 +33,12 @@ _ORIENTATION = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-_SWAPS_AXES = {Image.Transpose.TRANSPOSE, Image.Transpose.ROTATE_270, Image.Transpose.TRANSVERSE,
-               Image.Transpose.ROTATE_90}
+_SWAPS_AXES = {
+    Image.Transpose.TRANSPOSE,
+    Image.Transpose.ROTATE_270,
+    Image.Transpose.TRANSVERSE,
+    Image.Transpose.ROTATE_90,
+}
 _BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
 _ANIMATABLE = {"GIF", "WEBP", "PNG"}  # MPO's extra images and TIFF pages are not animation
 
@@ -81,7 +85,9 @@ def open_source(data: bytes, *, max_pixels: int) -> Source:
     except DECODE_ERRORS as exc:
         raise NotAnImage(f"cannot read the frames: {error_reason(exc)}") from None
     loop = image.info.get("loop") if frames > 1 else None
-    return Source(image, fmt, _ORIENTATION.get(_orientation_tag(image)), frames, int(loop) if loop is not None else None)
+    return Source(
+        image, fmt, _ORIENTATION.get(_orientation_tag(image)), frames, int(loop) if loop is not None else None
+    )
 
 
 def first_frame(source: Source, draft: Size | None = None) -> Image.Image:
@@ -174,9 +180,10 @@ def _to_srgb(image: Image.Image, icc: bytes) -> Image.Image:
     if transform is None:
         return image
     try:
-        return ImageCms.applyTransform(image, transform)
+        converted = ImageCms.applyTransform(image, transform)
     except (ImageCms.PyCMSError, ValueError, OSError):
         return image
+    return converted if converted is not None else image  # None only for inPlace=True
 
 
 @functools.lru_cache(maxsize=32)

@@ -1,4 +1,4 @@
-"""Benchmark of cold starts (issue: package restructuring).
+"""Cold start of every function, before and after the package was split by role (issue #13).
 
 Target: the cold start of each deployed function, from process start to its
 first answer, is at most 1.10x the baseline's. The baseline is the same

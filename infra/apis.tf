@@ -2,7 +2,7 @@
 # the project may depend on them.
 locals {
   apis = toset([
-    "aiplatform.googleapis.com",           # Vertex AI multimodal embeddings (process, search)
+    "aiplatform.googleapis.com",           # Vertex AI multimodal embeddings (process)
     "apigateway.googleapis.com",           # API Gateway
     "apikeys.googleapis.com",              # API keys created by the admin function (S5)
     "artifactregistry.googleapis.com",     # function images and the Cloud Build image
@@ -14,9 +14,8 @@ locals {
     "iam.googleapis.com",                  # service accounts
     "iamcredentials.googleapis.com",       # signBlob for V4 signed URLs without key files
     "logging.googleapis.com",              # structured logs
-    "pubsub.googleapis.com",               # batch jobs, Eventarc transport
+    "pubsub.googleapis.com",               # Eventarc transport (storage triggers)
     "run.googleapis.com",                  # gen2 functions run on Cloud Run
-    "secretmanager.googleapis.com",        # upload-link signing key
     "servicecontrol.googleapis.com",       # API Gateway key checks
     "servicemanagement.googleapis.com",    # API Gateway managed service
     "storage.googleapis.com",              # buckets

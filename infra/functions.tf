@@ -1,4 +1,5 @@
-# Cloud Functions gen2, one per entry of local.functions (main.tf).
+# Cloud Functions gen2, one per entry of local.functions (main.tf), which has
+# one entry per function of the registry (functions/aperture/functions.py).
 
 # Artifact Registry: the gen2 builds push their images here (instead of the
 # default gcf-artifacts repository, so the build account can be scoped to it)
@@ -95,20 +96,10 @@ resource "google_cloudfunctions2_function" "function" {
     max_instance_request_concurrency = each.value.concurrency
     all_traffic_on_latest_revision   = true
     # HTTP functions are reached through API Gateway over the internet, but only
-    # the gateway's service account may invoke them (iam.tf). Event and Pub/Sub
-    # functions are pushed to by Eventarc / Pub/Sub of this project: internal.
+    # the gateway's service account may invoke them (iam.tf). Event functions
+    # are pushed to by Eventarc of this project: internal.
     ingress_settings      = each.value.kind == "http" ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"
     environment_variables = merge(local.common_env, each.value.env)
-
-    dynamic "secret_environment_variables" {
-      for_each = each.value.secrets
-      content {
-        key        = secret_environment_variables.key
-        project_id = var.project_id
-        secret     = local.secrets[secret_environment_variables.value].secret_id
-        version    = "latest"
-      }
-    }
   }
 
   # kind = "event": the first bucket of trigger_buckets; the others are
@@ -138,8 +129,6 @@ resource "google_cloudfunctions2_function" "function" {
     google_project_iam_member.build_staging_reader,
     google_project_iam_member.function,
     google_storage_bucket_iam_member.function,
-    google_secret_manager_secret_iam_member.function,
-    google_secret_manager_secret_version.signing_key,
     google_project_iam_member.gcs_pubsub_publisher,
   ]
 }

@@ -1,8 +1,8 @@
 # Identities and grants. Least privilege:
 #  - one service account per function (local.functions), holding only the roles
-#    its table entry lists: bucket roles on that bucket, topic roles on that
-#    topic, the secret accessor on that secret; project-wide only for roles that
-#    exist nowhere else (Firestore, Eventarc receiver, Vertex AI, API keys);
+#    its table entry lists: bucket roles on that bucket; project-wide only for
+#    roles that exist nowhere else (Firestore, Eventarc receiver, Vertex AI,
+#    API keys);
 #  - the gateway's account may only invoke the HTTP functions;
 #  - the build account may only read the source archive, push to the aperture
 #    repository and write build logs;
@@ -52,22 +52,6 @@ resource "google_storage_bucket_iam_member" "function" {
   member = google_service_account.function[each.value.function].member
 }
 
-resource "google_pubsub_topic_iam_member" "function" {
-  for_each = local.function_topic_roles
-
-  topic  = local.topics[each.value.topic].name
-  role   = each.value.role
-  member = google_service_account.function[each.value.function].member
-}
-
-resource "google_secret_manager_secret_iam_member" "function" {
-  for_each = local.function_secrets
-
-  secret_id = local.secrets[each.value.secret].secret_id
-  role      = "roles/secretmanager.secretAccessor"
-  member    = google_service_account.function[each.value.function].member
-}
-
 # V4 signed URLs without key files: the function signs with signBlob as itself,
 # so it may create tokens for its own account only.
 resource "google_service_account_iam_member" "function_self_signer" {
@@ -78,11 +62,10 @@ resource "google_service_account_iam_member" "function_self_signer" {
   member             = google_service_account.function[each.key].member
 }
 
-# Event and Pub/Sub functions: Eventarc and the push subscription present an
-# OIDC token of the function's own account, which must be allowed to invoke
-# that one service.
+# Event functions: Eventarc presents an OIDC token of the function's own
+# account, which must be allowed to invoke that one service.
 resource "google_cloud_run_v2_service_iam_member" "self_invoker" {
-  for_each = merge(local.event_functions, local.pubsub_functions)
+  for_each = local.event_functions
 
   project  = var.project_id
   location = var.region
@@ -155,34 +138,4 @@ resource "google_project_iam_member" "gcs_pubsub_publisher" {
   project = var.project_id
   role    = "roles/pubsub.publisher"
   member  = "serviceAccount:${data.google_storage_project_service_account.gcs.email_address}"
-}
-
-locals {
-  pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
-}
-
-# Pub/Sub moves undeliverable job messages to the dead-letter topic: it must
-# publish there and acknowledge on the source subscription.
-resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
-  topic  = google_pubsub_topic.jobs_dead_letter.name
-  role   = "roles/pubsub.publisher"
-  member = local.pubsub_service_agent
-}
-
-resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
-  for_each = local.pubsub_functions
-
-  subscription = google_pubsub_subscription.push[each.key].name
-  role         = "roles/pubsub.subscriber"
-  member       = local.pubsub_service_agent
-}
-
-# Pub/Sub mints the push subscription's OIDC tokens as the function's account
-# (needed for projects created before April 2021; harmless after).
-resource "google_service_account_iam_member" "pubsub_token_creator" {
-  for_each = local.pubsub_functions
-
-  service_account_id = google_service_account.function[each.key].name
-  role               = "roles/iam.serviceAccountTokenCreator"
-  member             = local.pubsub_service_agent
 }

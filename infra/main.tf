@@ -1,9 +1,16 @@
 # Aperture: shared names and THE function table.
 #
-# Adding a function is one entry in local.functions (plus its thin entry point
-# in functions/main.py): the function, its dedicated service account, its IAM
-# grants, its trigger and, for HTTP functions, the API Gateway invoker grant are
-# all derived from the entry.
+# The functions that exist are those of the registry in
+# functions/aperture/functions.py (FUNCTIONS); functions/main.py has one entry
+# point per registry entry, the local stack starts one process per entry, and
+# local.functions below has exactly one entry per registry entry, with the same
+# name, entry point and trigger kind (tests/infra/test_terraform.py checks all
+# four agree). A function that is not in the registry is not deployed.
+#
+# Adding a function: its registry entry, its entry point in main.py and one
+# entry here. The function, its dedicated service account, its IAM grants, its
+# trigger and, for HTTP functions, the API Gateway invoker grant are all
+# derived from the entry.
 
 locals {
   labels = merge({ app = "aperture", managed-by = "terraform" }, var.labels)
@@ -33,24 +40,17 @@ locals {
   # Buckets whose IAM this configuration owns (never a foreign source bucket).
   managed_buckets = local.create_source_bucket ? ["source", "uploads", "derived"] : ["uploads", "derived"]
 
-  topics = {
-    jobs = google_pubsub_topic.jobs
-  }
-  secrets = {
-    signing_key = google_secret_manager_secret.signing_key
-  }
-
-  # Environment every function gets (names are a contract with functions/aperture).
+  # Environment every function gets. Every APERTURE_* name here is a field of
+  # aperture.config.Config, which refuses undeclared APERTURE_* variables at
+  # start-up (tests/infra/test_terraform.py checks the names).
   common_env = {
     GOOGLE_CLOUD_PROJECT    = var.project_id
     APERTURE_SOURCE_BUCKET  = local.source_bucket_name
     APERTURE_UPLOADS_BUCKET = google_storage_bucket.uploads.name
     APERTURE_DERIVED_BUCKET = google_storage_bucket.derived.name
-    APERTURE_JOBS_TOPIC     = google_pubsub_topic.jobs.name
     APERTURE_PROVIDER       = local.vision_provider
     APERTURE_KEY_ISSUER     = "google"
     APERTURE_REGION         = var.region
-    APERTURE_ENABLE_GPS     = var.enable_gps ? "1" : "0"
     APERTURE_AUDIT_TTL_DAYS = tostring(var.audit_retention_days)
     # Google API keys the admin function creates are restricted to this service.
     APERTURE_API_SERVICE = google_api_gateway_api.aperture.managed_service
@@ -65,19 +65,18 @@ locals {
   # The function table. Keys are the deployed function names, which
   # infra/openapi.yaml addresses as https://REGION-PROJECT.cloudfunctions.net/KEY.
   #
-  #   entry_point      function in functions/main.py
-  #   kind             http   : behind API Gateway, invoked only by the gateway's SA
-  #                    event  : CloudEvent on object finalize in trigger_buckets
-  #                    pubsub : CloudEvent from a push subscription on trigger_topic
+  #   entry_point      function in functions/main.py (the registry's name)
+  #   kind             http  : registry trigger "http"; behind API Gateway,
+  #                            invoked only by the gateway's SA
+  #                    event : registry trigger "cloudevent"; the registry's
+  #                            event_type (object finalize) in trigger_buckets
   #   memory/cpu/timeout/max_instances/concurrency   Cloud Run sizing
-  #   env              extra environment (merged over local.common_env)
-  #   secrets          ENV_NAME => key of local.secrets (latest version)
+  #   env              extra environment (merged over local.common_env; APERTURE_*
+  #                    names must be Config fields too)
   #   buckets          bucket key => role, granted on that bucket only
-  #   topics           topic key => role, granted on that topic only
   #   project_roles    roles that only exist project-wide
   #   sign_urls        may sign V4 URLs as itself (signBlob on its own SA)
   #   trigger_buckets  kind=event: buckets whose finalize events it receives
-  #   trigger_topic    kind=pubsub: topic key it consumes
   # ---------------------------------------------------------------------------
   functions = {
     stats = {
@@ -89,64 +88,10 @@ locals {
       max_instances   = 20
       concurrency     = 4
       env             = {}
-      secrets         = {}
       buckets         = { source = "roles/storage.objectViewer", uploads = "roles/storage.objectViewer" }
-      topics          = {}
       project_roles   = ["roles/datastore.user"]
       sign_urls       = false
       trigger_buckets = []
-      trigger_topic   = ""
-    }
-    process = {
-      entry_point     = "process"
-      kind            = "event"
-      memory          = "4Gi"
-      cpu             = "2"
-      timeout         = 540
-      max_instances   = 20
-      concurrency     = 1
-      env             = {}
-      secrets         = {}
-      buckets         = { source = "roles/storage.objectViewer", uploads = "roles/storage.objectUser" }
-      topics          = {}
-      project_roles   = ["roles/datastore.user", "roles/eventarc.eventReceiver", "roles/aiplatform.user"]
-      sign_urls       = false
-      trigger_buckets = ["uploads", "source"]
-      trigger_topic   = ""
-    }
-    upload = {
-      entry_point     = "upload"
-      kind            = "http"
-      memory          = "2Gi"
-      cpu             = "1"
-      timeout         = 300
-      max_instances   = 20
-      concurrency     = 4
-      env             = {}
-      secrets         = { APERTURE_SIGNING_KEY = "signing_key" }
-      buckets         = { uploads = "roles/storage.objectUser" }
-      topics          = {}
-      project_roles   = ["roles/datastore.user"]
-      sign_urls       = true
-      trigger_buckets = []
-      trigger_topic   = ""
-    }
-    images = {
-      entry_point     = "images"
-      kind            = "http"
-      memory          = "2Gi"
-      cpu             = "1"
-      timeout         = 120
-      max_instances   = 20
-      concurrency     = 4
-      env             = {}
-      secrets         = {}
-      buckets         = { uploads = "roles/storage.objectUser", derived = "roles/storage.objectUser" }
-      topics          = {}
-      project_roles   = ["roles/datastore.user"]
-      sign_urls       = false
-      trigger_buckets = []
-      trigger_topic   = ""
     }
     admin = {
       entry_point     = "admin"
@@ -157,88 +102,57 @@ locals {
       max_instances   = 5
       concurrency     = 20
       env             = {}
-      secrets         = {}
       buckets         = {}
-      topics          = {}
       project_roles   = ["roles/datastore.user", "roles/serviceusage.apiKeysAdmin"]
       sign_urls       = false
       trigger_buckets = []
-      trigger_topic   = ""
     }
-    jobs = {
-      entry_point     = "jobs"
+    upload = {
+      entry_point     = "upload"
       kind            = "http"
-      memory          = "512Mi"
+      memory          = "2Gi"
       cpu             = "1"
-      timeout         = 60
-      max_instances   = 10
-      concurrency     = 20
+      timeout         = 300
+      max_instances   = 20
+      concurrency     = 4
       env             = {}
-      secrets         = {}
-      buckets         = { derived = "roles/storage.objectViewer" }
-      topics          = { jobs = "roles/pubsub.publisher" }
+      buckets         = { uploads = "roles/storage.objectUser" }
       project_roles   = ["roles/datastore.user"]
       sign_urls       = true
       trigger_buckets = []
-      trigger_topic   = ""
     }
-    search = {
-      entry_point   = "search"
-      kind          = "http"
-      memory        = "1Gi"
-      cpu           = "1"
-      timeout       = 60
-      max_instances = 10
-      concurrency   = 8
-      env           = {}
-      secrets       = {}
-      buckets       = {}
-      topics        = {}
-      # Vertex AI embeds the query text into the same space as the images.
-      project_roles   = ["roles/datastore.user", "roles/aiplatform.user"]
-      sign_urls       = false
-      trigger_buckets = []
-      trigger_topic   = ""
-    }
-    web = {
-      entry_point     = "web"
+    images = {
+      entry_point     = "images"
       kind            = "http"
-      memory          = "256Mi"
-      cpu             = "1"
-      timeout         = 30
-      max_instances   = 5
-      concurrency     = 40
-      env             = {}
-      secrets         = {}
-      buckets         = {}
-      topics          = {}
-      project_roles   = []
-      sign_urls       = false
-      trigger_buckets = []
-      trigger_topic   = ""
-    }
-    transform = {
-      entry_point     = "transform"
-      kind            = "pubsub"
       memory          = "2Gi"
       cpu             = "1"
+      timeout         = 120
+      max_instances   = 20
+      concurrency     = 4
+      env             = {}
+      buckets         = { uploads = "roles/storage.objectUser", derived = "roles/storage.objectUser" }
+      project_roles   = ["roles/datastore.user"]
+      sign_urls       = false
+      trigger_buckets = []
+    }
+    process = {
+      entry_point     = "process"
+      kind            = "event"
+      memory          = "4Gi"
+      cpu             = "2"
       timeout         = 540
       max_instances   = 20
       concurrency     = 1
       env             = {}
-      secrets         = {}
-      buckets         = { source = "roles/storage.objectViewer", uploads = "roles/storage.objectViewer", derived = "roles/storage.objectUser" }
-      topics          = {}
-      project_roles   = ["roles/datastore.user"]
+      buckets         = { source = "roles/storage.objectViewer", uploads = "roles/storage.objectUser" }
+      project_roles   = ["roles/datastore.user", "roles/eventarc.eventReceiver", "roles/aiplatform.user"]
       sign_urls       = false
-      trigger_buckets = []
-      trigger_topic   = "jobs"
+      trigger_buckets = ["uploads", "source"]
     }
   }
 
-  http_functions   = { for name, f in local.functions : name => f if f.kind == "http" }
-  event_functions  = { for name, f in local.functions : name => f if f.kind == "event" }
-  pubsub_functions = { for name, f in local.functions : name => f if f.kind == "pubsub" }
+  http_functions  = { for name, f in local.functions : name => f if f.kind == "http" }
+  event_functions = { for name, f in local.functions : name => f if f.kind == "event" }
 
   # Buckets each event function listens to; a foreign source bucket is skipped
   # when var.source_bucket_trigger is false.
@@ -265,19 +179,9 @@ locals {
       if contains(local.managed_buckets, b)
     }
   ]...)
-  function_topic_roles = merge({}, [
-    for name, f in local.functions : {
-      for t, role in f.topics : "${name}/${t}" => { function = name, topic = t, role = role }
-    }
-  ]...)
   function_project_roles = merge({}, [
     for name, f in local.functions : {
       for role in f.project_roles : "${name}/${role}" => { function = name, role = role }
-    }
-  ]...)
-  function_secrets = merge({}, [
-    for name, f in local.functions : {
-      for env, s in f.secrets : "${name}/${s}" => { function = name, secret = s }
     }
   ]...)
 }

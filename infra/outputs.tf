@@ -23,11 +23,6 @@ output "derived_bucket" {
   value       = google_storage_bucket.derived.name
 }
 
-output "jobs_topic" {
-  description = "Pub/Sub topic of batch transform work items."
-  value       = google_pubsub_topic.jobs.name
-}
-
 output "function_urls" {
   description = "Cloud Run URL of every function (HTTP ones reject callers other than the gateway)."
   value       = { for name, f in google_cloudfunctions2_function.function : name => f.service_config[0].uri }
@@ -41,9 +36,4 @@ output "function_service_accounts" {
 output "artifact_registry_repository" {
   description = "Docker repository for the all-functions image (cloudbuild.yaml) and the gen2 builds."
   value       = "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.aperture.repository_id}"
-}
-
-output "signing_key_secret" {
-  description = "Secret Manager secret holding the upload-link signing key."
-  value       = google_secret_manager_secret.signing_key.secret_id
 }

@@ -50,12 +50,6 @@ variable "upload_cors_origins" {
   default     = ["*"]
 }
 
-variable "enable_gps" {
-  description = "Keep GPS coordinates from EXIF (S7). Off by default: location is personal data."
-  type        = bool
-  default     = false
-}
-
 variable "firestore_location" {
   description = "Firestore location (e.g. nam5 or a region). Empty: var.region. Cannot change after creation."
   type        = string
@@ -96,10 +90,4 @@ variable "labels" {
   description = "Extra labels for every resource that takes labels."
   type        = map(string)
   default     = {}
-}
-
-variable "signing_key_rotation" {
-  description = "Change this value to rotate the upload-link signing key (a new secret version is generated; outstanding upload links stop working)."
-  type        = string
-  default     = "1"
 }

@@ -19,10 +19,6 @@ terraform {
       source  = "hashicorp/archive"
       version = "~> 2.6"
     }
-    random = {
-      source  = "hashicorp/random"
-      version = "~> 3.6"
-    }
   }
 
   backend "gcs" {}

@@ -11,6 +11,8 @@ goes through the small helpers below, which accept both.
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import json
 import os
 import re
@@ -21,15 +23,16 @@ from pathlib import Path
 
 import pytest
 
-from aperture.vision.base import cloud as vision_cloud
-from aperture.vision.base import local as vision_local
+from aperture import config as aperture_config
+from aperture.functions import FUNCTIONS as REGISTRY
+from aperture.vision import cloud as vision_cloud
+from aperture.vision import local as vision_local
 from tests.support.tools import require
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
+MAIN_PY = ROOT / "functions" / "main.py"
 DEFAULT_PREFIX = "aperture"
-
-
 
 
 # --------------------------------------------------------------------------------
@@ -150,6 +153,35 @@ def _strings(value) -> list[str]:
     return [v for v in _walk(value) if isinstance(v, str)]
 
 
+def _code(path: Path) -> str:
+    """The text of a .tf file without its comments (#, // and /* */ outside strings)."""
+    text, out, i, in_string = path.read_text(), [], 0, False
+    while i < len(text):
+        c = text[i]
+        if in_string:
+            out.append(c)
+            if c == "\\":
+                out.append(text[i + 1 : i + 2])
+                i += 1
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+            out.append(c)
+        elif c == "#" or text.startswith("//", i):
+            end = text.find("\n", i)
+            i = len(text) if end < 0 else end
+            continue
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            i = len(text) if end < 0 else end + 2
+            continue
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
 # --------------------------------------------------------------------------------
 # Structure
 # --------------------------------------------------------------------------------
@@ -167,12 +199,7 @@ REQUIRED_RESOURCE_TYPES = {
     "google_cloudfunctions2_function",
     "google_eventarc_trigger",
     "google_cloud_run_v2_service_iam_member",
-    "google_pubsub_topic",
-    "google_pubsub_subscription",
-    "google_pubsub_topic_iam_member",
-    "google_secret_manager_secret",
-    "google_secret_manager_secret_version",
-    "google_secret_manager_secret_iam_member",
+    "google_service_account_iam_member",
     "google_api_gateway_api",
     "google_api_gateway_api_config",
     "google_api_gateway_gateway",
@@ -183,30 +210,21 @@ REQUIRED_APIS = {
     f"{name}.googleapis.com"
     for name in (
         "cloudfunctions run cloudbuild artifactregistry eventarc pubsub firestore storage apigateway "
-        "servicemanagement servicecontrol apikeys secretmanager vision aiplatform iam logging"
+        "servicemanagement servicecontrol apikeys vision aiplatform iam logging"
     ).split()
 }
 
-EXPECTED_FUNCTIONS = {
-    "stats": "http",
-    "process": "event",
-    "upload": "http",
-    "images": "http",
-    "admin": "http",
-    "jobs": "http",
-    "search": "http",
-    "web": "http",
-    "transform": "pubsub",
-}
+# The registry's functions-framework signature type -> the table's `kind`.
+KIND_OF_TRIGGER = {"http": "http", "cloudevent": "event"}
 
 REQUIRED_ENV = {
     "GOOGLE_CLOUD_PROJECT",
     "APERTURE_SOURCE_BUCKET",
     "APERTURE_UPLOADS_BUCKET",
     "APERTURE_DERIVED_BUCKET",
-    "APERTURE_JOBS_TOPIC",
     "APERTURE_PROVIDER",
     "APERTURE_KEY_ISSUER",
+    "APERTURE_REGION",
 }
 
 PRIMITIVE_ROLES = {"roles/owner", "roles/editor", "roles/viewer"}
@@ -222,6 +240,46 @@ def test_required_resource_types_exist(tf: Tf):
     missing = REQUIRED_RESOURCE_TYPES - set(tf.resources)
     assert not missing, f"resource types missing: {sorted(missing)}"
     assert "archive_file" in tf.data, "the functions/ zip must come from data.archive_file"
+
+
+TABLE_MAPS = ("local.functions", "local.http_functions", "local.event_functions")
+
+
+def test_every_reference_resolves(tf: Tf, functions):
+    """What `terraform validate` would catch first, without a Terraform binary:
+    every local.X, var.X, data.T.N and resource T.N the code names is declared,
+    and every field read from a table entry (each.value.X in resources over the
+    table, f.X in the locals derived from it) is a field of every entry."""
+    problems = []
+    for path in sorted(INFRA.glob("*.tf")):
+        code = _code(path)
+        for name in re.findall(r"\blocal\.(\w+)", code):
+            if name not in tf.locals:
+                problems.append(f"{path.name}: local.{name}")
+        for name in re.findall(r"\bvar\.(\w+)", code):
+            if name not in tf.variables:
+                problems.append(f"{path.name}: var.{name}")
+        for rtype, name in re.findall(r"\bdata\.(\w+)\.(\w+)", code):
+            if name not in tf.data.get(rtype, {}):
+                problems.append(f"{path.name}: data.{rtype}.{name}")
+        for rtype, name in re.findall(r"(?<![\w.])((?:google|google_beta|random|archive)_\w+)\.(\w+)", code):
+            if name not in tf.resources.get(rtype, {}):
+                problems.append(f"{path.name}: {rtype}.{name}")
+    fields = set.intersection(*(set(entry) for entry in functions.values()))
+    for rtype, named in tf.resources.items():
+        for name, body in named.items():
+            if str(tf.attr(body, "for_each", "")).strip("${}") in TABLE_MAPS:
+                for field in re.findall(r"\beach\.value\.(\w+)", json.dumps(body)):
+                    if field not in fields:
+                        problems.append(f"{rtype}.{name}: each.value.{field} is not a table field")
+    table_loop = re.compile(r"\bfor \w+, f in local\.(?:functions|http_functions|event_functions)\b")
+    derived = [v for v in tf.locals.values() if isinstance(v, str) and table_loop.search(v)]
+    for text in derived:
+        for field in re.findall(r"\bf\.(\w+)", text):
+            if field not in fields:
+                problems.append(f"locals: f.{field} is not a table field")
+    assert derived, "the locals derived from local.functions were not found"
+    assert not problems, "unresolved references:\n" + "\n".join(sorted(set(problems)))
 
 
 def test_providers_are_pinned(tf: Tf):
@@ -246,8 +304,15 @@ def test_variables(tf: Tf):
     assert tf.var_default("region") == "us-central1"
     assert tf.var_default("source_bucket") == "", "empty source_bucket = create one"
     assert tf.var_default("name_prefix") == DEFAULT_PREFIX
-    assert tf.var_default("enable_gps") is False
     assert tf.var_default("source_bucket_public") is False
+
+
+def test_every_variable_is_used(tf: Tf):
+    """A variable nothing reads (like enable_gps once GPS became a team
+    setting) would be a knob that silently does nothing."""
+    code = "\n".join(_code(path) for path in INFRA.glob("*.tf"))
+    unused = {name for name in tf.variables if not re.search(rf"\bvar\.{name}\b", code)}
+    assert not unused, f"variables nothing reads (remove them and their terraform.tfvars.example lines): {unused}"
 
 
 def test_example_tfvars_only_sets_declared_variables(tf: Tf):
@@ -383,27 +448,18 @@ def test_function_grants_are_scoped(tf: Tf, functions):
         for bucket, role in entry["buckets"].items():
             assert bucket in {"source", "uploads", "derived"}
             assert role in {"roles/storage.objectViewer", "roles/storage.objectUser", "roles/storage.objectCreator"}
-        for role in entry["topics"].values():
-            assert role in {"roles/pubsub.publisher", "roles/pubsub.subscriber"}
-    # Vertex AI: the process function (image embeddings) and search (query
-    # embeddings in the same space) only.
+    # Vertex AI: the process function (image embeddings) only.
     with_vertex = {n for n, e in functions.items() if "roles/aiplatform.user" in e["project_roles"]}
-    assert with_vertex == {"process", "search"}
+    assert with_vertex == {"process"}
     assert "roles/serviceusage.apiKeysAdmin" not in {
         r for n, e in functions.items() if n != "admin" for r in e["project_roles"]
     }
-    # the signing key is readable by the upload function only
-    readers = {n for n, e in functions.items() if e["secrets"]}
-    assert readers == {"upload"}
     # project-wide grants come from the table, plus the documented service-agent/build ones
     project_members = tf.resources["google_project_iam_member"]
     assert set(project_members) == {"function", "build", "build_staging_reader", "gcs_pubsub_publisher"}
     assert tf.attr(project_members["function"], "for_each") == "${local.function_project_roles}"
     assert "condition" in project_members["build_staging_reader"], "build storage read must be conditional"
     assert "roles/logging.logWriter" in str(tf.attr(project_members["build"], "for_each"))
-    secret_access = tf.resource("google_secret_manager_secret_iam_member", "function")
-    assert tf.attr(secret_access, "role") == "roles/secretmanager.secretAccessor"
-    assert tf.attr(secret_access, "for_each") == "${local.function_secrets}"
 
 
 def test_http_functions_are_invoked_only_by_the_gateway(tf: Tf, functions):
@@ -428,25 +484,127 @@ def test_http_functions_are_invoked_only_by_the_gateway(tf: Tf, functions):
 
 
 def test_function_table(functions):
-    assert {n: e["kind"] for n, e in functions.items()} == EXPECTED_FUNCTIONS
-    keys = {"entry_point", "kind", "memory", "timeout", "max_instances", "env", "secrets"}
+    keys = {"entry_point", "kind", "memory", "timeout", "max_instances", "env", "buckets", "trigger_buckets"}
     for name, entry in functions.items():
         assert keys <= set(entry), f"{name}: missing {keys - set(entry)}"
-        assert entry["entry_point"] == name
+        assert entry["kind"] in KIND_OF_TRIGGER.values(), f"{name}: kind {entry['kind']!r}"
         assert re.fullmatch(r"\d+(Mi|Gi)", entry["memory"])
         limit = 3600 if entry["kind"] == "http" else 540
         assert 0 < entry["timeout"] <= limit, name
         assert entry["max_instances"] >= 1
-    assert functions["transform"]["trigger_topic"] == "jobs"
+        # an event function listens to buckets; an HTTP function to none
+        assert bool(entry["trigger_buckets"]) == (entry["kind"] == "event"), name
 
 
-def test_entry_points_exist_in_main_py(functions):
-    main = ROOT / "functions" / "main.py"
-    defined = set(re.findall(r"^def (\w+)\(", main.read_text(), flags=re.M))
-    # Entry points not written yet are allowed while the table runs ahead of the
-    # code; the ones that exist must be named as the table says.
-    written = {e["entry_point"] for e in functions.values()} & defined
-    assert "stats" in written and "process" in written
+# --------------------------------------------------------------------------------
+# Code and infrastructure in step: the registry (aperture.functions.FUNCTIONS),
+# main.py's entry points, the local stack's functions and Terraform's function
+# table are the same set, with the same entry points and trigger kinds. A
+# function not in the registry is not deployed.
+# --------------------------------------------------------------------------------
+
+# functions-framework decorator -> the registry's trigger
+DECORATOR_TRIGGER = {"http": "http", "cloud_event": "cloudevent"}
+
+
+def _main_py_entry_points() -> dict[str, str]:
+    """name -> registry trigger of every function in functions/main.py that a
+    functions_framework decorator (@functions_framework.http / .cloud_event)
+    declares, read with ast (nothing is imported)."""
+    tree = ast.parse(MAIN_PY.read_text(), filename=str(MAIN_PY))
+    modules = {"functions_framework"}  # names the module is bound to
+    direct = {}  # decorator names imported from it
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            modules |= {a.asname or a.name for a in node.names if a.name == "functions_framework"}
+        elif isinstance(node, ast.ImportFrom) and node.module == "functions_framework":
+            direct |= {a.asname or a.name: a.name for a in node.names if a.name in DECORATOR_TRIGGER}
+    entry_points = {}
+    for node in tree.body:
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for decorator in node.decorator_list:
+            target = decorator.func if isinstance(decorator, ast.Call) else decorator
+            kind = None
+            if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
+                if target.value.id in modules and target.attr in DECORATOR_TRIGGER:
+                    kind = target.attr
+            elif isinstance(target, ast.Name) and target.id in direct:
+                kind = direct[target.id]
+            if kind:
+                assert node.name not in entry_points, f"main.py: {node.name} defined twice"
+                entry_points[node.name] = DECORATOR_TRIGGER[kind]
+    return entry_points
+
+
+def _handler_names(function: ast.FunctionDef) -> set[str]:
+    """The literal names passed to handler(...) in an entry point's body."""
+    return {
+        call.args[0].value
+        for call in ast.walk(function)
+        if isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Name)
+        and call.func.id == "handler"
+        and call.args
+        and isinstance(call.args[0], ast.Constant)
+    }
+
+
+def test_registry_entries_are_consistent():
+    assert REGISTRY, "aperture.functions.FUNCTIONS is empty"
+    for key, function in REGISTRY.items():
+        assert function.name == key, f"registry key {key} holds {function.name}"
+        assert function.trigger in KIND_OF_TRIGGER, f"{key}: trigger {function.trigger!r}"
+        # Eventarc delivers exactly one event type per function; HTTP functions have none.
+        assert bool(function.event_type) == (function.trigger == "cloudevent"), key
+
+
+def test_main_py_entry_points_are_the_registry():
+    entry_points = _main_py_entry_points()
+    registry = {name: f.trigger for name, f in REGISTRY.items()}
+    assert set(entry_points) == set(registry), (
+        f"main.py without a registry entry: {sorted(set(entry_points) - set(registry))}; "
+        f"registry entries without an entry point in main.py: {sorted(set(registry) - set(entry_points))}"
+    )
+    assert entry_points == registry, "main.py's decorators and the registry's triggers differ"
+    # each entry point hands over to its own registry entry's handler
+    tree = ast.parse(MAIN_PY.read_text())
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name in registry:
+            assert _handler_names(node) == {node.name}, f"main.py: {node.name} calls handler{_handler_names(node)}"
+
+
+def test_local_stack_runs_the_registry():
+    from devstack import stack  # scripts/ is on pytest's pythonpath
+
+    registry = {name: f.trigger for name, f in REGISTRY.items()}
+    assert stack.FUNCTIONS == registry, f"the local stack runs {stack.FUNCTIONS}, the registry declares {registry}"
+
+
+def test_terraform_deploys_exactly_the_registry(functions):
+    """Only functions that exist are deployed, each with its entry point in
+    main.py and the trigger the registry gives it."""
+    entry_points = _main_py_entry_points()
+    assert set(functions) == set(REGISTRY), (
+        f"in local.functions but not in the registry: {sorted(set(functions) - set(REGISTRY))}; "
+        f"in the registry but not in local.functions: {sorted(set(REGISTRY) - set(functions))}"
+    )
+    for name, entry in functions.items():
+        assert entry["entry_point"] == name, f"{name}: entry_point {entry['entry_point']!r}"
+        assert entry["entry_point"] in entry_points, f"{name}: no entry point {entry['entry_point']} in main.py"
+        assert entry["kind"] == KIND_OF_TRIGGER[REGISTRY[name].trigger], (
+            f"{name}: kind {entry['kind']!r}, registry trigger {REGISTRY[name].trigger!r}"
+        )
+
+
+def test_event_triggers_deliver_the_registry_event_type(tf: Tf, functions):
+    fn = tf.resource("google_cloudfunctions2_function", "function")
+    content = tf.blocks(tf.dynamic(fn, "event_trigger"), "content")[0]
+    extra = tf.resource("google_eventarc_trigger", "extra_bucket")
+    extra_type = {tf.attr(c, "attribute"): tf.attr(c, "value") for c in tf.blocks(extra, "matching_criteria")}["type"]
+    for name, entry in functions.items():
+        if entry["kind"] == "event":
+            assert REGISTRY[name].event_type == tf.attr(content, "event_type") == extra_type, name
 
 
 def test_functions_are_built_from_the_functions_directory(tf: Tf):
@@ -485,13 +643,57 @@ def test_environment_variables(tf: Tf, functions):
     service = tf.blocks(fn, "service_config")[0]
     assert "local.common_env" in tf.attr(service, "environment_variables")
     assert "each.value.env" in tf.attr(service, "environment_variables")
-    # the signing key reaches the upload function as APERTURE_SIGNING_KEY
-    assert functions["upload"]["secrets"] == {"APERTURE_SIGNING_KEY": "signing_key"}
-    secrets = tf.dynamic(service, "secret_environment_variables")
-    assert secrets and tf.attr(secrets, "for_each") == "${each.value.secrets}"
-    secret = tf.resource("google_secret_manager_secret", "signing_key")
-    assert tf.render(tf.attr(secret, "secret_id")) == "aperture-signing-key"
-    assert "signing_key" in str(tf.locals["secrets"])
+    assert env["APERTURE_REGION"] == "${var.region}"
+
+
+def _aperture_names_set_by_terraform() -> dict[str, set[str]]:
+    """APERTURE_* name -> the .tf files that set it, from the code (comments
+    excluded): common_env, each table entry's env and anything else."""
+    names: dict[str, set[str]] = {}
+    for path in sorted(INFRA.glob("*.tf")):
+        for name in re.findall(r"\b(APERTURE_[A-Z0-9_]+)\b", _code(path)):
+            names.setdefault(name, set()).add(path.name)
+    return names
+
+
+def test_every_aperture_variable_terraform_sets_is_a_config_field(tf: Tf, functions):
+    """Config.from_env refuses APERTURE_* names it does not declare, so a name
+    Terraform sets that is not a Config field would stop every function at start-up."""
+    fields = {f.metadata["env"] for f in dataclasses.fields(aperture_config.Config)}
+    assert fields == {env for env, _, _ in aperture_config.Config.describe()}
+    names = _aperture_names_set_by_terraform()
+    # the structural view agrees with the text scan
+    structured = {n for n in tf.locals["common_env"] if n.startswith("APERTURE_")}
+    for entry in functions.values():
+        structured |= {n for n in entry["env"] if n.startswith("APERTURE_")}
+    assert structured and structured <= set(names)
+    unknown = {name: sorted(files) for name, files in names.items() if name not in fields}
+    assert not unknown, f"APERTURE_* set by Terraform but not a field of aperture.config.Config: {unknown}"
+    # and the environment a function gets passes Config.from_env's check
+    # (empty values keep the defaults, so only the names are tested)
+    for name, entry in functions.items():
+        env = {**tf.locals["common_env"], **entry["env"]}
+        try:
+            aperture_config.Config.from_env({key: "" for key in env})
+        except ValueError as error:
+            pytest.fail(f"{name}: Config.from_env refuses the environment Terraform sets: {error}")
+
+
+def test_config_refuses_unknown_aperture_variables():
+    with pytest.raises(ValueError, match="APERTURE_NOT_A_SETTING"):
+        aperture_config.Config.from_env({"APERTURE_NOT_A_SETTING": "1"})
+    # a removed setting is unknown too, and named among several
+    with pytest.raises(ValueError, match="APERTURE_ENABLE_GPS") as raised:
+        aperture_config.Config.from_env(
+            {"APERTURE_ENABLE_GPS": "1", "APERTURE_JOBS_TOPIC": "t", "APERTURE_REGION": "x"}
+        )
+    assert "APERTURE_JOBS_TOPIC" in str(raised.value) and "APERTURE_REGION" not in str(raised.value)
+    # clients' variables share the prefix and are accepted (and ignored)
+    assert aperture_config.CLIENT_VARIABLES
+    clients = {name: "x" for name in aperture_config.CLIENT_VARIABLES}
+    assert aperture_config.Config.from_env(clients) == aperture_config.Config()
+    # other prefixes are none of Config's business
+    assert aperture_config.Config.from_env({"NOT_APERTURE_X": "1", "PATH": "/bin"}) == aperture_config.Config()
 
 
 def test_process_is_triggered_by_both_buckets(tf: Tf, functions):
@@ -524,31 +726,6 @@ def test_process_is_triggered_by_both_buckets(tf: Tf, functions):
     assert tf.attr(extra, "service_account") == "${google_service_account.function[each.value.function].email}"
     # the event account may invoke its own service and receive events
     assert "roles/eventarc.eventReceiver" in process["project_roles"]
-
-
-def test_transform_consumes_the_jobs_topic_with_retries_and_dead_letters(tf: Tf, functions):
-    jobs = tf.resource("google_pubsub_topic", "jobs")
-    assert tf.render(tf.attr(jobs, "name")) == "aperture-jobs"
-    dead = tf.resource("google_pubsub_topic", "jobs_dead_letter")
-    assert tf.render(tf.attr(dead, "name")) == "aperture-jobs-dead-letter"
-    assert "jobs" in tf.attr(jobs, "name") and "jobs" in str(tf.locals["topics"])
-    push = tf.resource("google_pubsub_subscription", "push")
-    assert tf.attr(push, "for_each") == "${local.pubsub_functions}"
-    assert "each.value.trigger_topic" in tf.attr(push, "topic")
-    assert tf.blocks(push, "retry_policy"), "retry policy missing"
-    dlp = tf.blocks(push, "dead_letter_policy")[0]
-    assert tf.attr(dlp, "dead_letter_topic") == "${google_pubsub_topic.jobs_dead_letter.id}"
-    assert 5 <= tf.attr(dlp, "max_delivery_attempts") <= 100
-    push_config = tf.blocks(push, "push_config")[0]
-    assert "service_config[0].uri" in tf.attr(push_config, "push_endpoint")
-    oidc = tf.blocks(push_config, "oidc_token")[0]
-    assert tf.attr(oidc, "service_account_email") == "${google_service_account.function[each.key].email}"
-    assert int(tf.attr(push, "ack_deadline_seconds")) >= functions["transform"]["timeout"]
-    assert functions["jobs"]["topics"] == {"jobs": "roles/pubsub.publisher"}
-    # Pub/Sub's agent may dead-letter
-    assert "google_pubsub_topic_iam_member" in tf.resources
-    assert "dead_letter_publisher" in tf.resources["google_pubsub_topic_iam_member"]
-    assert "dead_letter_subscriber" in tf.resources["google_pubsub_subscription_iam_member"]
 
 
 # --------------------------------------------------------------------------------
@@ -724,7 +901,6 @@ CHECKOV_SKIPS = {
     # every service; the spec asks for no CMEK, and a KMS key ring (billed per key
     # version, with its own rotation and service-agent grants) is an org policy
     # choice an operator can add without changing the design.
-    ("CKV_GCP_83", "*"): "Pub/Sub topics use Google-managed encryption (no CMEK requirement)",
     ("CKV_GCP_84", "*"): "Artifact Registry uses Google-managed encryption (no CMEK requirement)",
     # The access-logs bucket is the sink of every other bucket's usage logs; a
     # log bucket logging its own access would log its log writes (and CKV_GCP_63

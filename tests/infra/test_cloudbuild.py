@@ -21,8 +21,6 @@ BUILTIN = {
 }  # fmt: skip
 
 
-
-
 @pytest.fixture(scope="module")
 def build() -> dict:
     yaml = require("yaml")
@@ -122,6 +120,10 @@ def test_make_deploy_runs_the_documented_script():
     assert "deploy:\n\tbash scripts/deploy.sh" in makefile
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     text = script.read_text()
-    for step in ("terraform -chdir=infra init", "terraform -chdir=infra apply", "gcloud builds submit",
-                 "output -raw gateway_url"):
+    for step in (
+        "terraform -chdir=infra init",
+        "terraform -chdir=infra apply",
+        "gcloud builds submit",
+        "output -raw gateway_url",
+    ):
         assert step in text, step

@@ -15,8 +15,6 @@ SPEC_PATH = ROOT / "infra" / "openapi.yaml"
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch"}
 
 
-
-
 def _rendered_text() -> str:
     """The document as Terraform's templatefile() renders it."""
     return SPEC_PATH.read_text().replace("${project}", "example-project").replace("${region}", "us-central1")

@@ -17,8 +17,9 @@ from devstack.stack import Ports, Stack
 def stack(tmp_path_factory):
     # Source-bucket prewarming is off so stats tests see their own computations;
     # tests/integration/test_processing.py exercises it in-process.
-    stack = Stack(Ports.free(), log_dir=tmp_path_factory.mktemp("stack-logs"),
-                  extra_env={"APERTURE_PREWARM_SOURCE": "false"})
+    stack = Stack(
+        Ports.free(), log_dir=tmp_path_factory.mktemp("stack-logs"), extra_env={"APERTURE_PREWARM_SOURCE": "false"}
+    )
     stack.start()
     previous = {k: os.environ.get(k) for k in stack.client_env()}
     os.environ.update(stack.client_env())
@@ -58,8 +59,9 @@ def _wait_for_pipeline_idle(storage_client, firestore_client, stack, timeout: fl
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        pending = list(firestore_client.collection("images").where(
-            filter=FieldFilter("status", "==", "pending")).limit(1).stream())
+        pending = list(
+            firestore_client.collection("images").where(filter=FieldFilter("status", "==", "pending")).limit(1).stream()
+        )
         incoming = list(storage_client.list_blobs(stack.uploads_bucket, prefix="incoming/", max_results=1))
         if not pending and not incoming:
             return

@@ -71,7 +71,9 @@ def test_no_key_is_401_and_audited(gateway, firestore_client, team_a, method, pa
     assert records[0]["method"] == method and records[0]["client_ip"]
 
 
-@pytest.mark.parametrize("bad_key", ["short", "has spaces in it and more", "x" * 500, "apk_" + "é" * 30, "apk_;DROP TABLE"])
+@pytest.mark.parametrize(
+    "bad_key", ["short", "has spaces in it and more", "x" * 500, "apk_" + "é" * 30, "apk_;DROP TABLE"]
+)
 @pytest.mark.parametrize("method,path,body,role", ROUTES)
 def test_malformed_key_is_401(gateway, team_a, method, path, body, role, bad_key):
     fmt = {"team": "team-a", "user": team_a["member"].user_id, "key": team_a["member"].key_id}
@@ -83,8 +85,9 @@ def test_malformed_key_is_401(gateway, team_a, method, path, body, role, bad_key
 
 
 @pytest.mark.parametrize("method,path,body,role", ROUTES)
-def test_unknown_and_revoked_keys_are_401_and_audited(gateway, firestore_client, team_a, make_caller,
-                                                      method, path, body, role):
+def test_unknown_and_revoked_keys_are_401_and_audited(
+    gateway, firestore_client, team_a, make_caller, method, path, body, role
+):
     victim = make_caller("team-a", "admin")
     revoke = call(gateway, "DELETE", "/v1/keys/{key}", team_a["admin"], key=victim.key_id)
     assert revoke.status_code == 200 and revoke.json()["revoked"] is True
@@ -122,8 +125,9 @@ def test_member_on_admin_route_is_403_and_audited(gateway, firestore_client, tea
         ("GET", "/v1/keys?team={team}", None),
     ],
 )
-def test_other_teams_resources_are_404_like_missing_ones(gateway, firestore_client, team_a, make_caller,
-                                                         method, path, body):
+def test_other_teams_resources_are_404_like_missing_ones(
+    gateway, firestore_client, team_a, make_caller, method, path, body
+):
     other = make_caller("team-b", "admin")
     theirs = {"team": "team-b", "user": other.user_id, "key": other.key_id}
     missing = {"team": "team-zz", "user": "usr_missing", "key": "key_missing"}
@@ -150,8 +154,12 @@ def test_key_lifecycle(gateway, firestore_client, make_caller):
     listed = gateway.get("/v1/keys", headers={"x-api-key": key})
 
     assert team.status_code == 201 and admin.status_code == 201 and created.status_code == 201
-    assert me.json() == {"key_id": created.json()["key_id"], "user_id": admin.json()["user_id"],
-                         "team": "acme", "role": "admin"}
+    assert me.json() == {
+        "key_id": created.json()["key_id"],
+        "user_id": admin.json()["user_id"],
+        "team": "acme",
+        "role": "admin",
+    }
     [entry] = listed.json()["keys"]
     assert entry["prefix"] == key[:8] + "…" and entry["created_at"] and "key" not in entry
     assert key not in listed.text
@@ -225,8 +233,9 @@ def test_hostile_admin_bodies_are_4xx_and_create_nothing(gateway, identity, make
 def test_wrong_content_type_is_415(gateway, make_caller):
     owner = make_caller("platform", "owner")
 
-    response = gateway.post("/v1/teams", data="team_id=x", headers={**owner.headers,
-                            "Content-Type": "application/x-www-form-urlencoded"})
+    response = gateway.post(
+        "/v1/teams", data="team_id=x", headers={**owner.headers, "Content-Type": "application/x-www-form-urlencoded"}
+    )
 
     assert_error(response, 415)
 

@@ -61,9 +61,15 @@ def rows(text: str) -> list[dict[str, str]]:
 
 
 def test_bootstrap_prints_a_key_that_works(cli, stack):
-    result = cli("bootstrap", "--team", "ops", "--email", "root@ops.example",
-                 FIRESTORE_EMULATOR_HOST=stack.client_env()["FIRESTORE_EMULATOR_HOST"],
-                 GOOGLE_CLOUD_PROJECT=stack.project)
+    result = cli(
+        "bootstrap",
+        "--team",
+        "ops",
+        "--email",
+        "root@ops.example",
+        FIRESTORE_EMULATOR_HOST=stack.client_env()["FIRESTORE_EMULATOR_HOST"],
+        GOOGLE_CLOUD_PROJECT=stack.project,
+    )
 
     printed = fields(ok(result))
     assert printed["team"] == "ops" and printed["role"] == "owner" and printed["email"] == "root@ops.example"
@@ -77,8 +83,9 @@ def test_bootstrap_prints_a_key_that_works(cli, stack):
 def test_bootstrap_into_an_existing_team_adds_a_user(cli, make_caller):
     admin = make_caller("team-a", "admin")
 
-    created = json.loads(ok(cli("--json", "bootstrap", "--team", "team-a", "--email", "second@team-a.example",
-                                "--role", "member")))
+    created = json.loads(
+        ok(cli("--json", "bootstrap", "--team", "team-a", "--email", "second@team-a.example", "--role", "member"))
+    )
 
     assert created["team_id"] == "team-a" and created["role"] == "member"
     emails = {r["EMAIL"] for r in rows(ok(cli("users", "list", key=admin.key)))}
@@ -91,8 +98,11 @@ def test_bootstrap_checks_its_input_before_touching_firestore(cli):
 
 
 def test_bootstrap_without_a_reachable_emulator_fails_fast(cli):
-    failed(cli("bootstrap", "--team", "ops", "--email", "x@ops.example", FIRESTORE_EMULATOR_HOST="127.0.0.1:9"),
-           1, "Firestore emulator at 127.0.0.1:9")
+    failed(
+        cli("bootstrap", "--team", "ops", "--email", "x@ops.example", FIRESTORE_EMULATOR_HOST="127.0.0.1:9"),
+        1,
+        "Firestore emulator at 127.0.0.1:9",
+    )
 
 
 # -- the installed console script --------------------------------------------------

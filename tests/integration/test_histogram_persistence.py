@@ -7,9 +7,9 @@ import time
 
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from aperture.services.stats import COMPUTED, FIRESTORE, MEMORY, StatsService
 from aperture.storage.histograms import COLLECTION, HistogramStore
 from aperture.storage.objects import ObjectStore
-from aperture.services.stats import COMPUTED, FIRESTORE, MEMORY, StatsService
 from tests.support.images import encode, random_image
 
 

@@ -69,8 +69,19 @@ def test_list_filters(gateway, alice, images):
     assert [r["id"] for r in before] == [jpeg_id]
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=abc", "limit=100000", "after=yesterday", "before=2026-13-45",
-                                   "cursor=%%%", "cursor=eyJ0IjogMX0", "colour=red"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=0",
+        "limit=abc",
+        "limit=100000",
+        "after=yesterday",
+        "before=2026-13-45",
+        "cursor=%%%",
+        "cursor=eyJ0IjogMX0",
+        "colour=red",
+    ],
+)
 def test_bad_list_parameters_are_400(gateway, alice, query):
     response = gateway.get(f"/v1/images?{query}", headers=alice.headers)
 
@@ -104,8 +115,9 @@ def test_original_download(gateway, alice):
     [image_id] = upload(gateway, alice, ("orig.jpg", data))
 
     response = gateway.get(f"/v1/images/{image_id}/original", headers=alice.headers)
-    again = gateway.get(f"/v1/images/{image_id}/original",
-                        headers={**alice.headers, "If-None-Match": response.headers["ETag"]})
+    again = gateway.get(
+        f"/v1/images/{image_id}/original", headers={**alice.headers, "If-None-Match": response.headers["ETag"]}
+    )
 
     assert response.status_code == 200 and response.content == data
     assert response.headers["Content-Type"] == "image/jpeg"
@@ -128,8 +140,9 @@ def test_stats_on_a_team_image_equal_numpy(gateway, alice, images):
     assert gateway.get(f"/v1/images/{image_id}/stats/mean?channel=q", headers=alice.headers).status_code == 400
 
 
-def test_delete_removes_object_record_counters_and_histograms(gateway, alice, images, storage_client, stack,
-                                                              firestore_client):
+def test_delete_removes_object_record_counters_and_histograms(
+    gateway, alice, images, storage_client, stack, firestore_client
+):
     [image_id] = upload(gateway, alice, ("gone.jpg", hostile.jpeg(seed=6)))
     record = processed(images, "team-a", image_id)
     counters = TeamCounters(firestore_client)
@@ -147,8 +160,13 @@ def test_delete_removes_object_record_counters_and_histograms(gateway, alice, im
 
 
 def test_upload_stats_from_counters(gateway, alice, images):
-    ids = upload(gateway, alice, ("1.jpg", hostile.jpeg(seed=7)), ("2.jpg", hostile.jpeg(seed=8)),
-                 ("3.png", encode(random_image("RGB", seed=9))))
+    ids = upload(
+        gateway,
+        alice,
+        ("1.jpg", hostile.jpeg(seed=7)),
+        ("2.jpg", hostile.jpeg(seed=8)),
+        ("3.png", encode(random_image("RGB", seed=9))),
+    )
     for image_id in ids:
         processed(images, "team-a", image_id)
     upload(gateway, alice, ("dup.jpg", hostile.jpeg(seed=7)))  # duplicate: not counted
@@ -168,8 +186,12 @@ def test_teams_cannot_touch_each_others_images(gateway, alice, bob, images, stor
     [mine] = upload(gateway, alice, ("private.png", encode(random_image("RGB", seed=10))))
     processed(images, "team-a", mine)
     missing = "0" * 64
-    routes = [("GET", "/v1/images/{id}"), ("GET", "/v1/images/{id}/original"), ("GET", "/v1/images/{id}/stats/mean"),
-              ("DELETE", "/v1/images/{id}")]
+    routes = [
+        ("GET", "/v1/images/{id}"),
+        ("GET", "/v1/images/{id}/original"),
+        ("GET", "/v1/images/{id}/stats/mean"),
+        ("DELETE", "/v1/images/{id}"),
+    ]
 
     for method, route in routes:
         theirs = gateway.request(method, route.format(id=mine), headers=bob.headers)
@@ -177,8 +199,9 @@ def test_teams_cannot_touch_each_others_images(gateway, alice, bob, images, stor
         assert theirs.status_code == absent.status_code == 404, (method, route)
         assert theirs.json() == absent.json()
     listed = gateway.get("/v1/images", headers=bob.headers).json()["images"]
-    by_label = gateway.get("/v1/images", params={"label": images.get("team-a", mine).labels[0]},
-                           headers=bob.headers).json()["images"]
+    by_label = gateway.get(
+        "/v1/images", params={"label": images.get("team-a", mine).labels[0]}, headers=bob.headers
+    ).json()["images"]
     assert listed == [] and by_label == []
     assert gateway.get("/v1/stats", headers=bob.headers).json()["total_images"] == 0
     # guessing names: the object path of team-a's image, traversal, and the raw bucket name
@@ -192,15 +215,25 @@ def test_teams_cannot_touch_each_others_images(gateway, alice, bob, images, stor
 # -- conversion and transforms over HTTP -------------------------------------------------
 
 
-@pytest.mark.parametrize("extension,mime", [("png", "image/png"), ("jpg", "image/jpeg"), ("jpeg", "image/jpeg"),
-                                            ("gif", "image/gif"), ("webp", "image/webp"), ("tiff", "image/tiff"),
-                                            ("bmp", "image/bmp")])
+@pytest.mark.parametrize(
+    "extension,mime",
+    [
+        ("png", "image/png"),
+        ("jpg", "image/jpeg"),
+        ("jpeg", "image/jpeg"),
+        ("gif", "image/gif"),
+        ("webp", "image/webp"),
+        ("tiff", "image/tiff"),
+        ("bmp", "image/bmp"),
+    ],
+)
 def test_download_converted_by_extension(gateway, alice, extension, mime):
     import piexif
 
     source = io.BytesIO()
     random_image("RGB", size=(120, 80), seed=20).save(
-        source, "JPEG", exif=piexif.dump({"0th": {piexif.ImageIFD.Make: b"Canon"}}))
+        source, "JPEG", exif=piexif.dump({"0th": {piexif.ImageIFD.Make: b"Canon"}})
+    )
     [image_id] = upload(gateway, alice, ("conv.jpg", source.getvalue()))
 
     response = gateway.get(f"/v1/images/{image_id}.{extension}", headers=alice.headers)
@@ -237,9 +270,20 @@ def test_orientation_is_applied_first(gateway, alice):
     assert Image.open(io.BytesIO(response.content)).size == (20, 60)
 
 
-@pytest.mark.parametrize("query", ["ops=crop:-1,0,10,10", "ops=crop:0,0,99999,99999", "ops=rotate:1e309",
-                                   "ops=resize:0", "ops=resize:100000x100000", "ops=explode:3",
-                                   "ops=" + "|".join(["grayscale"] * 1000), "ops=split", "ops=quality:0"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "ops=crop:-1,0,10,10",
+        "ops=crop:0,0,99999,99999",
+        "ops=rotate:1e309",
+        "ops=resize:0",
+        "ops=resize:100000x100000",
+        "ops=explode:3",
+        "ops=" + "|".join(["grayscale"] * 1000),
+        "ops=split",
+        "ops=quality:0",
+    ],
+)
 def test_hostile_transform_parameters_are_400(gateway, alice, query):
     [image_id] = upload(gateway, alice, ("h.png", encode(random_image("RGB", size=(64, 64), seed=22))))
 

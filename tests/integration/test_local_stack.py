@@ -8,9 +8,9 @@ import time
 import pytest
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from aperture.storage.histograms import document_id
 from aperture.events.process import FINALIZED
 from aperture.storage.finalized import COLLECTION
+from aperture.storage.histograms import document_id
 
 
 def wait_for(firestore_client, doc_id: str, timeout: float = 20.0):
@@ -24,8 +24,9 @@ def wait_for(firestore_client, doc_id: str, timeout: float = 20.0):
 
 
 @pytest.mark.parametrize("leaf", ["plain.bin", "naïve ✓ 100%.bin"])
-def test_plain_client_write_reaches_process_as_finalized_cloudevent(stack, storage_client, firestore_client, unique,
-                                                                     leaf):
+def test_plain_client_write_reaches_process_as_finalized_cloudevent(
+    stack, storage_client, firestore_client, unique, leaf
+):
     blob = storage_client.bucket(stack.uploads_bucket).blob(f"{unique}/{leaf}")
     blob.upload_from_string(b"written by a plain storage client", content_type="application/octet-stream")
     blob.reload()
@@ -58,14 +59,20 @@ def test_duplicate_delivery_records_once(stack, firestore_client):
 
     data = {"bucket": stack.uploads_bucket, "name": "dup/x.bin", "generation": "42", "size": "3"}
     event = CloudEvent(
-        {"id": "dup-1", "source": f"//storage.googleapis.com/projects/_/buckets/{stack.uploads_bucket}",
-         "type": FINALIZED, "subject": "objects/dup/x.bin"},
+        {
+            "id": "dup-1",
+            "source": f"//storage.googleapis.com/projects/_/buckets/{stack.uploads_bucket}",
+            "type": FINALIZED,
+            "subject": "objects/dup/x.bin",
+        },
         data,
     )
     headers, body = to_binary(event)
 
-    statuses = [requests.post(stack.function_url("process"), headers=headers, data=body, timeout=30).status_code
-                for _ in range(3)]
+    statuses = [
+        requests.post(stack.function_url("process"), headers=headers, data=body, timeout=30).status_code
+        for _ in range(3)
+    ]
 
     assert statuses == [200, 200, 200]
     docs = list(firestore_client.collection(COLLECTION).where(filter=FieldFilter("name", "==", "dup/x.bin")).stream())

@@ -65,14 +65,18 @@ def test_downloads_arrive_in_pieces_of_the_configured_size(stack, source_bucket,
     source_bucket.blob(name).upload_from_string(data)
     recorder = _Recorder()
 
-    clients.storage_client(stack.project).bucket(source_bucket.name).blob(name).download_to_file(recorder, checksum=None)
+    clients.storage_client(stack.project).bucket(source_bucket.name).blob(name).download_to_file(
+        recorder, checksum=None
+    )
 
     assert sum(recorder.sizes) == len(data)
     assert max(recorder.sizes) == clients.DOWNLOAD_CHUNK_BYTES
     assert len(recorder.sizes) <= 5
 
 
-@pytest.mark.parametrize("leaf", ["plain.png", "with space.png", "naïve ✓.png", "q?x=1#frag.png", "100%.png", "a/b/../c.png"])
+@pytest.mark.parametrize(
+    "leaf", ["plain.png", "with space.png", "naïve ✓.png", "q?x=1#frag.png", "100%.png", "a/b/../c.png"]
+)
 def test_info_finds_objects_whatever_their_names(storage_client, source_bucket, unique, leaf):
     name = f"{unique}/{leaf}"
     blob = source_bucket.blob(name)
@@ -82,7 +86,12 @@ def test_info_finds_objects_whatever_their_names(storage_client, source_bucket, 
     info = ObjectStore(storage_client).info(source_bucket.name, name)
 
     assert (info.name, info.generation, info.size, info.content_type, info.md5_hash) == (
-        name, blob.generation, 5, "image/png", blob.md5_hash)
+        name,
+        blob.generation,
+        5,
+        "image/png",
+        blob.md5_hash,
+    )
 
 
 def test_info_of_a_missing_object_or_bucket_is_none(storage_client, source_bucket, unique):
@@ -99,8 +108,11 @@ def test_info_when_storage_is_unreachable_is_a_service_unavailable_error():
     from devstack.processes import free_port
 
     # Arrange: a client pointed at a port nothing listens on
-    client = storage.Client(project="p", credentials=AnonymousCredentials(),
-                            client_options={"api_endpoint": f"http://127.0.0.1:{free_port()}"})
+    client = storage.Client(
+        project="p",
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": f"http://127.0.0.1:{free_port()}"},
+    )
 
     # Act / Assert
     with pytest.raises(gexc.ServiceUnavailable):
@@ -112,11 +124,17 @@ def test_create_writes_the_bytes_type_and_metadata(storage_client, source_bucket
     name = f"{unique}/{leaf}"
     data = os.urandom(1_200_000)
 
-    created = ObjectStore(storage_client).create(source_bucket.name, name, data, "image/jpeg", {"aperture-upload": "api"})
+    created = ObjectStore(storage_client).create(
+        source_bucket.name, name, data, "image/jpeg", {"aperture-upload": "api"}
+    )
 
     blob = source_bucket.get_blob(name)
     assert created is True
-    assert (blob.download_as_bytes(), blob.content_type, blob.metadata) == (data, "image/jpeg", {"aperture-upload": "api"})
+    assert (blob.download_as_bytes(), blob.content_type, blob.metadata) == (
+        data,
+        "image/jpeg",
+        {"aperture-upload": "api"},
+    )
     assert blob.crc32c == base64.b64encode(google_crc32c.Checksum(data).digest()).decode()
 
 
@@ -144,8 +162,11 @@ def test_create_when_storage_is_unreachable_is_a_service_unavailable_error():
 
     from devstack.processes import free_port
 
-    client = storage.Client(project="p", credentials=AnonymousCredentials(),
-                            client_options={"api_endpoint": f"http://127.0.0.1:{free_port()}"})
+    client = storage.Client(
+        project="p",
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": f"http://127.0.0.1:{free_port()}"},
+    )
 
     with pytest.raises(gexc.ServiceUnavailable):
         ObjectStore(client).create("bucket", "name.png", b"123", "image/png")

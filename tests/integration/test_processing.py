@@ -10,22 +10,38 @@ import time
 import piexif
 import pytest
 
+from aperture.services.uploads import API_WRITE
 from aperture.storage.counters import TeamCounters
 from aperture.storage.histograms import HistogramStore
 from aperture.storage.objects import ObjectStore
-from aperture.services.uploads import API_WRITE
 from tests.support import hostile
 from tests.support.api import settled, upload
 from tests.support.images import encode, random_image
 
 
-def camera_jpeg(make="Canon", model="Canon EOS 5D Mark IV", when="2024:05:17 09:30:12", orientation=6, seed=0,
-                size=(640, 480), gps=None) -> bytes:
-    exif = {"0th": {piexif.ImageIFD.Make: make.encode(), piexif.ImageIFD.Model: model.encode(),
-                    piexif.ImageIFD.Orientation: orientation},
-            "Exif": {piexif.ExifIFD.DateTimeOriginal: when.encode(), piexif.ExifIFD.LensModel: b"EF24-70mm f/2.8L",
-                     piexif.ExifIFD.ExposureTime: (1, 250), piexif.ExifIFD.FNumber: (28, 10),
-                     piexif.ExifIFD.ISOSpeedRatings: 400}}
+def camera_jpeg(
+    make="Canon",
+    model="Canon EOS 5D Mark IV",
+    when="2024:05:17 09:30:12",
+    orientation=6,
+    seed=0,
+    size=(640, 480),
+    gps=None,
+) -> bytes:
+    exif = {
+        "0th": {
+            piexif.ImageIFD.Make: make.encode(),
+            piexif.ImageIFD.Model: model.encode(),
+            piexif.ImageIFD.Orientation: orientation,
+        },
+        "Exif": {
+            piexif.ExifIFD.DateTimeOriginal: when.encode(),
+            piexif.ExifIFD.LensModel: b"EF24-70mm f/2.8L",
+            piexif.ExifIFD.ExposureTime: (1, 250),
+            piexif.ExifIFD.FNumber: (28, 10),
+            piexif.ExifIFD.ISOSpeedRatings: 400,
+        },
+    }
     if gps:
         exif["GPS"] = gps
     buffer = io.BytesIO()
@@ -58,8 +74,12 @@ def test_upload_becomes_processed_with_labels_and_embedding(gateway, make_caller
 
 
 def test_gps_is_stored_only_when_the_team_enables_it(gateway, make_caller, identity, images, firestore_client):
-    gps = {piexif.GPSIFD.GPSLatitudeRef: b"S", piexif.GPSIFD.GPSLatitude: ((33, 1), (52, 1), (0, 1)),
-           piexif.GPSIFD.GPSLongitudeRef: b"E", piexif.GPSIFD.GPSLongitude: ((151, 1), (12, 1), (36, 1))}
+    gps = {
+        piexif.GPSIFD.GPSLatitudeRef: b"S",
+        piexif.GPSIFD.GPSLatitude: ((33, 1), (52, 1), (0, 1)),
+        piexif.GPSIFD.GPSLongitudeRef: b"E",
+        piexif.GPSIFD.GPSLongitude: ((151, 1), (12, 1), (36, 1)),
+    }
     private = make_caller("team-a", "member")
     identity.create_team("team-gps", "GPS", gps_enabled=True)
     public = make_caller("team-gps", "member")
@@ -70,7 +90,9 @@ def test_gps_is_stored_only_when_the_team_enables_it(gateway, make_caller, ident
 
     assert "gps" not in settled(images, "team-a", a).exif
     stored = settled(images, "team-gps", b).exif["gps"]
-    assert stored["latitude"] == pytest.approx(-33.8667, abs=1e-3) and stored["longitude"] == pytest.approx(151.21, abs=1e-2)
+    assert stored["latitude"] == pytest.approx(-33.8667, abs=1e-3) and stored["longitude"] == pytest.approx(
+        151.21, abs=1e-2
+    )
 
 
 def test_same_event_three_times_counts_once(stack, gateway, make_caller, images, firestore_client):
@@ -82,15 +104,28 @@ def test_same_event_three_times_counts_once(stack, gateway, make_caller, images,
     [image_id] = upload(gateway, caller, ("once.jpg", camera_jpeg(seed=3)))
     record = settled(images, "team-a", image_id)
     blob = ObjectStore(__import__("google.cloud.storage", fromlist=["Client"]).Client(project=stack.project)).info(
-        stack.uploads_bucket, record.object)
-    event = CloudEvent({"id": "replay-1", "source": f"//storage.googleapis.com/projects/_/buckets/{stack.uploads_bucket}",
-                        "type": "google.cloud.storage.object.v1.finalized", "subject": f"objects/{record.object}"},
-                       {"bucket": stack.uploads_bucket, "name": record.object, "generation": str(blob.generation),
-                        "size": str(blob.size)})
+        stack.uploads_bucket, record.object
+    )
+    event = CloudEvent(
+        {
+            "id": "replay-1",
+            "source": f"//storage.googleapis.com/projects/_/buckets/{stack.uploads_bucket}",
+            "type": "google.cloud.storage.object.v1.finalized",
+            "subject": f"objects/{record.object}",
+        },
+        {
+            "bucket": stack.uploads_bucket,
+            "name": record.object,
+            "generation": str(blob.generation),
+            "size": str(blob.size),
+        },
+    )
     headers, body = to_binary(event)
 
-    statuses = [requests.post(stack.function_url("process"), headers=headers, data=body, timeout=60).status_code
-                for _ in range(3)]
+    statuses = [
+        requests.post(stack.function_url("process"), headers=headers, data=body, timeout=60).status_code
+        for _ in range(3)
+    ]
 
     assert statuses == [200, 200, 200]
     totals = TeamCounters(firestore_client).totals("team-a")
@@ -103,10 +138,12 @@ def test_corrupt_object_is_failed_not_retried_forever(stack, storage_client, ima
     good = hostile.jpeg(size=(300, 200), seed=9)
     image_id = hashlib.sha256(good).hexdigest()
     # A record made by an upload whose object was then replaced with garbage by someone with bucket access.
-    from aperture.services.uploads import UploadService
     from aperture.domain.imaging.validation import Limits
-    service = UploadService(ObjectStore(storage_client), images, stack.uploads_bucket,
-                            Limits(10**8, 10**8, 100, 10**9, 10**6))
+    from aperture.services.uploads import UploadService
+
+    service = UploadService(
+        ObjectStore(storage_client), images, stack.uploads_bucket, Limits(10**8, 10**8, 100, 10**9, 10**6)
+    )
     service.add("team-a", "x.jpg", good, {"test": True})
     blob = storage_client.bucket(stack.uploads_bucket).blob(f"teams/team-a/{image_id}.jpg")
     blob.upload_from_string(good[:200], content_type="image/jpeg")
@@ -153,8 +190,9 @@ def test_plain_client_garbage_or_unknown_team_is_removed(stack, storage_client, 
     assert list(firestore_client.collection("images").stream()) == []
 
 
-def test_source_objects_get_their_histograms_ahead_of_the_first_request(stack, storage_client, firestore_client,
-                                                                          source_bucket, unique, container):
+def test_source_objects_get_their_histograms_ahead_of_the_first_request(
+    stack, storage_client, firestore_client, source_bucket, unique, container
+):
     from aperture.services.processing import Processor
 
     name = f"{unique}/prewarm.png"
@@ -170,8 +208,7 @@ def test_source_objects_get_their_histograms_ahead_of_the_first_request(stack, s
     assert HistogramStore(firestore_client).get(stack.source_bucket, name, info.generation) is not None
 
 
-def test_object_written_before_its_api_record_waits_for_the_record(stack, storage_client, gateway, make_caller,
-                                                                   images):
+def test_object_written_before_its_api_record_waits_for_the_record(stack, storage_client, gateway, make_caller, images):
     # Arrange: the upload API writes an object as soon as the file is valid, and
     # commits its record later; here the record comes a good second later.
     member = make_caller("team-a", "member")
@@ -184,8 +221,7 @@ def test_object_written_before_its_api_record_waits_for_the_record(stack, storag
     assert images.get("team-a", image_id) is None, "process filed the object itself"
 
     # Act: the record arrives (the same bytes through the API: the object is there already)
-    response = gateway.post("/v1/images", headers=member.headers,
-                            files=[("files", ("late.jpg", data, "image/jpeg"))])
+    response = gateway.post("/v1/images", headers=member.headers, files=[("files", ("late.jpg", data, "image/jpeg"))])
 
     # Assert: the API made the image, and it is processed as the API's
     assert response.status_code == 201, response.text

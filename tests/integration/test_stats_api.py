@@ -120,7 +120,8 @@ def test_image_over_the_pixel_limit_is_422_with_the_limit(gateway, source_bucket
 
 
 @pytest.mark.parametrize(
-    "mode,fmt", [("L", "PNG"), ("RGB", "PNG"), ("RGBA", "PNG"), ("P", "PNG"), ("1", "PNG"), ("I;16", "PNG"), ("F", "TIFF")]
+    "mode,fmt",
+    [("L", "PNG"), ("RGB", "PNG"), ("RGBA", "PNG"), ("P", "PNG"), ("1", "PNG"), ("I;16", "PNG"), ("F", "TIFF")],
 )
 def test_every_mode_equals_numpy(gateway, source_bucket, unique, mode, fmt):
     data = encode(random_image(mode, seed=7), fmt)

@@ -13,7 +13,8 @@ import requests
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from aperture.storage.images import COLLECTION as IMAGES
-from aperture.storage.upload_links import COLLECTION as LINKS, token_hash
+from aperture.storage.upload_links import COLLECTION as LINKS
+from aperture.storage.upload_links import token_hash
 from tests.support import hostile
 from tests.support.images import encode, random_image
 
@@ -32,14 +33,19 @@ def team_objects(storage_client, stack, team):
 
 
 def team_records(firestore_client, team):
-    return [d.to_dict() for d in firestore_client.collection(IMAGES).where(filter=FieldFilter("team", "==", team)).stream()]
+    return [
+        d.to_dict() for d in firestore_client.collection(IMAGES).where(filter=FieldFilter("team", "==", team)).stream()
+    ]
 
 
 def test_multi_file_upload_of_good_and_bad_files(gateway, member, storage_client, firestore_client, stack):
     good1, good2 = hostile.jpeg(seed=1), encode(random_image("RGBA", seed=2))
 
-    response = gateway.post("/v1/images", headers=member.headers,
-                            files=files(("one.jpg", good1), ("two.png", good2), ("bad.jpg", b"not an image")))
+    response = gateway.post(
+        "/v1/images",
+        headers=member.headers,
+        files=files(("one.jpg", good1), ("two.png", good2), ("bad.jpg", b"not an image")),
+    )
 
     assert response.status_code == 201, response.text
     body = response.json()
@@ -48,7 +54,8 @@ def test_multi_file_upload_of_good_and_bad_files(gateway, member, storage_client
     ids = [hashlib.sha256(good1).hexdigest(), hashlib.sha256(good2).hexdigest()]
     assert body["mapping"] == {"one.jpg": ids[0], "two.png": ids[1]}
     assert sorted(team_objects(storage_client, stack, "team-a")) == sorted(
-        [f"teams/team-a/{ids[0]}.jpg", f"teams/team-a/{ids[1]}.png"])
+        [f"teams/team-a/{ids[0]}.jpg", f"teams/team-a/{ids[1]}.png"]
+    )
     records = {r["id"]: r for r in team_records(firestore_client, "team-a")}
     assert set(records) == set(ids)
     assert records[ids[0]]["format"] == "JPEG" and records[ids[1]]["format"] == "PNG"
@@ -56,8 +63,9 @@ def test_multi_file_upload_of_good_and_bad_files(gateway, member, storage_client
 
 
 def test_image_files_alias(gateway, member):
-    response = gateway.post("/v1/images", headers=member.headers,
-                            files=files(("alias.jpg", hostile.jpeg(seed=3)), field="image_files"))
+    response = gateway.post(
+        "/v1/images", headers=member.headers, files=files(("alias.jpg", hostile.jpeg(seed=3)), field="image_files")
+    )
 
     assert response.status_code == 201
     assert response.json()["files"][0]["status"] == "created"
@@ -80,8 +88,9 @@ def test_twenty_concurrent_uploads_of_the_same_bytes(stack, member, storage_clie
     data = hostile.jpeg(size=(800, 600), seed=5)
 
     def post(_):
-        return requests.post(stack.gateway_url + "/v1/images", headers=member.headers,
-                             files=files(("same.jpg", data)), timeout=60)
+        return requests.post(
+            stack.gateway_url + "/v1/images", headers=member.headers, files=files(("same.jpg", data)), timeout=60
+        )
 
     with ThreadPoolExecutor(20) as pool:
         responses = list(pool.map(post, range(20)))
@@ -96,8 +105,9 @@ def test_twenty_concurrent_uploads_of_the_same_bytes(stack, member, storage_clie
 def test_content_decides_not_the_name_or_type(gateway, member, firestore_client):
     png = encode(random_image("RGB", seed=6))
 
-    response = gateway.post("/v1/images", headers=member.headers,
-                            files=[("files", ("looks-like.jpg", png, "image/jpeg"))])
+    response = gateway.post(
+        "/v1/images", headers=member.headers, files=[("files", ("looks-like.jpg", png, "image/jpeg"))]
+    )
 
     [result] = response.json()["files"]
     assert result["status"] == "created"
@@ -121,11 +131,14 @@ def test_hostile_input_is_refused_and_leaves_nothing(gateway, member, storage_cl
     assert team_records(firestore_client, "team-a") == []
 
 
-@pytest.mark.parametrize("filename,shown", [
-    ("../../etc/passwd.jpg", "passwd.jpg"),
-    ("/absolute/path/abs.jpg", "abs.jpg"),
-    ("фото-café-写真.jpg", "фото-café-写真.jpg"),
-])
+@pytest.mark.parametrize(
+    "filename,shown",
+    [
+        ("../../etc/passwd.jpg", "passwd.jpg"),
+        ("/absolute/path/abs.jpg", "abs.jpg"),
+        ("фото-café-写真.jpg", "фото-café-写真.jpg"),
+    ],
+)
 def test_filenames_are_metadata_only(gateway, member, storage_client, stack, firestore_client, filename, shown):
     data = hostile.jpeg(seed=len(filename))
 
@@ -158,8 +171,9 @@ def test_request_over_the_limit_is_413(gateway, member, storage_client, stack):
     assert team_objects(storage_client, stack, "team-a") == []
 
 
-def test_too_many_files_is_413_and_removes_what_was_already_written(gateway, member, storage_client,
-                                                                    firestore_client, stack):
+def test_too_many_files_is_413_and_removes_what_was_already_written(
+    gateway, member, storage_client, firestore_client, stack
+):
     # Files are validated and written while the request arrives; the count is
     # known only at its end, so a refused request must take its objects back.
     limit = 100  # APERTURE_MAX_FILES_PER_REQUEST's default
@@ -174,18 +188,22 @@ def test_too_many_files_is_413_and_removes_what_was_already_written(gateway, mem
     assert team_records(firestore_client, "team-a") == []
 
 
-def test_body_broken_after_good_files_is_400_and_leaves_nothing(gateway, member, storage_client,
-                                                               firestore_client, stack):
+def test_body_broken_after_good_files_is_400_and_leaves_nothing(
+    gateway, member, storage_client, firestore_client, stack
+):
     good = [encode(random_image("RGB", seed=2000 + i)) for i in range(3)]
-    body = b"".join(
-        b"--b0undary\r\nContent-Disposition: form-data; name=\"files\"; filename=\"g%d.png\"\r\n"
-        b"Content-Type: image/png\r\n\r\n" % i + data + b"\r\n"
-        for i, data in enumerate(good)
-    ) + b"--b0undary\r\nbroken header line\r\n\r\nxyz\r\n--b0undary--\r\n"
+    body = (
+        b"".join(
+            b'--b0undary\r\nContent-Disposition: form-data; name="files"; filename="g%d.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n" % i + data + b"\r\n"
+            for i, data in enumerate(good)
+        )
+        + b"--b0undary\r\nbroken header line\r\n\r\nxyz\r\n--b0undary--\r\n"
+    )
 
-    response = gateway.post("/v1/images", headers={**member.headers,
-                                                    "Content-Type": "multipart/form-data; boundary=b0undary"},
-                            data=body)
+    response = gateway.post(
+        "/v1/images", headers={**member.headers, "Content-Type": "multipart/form-data; boundary=b0undary"}, data=body
+    )
 
     assert response.status_code == 400, response.text
     assert "malformed multipart" in response.json()["error"]["message"]
@@ -194,11 +212,14 @@ def test_body_broken_after_good_files_is_400_and_leaves_nothing(gateway, member,
     assert team_records(firestore_client, "team-a") == []
 
 
-@pytest.mark.parametrize("kwargs,status", [
-    ({"data": b"raw bytes", "headers": {"Content-Type": "image/jpeg"}}, 415),
-    ({"files": [("other", ("x.jpg", b"abc", "image/jpeg"))]}, 400),
-    ({"data": b"--boundary\r\nbroken", "headers": {"Content-Type": "multipart/form-data; boundary=boundary"}}, 400),
-])
+@pytest.mark.parametrize(
+    "kwargs,status",
+    [
+        ({"data": b"raw bytes", "headers": {"Content-Type": "image/jpeg"}}, 415),
+        ({"files": [("other", ("x.jpg", b"abc", "image/jpeg"))]}, 400),
+        ({"data": b"--boundary\r\nbroken", "headers": {"Content-Type": "multipart/form-data; boundary=boundary"}}, 400),
+    ],
+)
 def test_malformed_upload_requests(gateway, member, kwargs, status):
     headers = {**member.headers, **kwargs.pop("headers", {})}
 
@@ -225,8 +246,9 @@ def test_upload_link_works_without_a_key_into_the_links_team(gateway, member, ma
     other = make_caller("team-b", "admin")
     link = create_link(gateway, member, expiry_seconds=600, max_files=3)
 
-    response = gateway.post(link_path(link), files=files(("via-link.jpg", hostile.jpeg(seed=30))),
-                            headers=other.headers)  # another team's key changes nothing
+    response = gateway.post(
+        link_path(link), files=files(("via-link.jpg", hostile.jpeg(seed=30))), headers=other.headers
+    )  # another team's key changes nothing
 
     assert response.status_code == 201, response.text
     assert [r["team"] for r in team_records(firestore_client, "team-a")] == ["team-a"]
@@ -250,7 +272,8 @@ def test_expired_upload_link_is_410(gateway, member, firestore_client):
     link = create_link(gateway, member, expiry_seconds=60)
     token = link["upload_url"].rsplit("/", 1)[1]
     firestore_client.collection(LINKS).document(token_hash(token)).update(
-        {"expires_at": dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)})
+        {"expires_at": dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)}
+    )
 
     response = gateway.post(link_path(link), files=files(("late.jpg", hostile.jpeg(seed=60))))
 
@@ -265,8 +288,17 @@ def test_unknown_upload_link_is_404(gateway):
     assert response.status_code == 404
 
 
-@pytest.mark.parametrize("body", [{"expiry_seconds": 0}, {"expiry_seconds": 10**9}, {"max_files": 0},
-                                  {"max_files": "3"}, {"signed_urls": 5, "max_files": 2}, {"team": "team-b"}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"expiry_seconds": 0},
+        {"expiry_seconds": 10**9},
+        {"max_files": 0},
+        {"max_files": "3"},
+        {"signed_urls": 5, "max_files": 2},
+        {"team": "team-b"},
+    ],
+)
 def test_bad_upload_link_requests_are_400(gateway, member, firestore_client, body):
     response = gateway.post("/v1/upload-links", headers=member.headers, json=body)
 

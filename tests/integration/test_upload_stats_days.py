@@ -7,8 +7,8 @@ from __future__ import annotations
 import datetime as dt
 import time
 
-from aperture.services.images import stats_view
 from aperture.domain.imaging.validation import Limits
+from aperture.services.images import stats_view
 from aperture.services.uploads import UploadService
 from tests.support import hostile
 from tests.support.images import encode, random_image
@@ -18,8 +18,13 @@ DAY2 = dt.datetime(2026, 11, 3, 23, 59, tzinfo=dt.timezone.utc)
 
 
 def clocked_uploads(container, day: dt.datetime) -> UploadService:
-    return UploadService(container.objects, container.images, container.config.uploads_bucket,
-                         Limits(10**8, 10**8, 100, 10**9, 10**6), clock=lambda: day)
+    return UploadService(
+        container.objects,
+        container.images,
+        container.config.uploads_bucket,
+        Limits(10**8, 10**8, 100, 10**9, 10**6),
+        clock=lambda: day,
+    )
 
 
 def wait_processed(images, team, ids, timeout=60.0):
@@ -34,7 +39,9 @@ def wait_processed(images, team, ids, timeout=60.0):
 def test_counts_per_day_with_duplicates_and_deletes(make_caller, firestore_client, container):
     make_caller("team-a", "member")
     by = {"test": True}
-    day1 = [clocked_uploads(container, DAY1).add("team-a", f"{i}.jpg", hostile.jpeg(seed=100 + i), by).id for i in range(3)]
+    day1 = [
+        clocked_uploads(container, DAY1).add("team-a", f"{i}.jpg", hostile.jpeg(seed=100 + i), by).id for i in range(3)
+    ]
     day2 = [clocked_uploads(container, DAY2).add("team-a", "p.png", encode(random_image("RGB", seed=200)), by).id]
     duplicate = clocked_uploads(container, DAY2).add("team-a", "again.jpg", hostile.jpeg(seed=100), by)
     wait_processed(container.images, "team-a", day1 + day2)
@@ -54,13 +61,17 @@ def test_counts_per_day_with_duplicates_and_deletes(make_caller, firestore_clien
 
 def test_stats_read_a_fixed_number_of_documents(make_caller, firestore_client, monkeypatch, container):
     make_caller("team-a", "member")
-    ids = [clocked_uploads(container, DAY1).add("team-a", f"{i}.jpg", hostile.jpeg(seed=300 + i), {"test": True}).id
-           for i in range(12)]
+    ids = [
+        clocked_uploads(container, DAY1).add("team-a", f"{i}.jpg", hostile.jpeg(seed=300 + i), {"test": True}).id
+        for i in range(12)
+    ]
     wait_processed(container.images, "team-a", ids)
     counters = container.counters
     reads = []
     real_get_all = counters._db.get_all
-    monkeypatch.setattr(counters._db, "get_all", lambda refs, *a, **k: (reads.extend(refs), real_get_all(refs, *a, **k))[1])
+    monkeypatch.setattr(
+        counters._db, "get_all", lambda refs, *a, **k: (reads.extend(refs), real_get_all(refs, *a, **k))[1]
+    )
 
     totals = counters.totals("team-a")
 

@@ -313,24 +313,48 @@ def synthetic_samples() -> dict[str, bytes]:
         "piexif-canon": piexif_jpeg(**CANON),
         "pillow-nikon": jpeg_with_exif(pillow_exif(**NIKON)),
         "piexif-no-exif-ifd": piexif_jpeg(
-            zeroth={piexif.ImageIFD.Make: b"SONY", piexif.ImageIFD.Model: b"ILCE-7M3",
-                    piexif.ImageIFD.DateTime: b"2019:12:31 23:59:59"}),
+            zeroth={
+                piexif.ImageIFD.Make: b"SONY",
+                piexif.ImageIFD.Model: b"ILCE-7M3",
+                piexif.ImageIFD.DateTime: b"2019:12:31 23:59:59",
+            }
+        ),
         "pillow-model-only": jpeg_with_exif(pillow_exif(zeroth={piexif.ImageIFD.Model: "Pixel 7"})),
-        "raw-little-endian": jpeg_with_app1(raw_exif(
-            [ascii_entry(0x010F, "FUJIFILM"), ascii_entry(0x0110, "X-T4"), short_entry(0x0112, 5)],
-            [ascii_entry(0x9003, "2022:02:22 22:22:22")])),
-        "raw-big-endian": jpeg_with_app1(raw_exif(
-            [ascii_entry(0x010F, "OLYMPUS CORPORATION"), ascii_entry(0x0110, "E-M1MarkII"),
-             short_entry(0x0112, 7, big_endian=True)],
-            [ascii_entry(0x9003, "2017:05:06 07:08:09")], big_endian=True)),
+        "raw-little-endian": jpeg_with_app1(
+            raw_exif(
+                [ascii_entry(0x010F, "FUJIFILM"), ascii_entry(0x0110, "X-T4"), short_entry(0x0112, 5)],
+                [ascii_entry(0x9003, "2022:02:22 22:22:22")],
+            )
+        ),
+        "raw-big-endian": jpeg_with_app1(
+            raw_exif(
+                [
+                    ascii_entry(0x010F, "OLYMPUS CORPORATION"),
+                    ascii_entry(0x0110, "E-M1MarkII"),
+                    short_entry(0x0112, 7, big_endian=True),
+                ],
+                [ascii_entry(0x9003, "2017:05:06 07:08:09")],
+                big_endian=True,
+            )
+        ),
     }
     for orientation in range(1, 9):
         samples[f"piexif-orientation-{orientation}"] = piexif_jpeg(
-            zeroth={piexif.ImageIFD.Make: b"Canon", piexif.ImageIFD.Model: b"Canon PowerShot G7 X",
-                    piexif.ImageIFD.Orientation: orientation},
-            exif={piexif.ExifIFD.DateTimeOriginal: f"2020:0{orientation}:1{orientation} 10:00:0{orientation}".encode()})
-        samples[f"pillow-orientation-{orientation}"] = jpeg_with_exif(pillow_exif(
-            zeroth={piexif.ImageIFD.Make: "Apple", piexif.ImageIFD.Model: "iPhone 13",
-                    piexif.ImageIFD.Orientation: orientation},
-            exif={piexif.ExifIFD.DateTimeOriginal: f"2023:1{orientation % 3}:0{orientation} 0{orientation}:30:00"}))
+            zeroth={
+                piexif.ImageIFD.Make: b"Canon",
+                piexif.ImageIFD.Model: b"Canon PowerShot G7 X",
+                piexif.ImageIFD.Orientation: orientation,
+            },
+            exif={piexif.ExifIFD.DateTimeOriginal: f"2020:0{orientation}:1{orientation} 10:00:0{orientation}".encode()},
+        )
+        samples[f"pillow-orientation-{orientation}"] = jpeg_with_exif(
+            pillow_exif(
+                zeroth={
+                    piexif.ImageIFD.Make: "Apple",
+                    piexif.ImageIFD.Model: "iPhone 13",
+                    piexif.ImageIFD.Orientation: orientation,
+                },
+                exif={piexif.ExifIFD.DateTimeOriginal: f"2023:1{orientation % 3}:0{orientation} 0{orientation}:30:00"},
+            )
+        )
     return samples

@@ -265,7 +265,7 @@ class _RowWatcher:
     padding byte are exactly the finished ones, and a run of them is handed
     out as a view of that buffer: nothing is copied. Switching the decoder to
     RGBX and handing it our buffer uses Pillow internals (`_mode`, `im`
-    before `load`); tests/unit/test_pixels.py pins the behaviour against a
+    before `load`); tests/unit/domain/imaging/test_pixels.py pins the behaviour against a
     plain decode.
     """
 
@@ -357,7 +357,7 @@ class _RgbxBuffers:
     def _unused(self, index: int) -> bool:
         # Every image core or view over a buffer holds a reference to it, so a
         # buffer referenced only by this list (and getrefcount's argument) is
-        # free. Exact in CPython; tests/unit/test_pixels.py pins it.
+        # free. Exact in CPython; tests/unit/domain/imaging/test_pixels.py pins it.
         return sys.getrefcount(self._buffers[index]) == 2
 
 

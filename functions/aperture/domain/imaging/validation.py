@@ -11,7 +11,7 @@ One exception to decoding everything, for speed: a sequential single-scan JPEG
 structure. libjpeg treats damage inside entropy-coded data as a warning, not
 an error, so decoding such a scan finds nothing the structure walk does not;
 decoding a prefix still lets libjpeg check every table and header.
-`tests/unit/test_image_validation.py` checks that this path refuses at least
+`tests/unit/domain/imaging/test_validation.py` checks that this path refuses at least
 everything a full decode refuses.
 """
 

@@ -161,8 +161,17 @@ def test_pillow_orientation_each_value(orientation):
 
 def test_pillow_exif_in_png_is_read_too():
     buffer = io.BytesIO()
-    Image.new("RGB", (4, 4)).save(buffer, "PNG", exif=xs.pillow_exif(
-        zeroth={piexif.ImageIFD.Make: "Canon", piexif.ImageIFD.Model: "Canon EOS R5", piexif.ImageIFD.Orientation: 6}))
+    Image.new("RGB", (4, 4)).save(
+        buffer,
+        "PNG",
+        exif=xs.pillow_exif(
+            zeroth={
+                piexif.ImageIFD.Make: "Canon",
+                piexif.ImageIFD.Model: "Canon EOS R5",
+                piexif.ImageIFD.Orientation: 6,
+            }
+        ),
+    )
 
     result = metadata.exif(Image.open(io.BytesIO(buffer.getvalue())), include_gps=False)
 
@@ -175,7 +184,11 @@ def test_little_endian_exif_is_read():
     result = read(data)
 
     assert (result["make"], result["model"], result["orientation"], result["captured"]) == (
-        "FUJIFILM", "X-T4", 5, "2022:02:22 22:22:22")
+        "FUJIFILM",
+        "X-T4",
+        5,
+        "2022:02:22 22:22:22",
+    )
 
 
 # ---------------------------------------------------------------- against exifread
@@ -237,7 +250,8 @@ def test_shipped_jpeg_all_fields_equal_exifread(name):
     ours, theirs = read(data), reference(data)
 
     assert {k: ours.get(k) for k in CORE_FIELDS + OTHER_FIELDS} == pytest.approx(
-        {k: theirs.get(k) for k in CORE_FIELDS + OTHER_FIELDS})
+        {k: theirs.get(k) for k in CORE_FIELDS + OTHER_FIELDS}
+    )
     assert ours.get("gps") == (pytest.approx(theirs["gps"]) if "gps" in theirs else None)
 
 
@@ -250,9 +264,11 @@ def test_camera_photo_exposure_and_gps():
     assert result["captured_at"] == dt.datetime(2018, 3, 12, 10, 12, 7)
     assert result["lens"] == "iPhone 7 back camera 3.99mm f/1.8"
     assert (result["exposure_time"], result["f_number"], result["iso"], result["focal_length"]) == pytest.approx(
-        (1 / 3690, 1.8, 20, 3.99))
+        (1 / 3690, 1.8, 20, 3.99)
+    )
     assert result["gps"] == pytest.approx(
-        {"latitude": 36 + 3 / 60 + 11.08 / 3600, "longitude": -(112 + 5 / 60 + 4.18 / 3600), "altitude": 212429 / 97})
+        {"latitude": 36 + 3 / 60 + 11.08 / 3600, "longitude": -(112 + 5 / 60 + 4.18 / 3600), "altitude": 212429 / 97}
+    )
 
 
 def test_camera_photo_with_orientation_zero_leaves_it_out():
@@ -281,50 +297,113 @@ MALFORMED = {
     "truncated-tiff-header": (xs.jpeg_with_app1(b"Exif\x00\x00II*\x00"), {}),
     "ifd-offset-past-end": (xs.jpeg_with_app1(b"Exif\x00\x00II*\x00\xff\xff\x00\x00"), {}),
     "bad-byte-order": (xs.jpeg_with_app1(b"Exif\x00\x00XX*\x00\x08\x00\x00\x00" + bytes(20)), {}),
-    "make-and-model-as-numbers": (xs.jpeg_with_app1(xs.raw_exif(
-        [xs.short_entry(0x010F, 7), xs.long_entry(0x0110, 1, 2, 3)])), {}),
+    "make-and-model-as-numbers": (
+        xs.jpeg_with_app1(xs.raw_exif([xs.short_entry(0x010F, 7), xs.long_entry(0x0110, 1, 2, 3)])),
+        {},
+    ),
     "orientation-as-text": (xs.jpeg_with_app1(xs.raw_exif([xs.ascii_entry(0x0112, "6")])), {}),
     "orientation-as-rational": (xs.jpeg_with_app1(xs.raw_exif([xs.rational_entry(0x0112, (6, 1))])), {}),
     "orientation-unknown-type": (xs.jpeg_with_app1(xs.raw_exif([xs.Entry(0x0112, 99, 1, b"\x06\x00")])), {}),
     "date-as-rational": (xs.jpeg_with_app1(xs.raw_exif([], [xs.rational_entry(0x9003, (1, 2))])), {}),
-    "exposure-as-text": (xs.jpeg_with_app1(xs.raw_exif([], [xs.ascii_entry(0x829D, "f/2.8"),
-                                                             xs.ascii_entry(0x829A, "1/250")])), {}),
-    "zero-denominators": (xs.jpeg_with_app1(xs.raw_exif([], [
-        xs.rational_entry(0x829A, (1, 0)), xs.rational_entry(0x829D, (0, 0)), xs.rational_entry(0x920A, (5, 0))])), {}),
-    "gps-zero-denominators": (xs.jpeg_with_app1(xs.raw_exif([], None, _gps(
-        xs.rational_entry(2, (1, 0), (2, 0), (3, 0)), _ONE_LON))), {"gps": None}),
-    "gps-altitude-zero-denominator": (xs.jpeg_with_app1(xs.raw_exif([], None, _gps(
-        _ONE, _ONE_LON, extra=[xs.rational_entry(6, (10, 0))]))), {"gps": {"latitude": 1.5, "longitude": 1.5}}),
-    "gps-two-parts": (xs.jpeg_with_app1(xs.raw_exif([], None, _gps(
-        xs.rational_entry(2, (1, 1), (2, 1)), _ONE_LON))), {"gps": None}),
-    "gps-as-text": (xs.jpeg_with_app1(xs.raw_exif([], None, _gps(
-        xs.ascii_entry(2, "123"), xs.ascii_entry(4, "456")))), {"gps": None}),
-    "gps-latitude-out-of-range": (xs.jpeg_with_app1(xs.raw_exif([], None, _gps(
-        xs.rational_entry(2, (100, 1), (0, 1), (0, 1)), _ONE_LON))), {"gps": None}),
-    "gps-lowercase-refs": (xs.jpeg_with_app1(xs.raw_exif([], None, _gps(
-        _ONE, _ONE_LON, refs=("s", "w")))), {"gps": {"latitude": -1.5, "longitude": -1.5}}),
-    "exif-pointer-past-end": (xs.jpeg_with_app1(xs.raw_exif([
-        xs.ascii_entry(0x010F, "Canon"), xs.Entry(0x8769, xs.LONG, 1, offset=0xFFFF0000),
-        xs.Entry(0x8825, xs.LONG, 1, offset=0xFFFF0000)])), {"make": "Canon", "camera": "Canon"}),
-    "exif-pointer-loops-to-ifd0": (xs.jpeg_with_app1(xs.raw_exif([
-        xs.ascii_entry(0x010F, "Canon"), xs.Entry(0x8769, xs.LONG, 1, offset=8)])), {"make": "Canon", "camera": "Canon"}),
-    "exif-pointer-as-text": (xs.jpeg_with_app1(xs.raw_exif([
-        xs.ascii_entry(0x010F, "Canon"), xs.ascii_entry(0x8769, "hello world")])), {"make": "Canon", "camera": "Canon"}),
-    "tag-count-past-end": (xs.jpeg_with_app1(xs.raw_exif([
-        xs.ascii_entry(0x010F, "Canon"), xs.ascii_entry(0x0110, "EOS R5"),
-        xs.Entry(0x0131, xs.ASCII, 0x7FFFFFFF, offset=100), xs.short_entry(0x0112, 3)])),
-        {"make": "Canon", "model": "EOS R5", "camera": "Canon - EOS R5", "orientation": 3}),
-    "nul-and-space-padding": (xs.jpeg_with_app1(xs.raw_exif([
-        xs.ascii_entry(0x010F, b"Canon\x00\x00\x00   "), xs.ascii_entry(0x0110, b"  Canon EOS R5\x00")])),
-        {"make": "Canon", "model": "Canon EOS R5", "camera": "Canon EOS R5"}),
-    "blank-date-falls-back-to-date-time": (xs.jpeg_with_app1(xs.raw_exif(
-        [xs.ascii_entry(0x0132, "2001:02:03 04:05:06")], [xs.ascii_entry(0x9003, "    :  :     :  :  ")])),
-        {"captured": "2001:02:03 04:05:06", "captured_at": dt.datetime(2001, 2, 3, 4, 5, 6)}),
+    "exposure-as-text": (
+        xs.jpeg_with_app1(xs.raw_exif([], [xs.ascii_entry(0x829D, "f/2.8"), xs.ascii_entry(0x829A, "1/250")])),
+        {},
+    ),
+    "zero-denominators": (
+        xs.jpeg_with_app1(
+            xs.raw_exif(
+                [],
+                [
+                    xs.rational_entry(0x829A, (1, 0)),
+                    xs.rational_entry(0x829D, (0, 0)),
+                    xs.rational_entry(0x920A, (5, 0)),
+                ],
+            )
+        ),
+        {},
+    ),
+    "gps-zero-denominators": (
+        xs.jpeg_with_app1(xs.raw_exif([], None, _gps(xs.rational_entry(2, (1, 0), (2, 0), (3, 0)), _ONE_LON))),
+        {"gps": None},
+    ),
+    "gps-altitude-zero-denominator": (
+        xs.jpeg_with_app1(xs.raw_exif([], None, _gps(_ONE, _ONE_LON, extra=[xs.rational_entry(6, (10, 0))]))),
+        {"gps": {"latitude": 1.5, "longitude": 1.5}},
+    ),
+    "gps-two-parts": (
+        xs.jpeg_with_app1(xs.raw_exif([], None, _gps(xs.rational_entry(2, (1, 1), (2, 1)), _ONE_LON))),
+        {"gps": None},
+    ),
+    "gps-as-text": (
+        xs.jpeg_with_app1(xs.raw_exif([], None, _gps(xs.ascii_entry(2, "123"), xs.ascii_entry(4, "456")))),
+        {"gps": None},
+    ),
+    "gps-latitude-out-of-range": (
+        xs.jpeg_with_app1(xs.raw_exif([], None, _gps(xs.rational_entry(2, (100, 1), (0, 1), (0, 1)), _ONE_LON))),
+        {"gps": None},
+    ),
+    "gps-lowercase-refs": (
+        xs.jpeg_with_app1(xs.raw_exif([], None, _gps(_ONE, _ONE_LON, refs=("s", "w")))),
+        {"gps": {"latitude": -1.5, "longitude": -1.5}},
+    ),
+    "exif-pointer-past-end": (
+        xs.jpeg_with_app1(
+            xs.raw_exif(
+                [
+                    xs.ascii_entry(0x010F, "Canon"),
+                    xs.Entry(0x8769, xs.LONG, 1, offset=0xFFFF0000),
+                    xs.Entry(0x8825, xs.LONG, 1, offset=0xFFFF0000),
+                ]
+            )
+        ),
+        {"make": "Canon", "camera": "Canon"},
+    ),
+    "exif-pointer-loops-to-ifd0": (
+        xs.jpeg_with_app1(xs.raw_exif([xs.ascii_entry(0x010F, "Canon"), xs.Entry(0x8769, xs.LONG, 1, offset=8)])),
+        {"make": "Canon", "camera": "Canon"},
+    ),
+    "exif-pointer-as-text": (
+        xs.jpeg_with_app1(xs.raw_exif([xs.ascii_entry(0x010F, "Canon"), xs.ascii_entry(0x8769, "hello world")])),
+        {"make": "Canon", "camera": "Canon"},
+    ),
+    "tag-count-past-end": (
+        xs.jpeg_with_app1(
+            xs.raw_exif(
+                [
+                    xs.ascii_entry(0x010F, "Canon"),
+                    xs.ascii_entry(0x0110, "EOS R5"),
+                    xs.Entry(0x0131, xs.ASCII, 0x7FFFFFFF, offset=100),
+                    xs.short_entry(0x0112, 3),
+                ]
+            )
+        ),
+        {"make": "Canon", "model": "EOS R5", "camera": "Canon - EOS R5", "orientation": 3},
+    ),
+    "nul-and-space-padding": (
+        xs.jpeg_with_app1(
+            xs.raw_exif(
+                [xs.ascii_entry(0x010F, b"Canon\x00\x00\x00   "), xs.ascii_entry(0x0110, b"  Canon EOS R5\x00")]
+            )
+        ),
+        {"make": "Canon", "model": "Canon EOS R5", "camera": "Canon EOS R5"},
+    ),
+    "blank-date-falls-back-to-date-time": (
+        xs.jpeg_with_app1(
+            xs.raw_exif(
+                [xs.ascii_entry(0x0132, "2001:02:03 04:05:06")], [xs.ascii_entry(0x9003, "    :  :     :  :  ")]
+            )
+        ),
+        {"captured": "2001:02:03 04:05:06", "captured_at": dt.datetime(2001, 2, 3, 4, 5, 6)},
+    ),
     "zero-date": (xs.jpeg_with_app1(xs.raw_exif([], [xs.ascii_entry(0x9003, "0000:00:00 00:00:00")])), {}),
-    "unparseable-date-kept-as-text": (xs.jpeg_with_app1(xs.raw_exif([], [xs.ascii_entry(0x9003, "yesterday 9am")])),
-                                      {"captured": "yesterday 9am"}),
-    "date-with-offset-suffix": (xs.jpeg_with_app1(xs.raw_exif([], [xs.ascii_entry(0x9003, "2020:01:01 10:00:00+02:00")])),
-                                {"captured": "2020:01:01 10:00:00+02:00", "captured_at": dt.datetime(2020, 1, 1, 10)}),
+    "unparseable-date-kept-as-text": (
+        xs.jpeg_with_app1(xs.raw_exif([], [xs.ascii_entry(0x9003, "yesterday 9am")])),
+        {"captured": "yesterday 9am"},
+    ),
+    "date-with-offset-suffix": (
+        xs.jpeg_with_app1(xs.raw_exif([], [xs.ascii_entry(0x9003, "2020:01:01 10:00:00+02:00")])),
+        {"captured": "2020:01:01 10:00:00+02:00", "captured_at": dt.datetime(2020, 1, 1, 10)},
+    ),
     "iso-with-two-values": (xs.jpeg_with_app1(xs.raw_exif([], [xs.short_entry(0x8827, 100, 200)])), {"iso": 100}),
 }
 
@@ -357,8 +436,9 @@ def test_piexif_orientation_zero_and_ninety_nine_are_left_out():
     assert results == [{}, {}]
 
 
-_VALID_BLOCK = piexif.dump({"0th": xs.CANON["zeroth"], "Exif": xs.CANON["exif"], "GPS": xs.CANON["gps"],
-                            "1st": {}, "thumbnail": None})
+_VALID_BLOCK = piexif.dump(
+    {"0th": xs.CANON["zeroth"], "Exif": xs.CANON["exif"], "GPS": xs.CANON["gps"], "1st": {}, "thumbnail": None}
+)
 
 
 @settings(max_examples=150)
@@ -388,18 +468,21 @@ def test_random_tiff_body_never_raises(body, header):
 # ---------------------------------------------------------------- camera_name
 
 
-@pytest.mark.parametrize(("make", "model", "expected"), [
-    ("Canon", "Canon EOS 5D", "Canon EOS 5D"),
-    ("Canon", "Canon", "Canon"),
-    ("canon", "Canon EOS R5", "Canon EOS R5"),
-    ("NIKON CORPORATION", "NIKON D750", "NIKON CORPORATION - NIKON D750"),
-    ("Apple", "iPhone 7", "Apple - iPhone 7"),
-    ("HUAWEI", "CLT-L09", "HUAWEI - CLT-L09"),
-    (None, "Pixel 7", "Pixel 7"),
-    ("SONY", None, "SONY"),
-    (None, None, None),
-    ("", "", None),
-])
+@pytest.mark.parametrize(
+    ("make", "model", "expected"),
+    [
+        ("Canon", "Canon EOS 5D", "Canon EOS 5D"),
+        ("Canon", "Canon", "Canon"),
+        ("canon", "Canon EOS R5", "Canon EOS R5"),
+        ("NIKON CORPORATION", "NIKON D750", "NIKON CORPORATION - NIKON D750"),
+        ("Apple", "iPhone 7", "Apple - iPhone 7"),
+        ("HUAWEI", "CLT-L09", "HUAWEI - CLT-L09"),
+        (None, "Pixel 7", "Pixel 7"),
+        ("SONY", None, "SONY"),
+        (None, None, None),
+        ("", "", None),
+    ],
+)
 def test_camera_name(make, model, expected):
     result = metadata.camera_name(make, model)
 

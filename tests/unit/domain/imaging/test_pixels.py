@@ -12,11 +12,11 @@ import pytest
 from PIL import Image
 
 from aperture.domain.imaging.pixels import (
-    _RgbxBuffers,
     ImageError,
     NotAnImage,
     TooManyPixels,
     UnsupportedChannel,
+    _RgbxBuffers,
     band_names,
     decodes_in_parallel,
     normalize,
@@ -228,8 +228,9 @@ def test_a_large_baseline_jpeg_is_decoded_on_two_threads() -> None:
     threads: set[str] = set()
 
     # Act
-    image = open_image(io.BytesIO(data), max_pixels=10**9, on_rows=lambda band: threads.add(
-        threading.current_thread().name))
+    image = open_image(
+        io.BytesIO(data), max_pixels=10**9, on_rows=lambda band: threads.add(threading.current_thread().name)
+    )
 
     # Assert
     assert decodes_in_parallel(Image.open(io.BytesIO(data)))

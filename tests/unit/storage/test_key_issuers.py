@@ -50,7 +50,8 @@ def test_google_issuer_restricts_the_key_to_the_gateway_service():
     assert request["parent"] == "projects/my-project/locations/global"
     assert request["key"]["display_name"] == "team-a/boss@example.com"
     assert request["key"]["restrictions"] == {
-        "api_targets": [{"service": "aperture-api.apigateway.my-project.cloud.goog"}]}
+        "api_targets": [{"service": "aperture-api.apigateway.my-project.cloud.goog"}]
+    }
     assert issued.key == "AIzaSyFakeKeyString0123456789abcdefghi"
     assert issued.external_name == "projects/p/locations/global/keys/k1"
     assert keys.well_formed(issued.key)
@@ -85,4 +86,3 @@ def test_issuer_for_rejects_unknown_kinds():
     assert isinstance(issuer_for("local", "p", "svc"), LocalKeyIssuer)
     with pytest.raises(ValueError):
         issuer_for("ldap", "p", "svc")
-

@@ -28,7 +28,7 @@ from PIL import Image
 from aperture.vision.base import VisionError, VisionProvider, VisionUnavailable, provider_for
 from aperture.vision.cloud import EMBEDDING_MODEL, CloudVisionProvider, jpeg_bytes
 
-FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
+FUNCTIONS = Path(__file__).resolve().parents[3] / "functions"
 
 
 # --------------------------------------------------------------------------- fakes
@@ -227,11 +227,15 @@ def test_any_mode_is_sent_as_rgb_jpeg(mode):
 
 def test_vision_error_in_the_response_is_raised():
     unavailable = FakeAnnotator(error=SimpleNamespace(code=14, message="backend unavailable"))
-    provider = CloudVisionProvider(project="p", annotator=unavailable, session=FakeSession(predictions(imageEmbedding=vector())))
+    provider = CloudVisionProvider(
+        project="p", annotator=unavailable, session=FakeSession(predictions(imageEmbedding=vector()))
+    )
     with pytest.raises(VisionUnavailable, match="backend unavailable"):
         provider.analyze(photo())
     bad = FakeAnnotator(error=SimpleNamespace(code=3, message="Bad image data."))
-    provider = CloudVisionProvider(project="p", annotator=bad, session=FakeSession(predictions(imageEmbedding=vector())))
+    provider = CloudVisionProvider(
+        project="p", annotator=bad, session=FakeSession(predictions(imageEmbedding=vector()))
+    )
     with pytest.raises(VisionError, match="Bad image data") as caught:
         provider.analyze(photo())
     assert not isinstance(caught.value, VisionUnavailable)
@@ -298,7 +302,7 @@ def test_the_container_gives_the_cloud_provider_the_configured_project_and_regio
 
 def test_a_cloud_provider_without_a_project_says_so():
     with pytest.raises(VisionError, match="project"):
-        CloudVisionProvider().project
+        _ = CloudVisionProvider().project
 
 
 @pytest.mark.parametrize("status, transient", [(429, True), (503, True), (500, True), (400, False), (403, False)])
@@ -356,7 +360,11 @@ def test_sdk_embeddings_mapping():
 
 def test_sdk_missing_embedding_is_an_error():
     provider = CloudVisionProvider(
-        project="p", annotator=FakeAnnotator(), embeddings="sdk", embedding_model=FakeEmbeddingModel(), vertex_image=FakeVertexImage
+        project="p",
+        annotator=FakeAnnotator(),
+        embeddings="sdk",
+        embedding_model=FakeEmbeddingModel(),
+        vertex_image=FakeVertexImage,
     )
     with pytest.raises(VisionError):
         provider.analyze(photo())

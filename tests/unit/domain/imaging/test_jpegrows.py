@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.unit.test_pixels import encode, smooth_photo
+from tests.unit.domain.imaging.test_pixels import encode, smooth_photo
 
 try:
     import jpegrows

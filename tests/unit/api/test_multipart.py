@@ -38,14 +38,23 @@ def _body(parts: list[tuple[str, str | None, bytes]]) -> bytes:
 def test_parts_come_out_whole_whatever_the_read_sizes(step):
     # Arrange: data full of boundary look-alikes, so partial matches span reads
     tricky = (b"\r\n--" + BOUNDARY.encode()[:-1] + b"x") * 50
-    files = [("files", "a.jpg", os.urandom(30_000) + tricky), ("files", "b.png", tricky + os.urandom(5_000)),
-             ("image_files", "c.gif", b""), ("files", "d.bin", b"\r\n--\r\n")]
+    files = [
+        ("files", "a.jpg", os.urandom(30_000) + tricky),
+        ("files", "b.png", tricky + os.urandom(5_000)),
+        ("image_files", "c.gif", b""),
+        ("files", "d.bin", b"\r\n--\r\n"),
+    ]
     body = _body(files[:2] + [("note", None, b"not a file")] + files[2:])
     seen = []
 
     # Act
-    parts = read_file_parts(_Trickle(body, step), CONTENT_TYPE, ("files", "image_files"), max_parts=10,
-                            on_file=lambda part: seen.append(part.filename))
+    parts = read_file_parts(
+        _Trickle(body, step),
+        CONTENT_TYPE,
+        ("files", "image_files"),
+        max_parts=10,
+        on_file=lambda part: seen.append(part.filename),
+    )
 
     # Assert
     assert [(p.field, p.filename, p.data) for p in parts] == files

@@ -112,7 +112,9 @@ def test_a_leading_jpeg_downscale_decodes_at_reduced_scale(draft_calls):
     assert psnr(decode(out.data), reference) > 35
 
 
-@pytest.mark.parametrize("ops", ["crop:0,0,800,800|resize:100x100", "resize:200%", "resize:1600x", "resize:1600x1!", "rotate:90"])
+@pytest.mark.parametrize(
+    "ops", ["crop:0,0,800,800|resize:100x100", "resize:200%", "resize:1600x", "resize:1600x1!", "rotate:90"]
+)
 def test_no_draft_unless_the_first_operation_is_a_downscale(draft_calls, ops):
     render_one(encode(photo((1600, 1200)), "JPEG"), ops)
     assert draft_calls == []

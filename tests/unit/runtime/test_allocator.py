@@ -12,7 +12,7 @@ import pytest
 
 from aperture.runtime.allocator import retain_freed_memory
 
-FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
+FUNCTIONS = Path(__file__).resolve().parents[3] / "functions"
 
 # In a fresh interpreter: page faults of allocating, touching and freeing
 # buffers of the sizes an upload handles, interleaved as requests are.
@@ -34,8 +34,13 @@ _PROBE = textwrap.dedent("""
 
 
 def _faults(retain_bytes: int) -> tuple[str, int]:
-    out = subprocess.run([sys.executable, "-c", _PROBE, str(retain_bytes)], capture_output=True, text=True,
-                         check=True, env={"PYTHONPATH": str(FUNCTIONS)}).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(retain_bytes)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(FUNCTIONS)},
+    ).stdout.split()
     return out[0], int(out[1])
 
 

@@ -62,8 +62,9 @@ def test_query_keeps_the_order_of_parameters():
 
 
 def test_query_ops_parameter_is_spliced_in_place_and_ignored_names_skipped():
-    pipeline = parse_query([("flop", "1"), ("ops", "crop:0,0,5,5|rotate:90"), ("key", "abc"), ("quality", "70")],
-                           ignore=["key"])
+    pipeline = parse_query(
+        [("flop", "1"), ("ops", "crop:0,0,5,5|rotate:90"), ("key", "abc"), ("quality", "70")], ignore=["key"]
+    )
     assert str(pipeline) == "flip:h|crop:0,0,5,5|rotate:90|quality:70"
     assert str(parse_query({"rotate": ["90", "90"]})) == "rotate:90|rotate:90"
 
@@ -85,9 +86,29 @@ def test_empty_pipelines():
     assert str(Pipeline()) == ""
 
 
-@given(st.lists(st.sampled_from(["crop:1,2,3,4", "rotate:12.5", "rotate:-90", "flip", "flop", "flip:hv",
-                                 "resize:50%", "resize:10x20", "resize:x5", "resize:7x8!", "blur:1.5",
-                                 "grayscale", "quadrant:br", "quality:55"]), max_size=20))
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "crop:1,2,3,4",
+                "rotate:12.5",
+                "rotate:-90",
+                "flip",
+                "flop",
+                "flip:hv",
+                "resize:50%",
+                "resize:10x20",
+                "resize:x5",
+                "resize:7x8!",
+                "blur:1.5",
+                "grayscale",
+                "quadrant:br",
+                "quality:55",
+            ]
+        ),
+        max_size=20,
+    )
+)
 def test_canonical_spelling_round_trips(items):
     pipeline = parse_ops("|".join(items))
     assert parse_ops(str(pipeline)) == pipeline
@@ -105,8 +126,17 @@ def test_a_thousand_operations_is_rejected_with_the_count():
     with pytest.raises(InvalidOperation, match="the limit is 20"):
         parse_query([("flop", "1")] * 1000)
     with pytest.raises(InvalidOperation, match="the limit is 20"):
-        parse_query({"ops": "|".join(["flop"] * 15), "flip": "1", "blur": "1", "rotate": "1", "resize": "5",
-                     "quality": "5", "grayscale": "1"})
+        parse_query(
+            {
+                "ops": "|".join(["flop"] * 15),
+                "flip": "1",
+                "blur": "1",
+                "rotate": "1",
+                "resize": "5",
+                "quality": "5",
+                "grayscale": "1",
+            }
+        )
     assert len(parse_ops("|".join(["flop"] * 20))) == 20
     assert len(parse_ops("|".join(["flop"] * 30), Limits(max_ops=30))) == 30
 
@@ -145,7 +175,7 @@ def test_bad_pipelines_name_the_operation_and_the_reason(text, reason):
         ("resize=50", "must be a list"),
         ({"resize": 50}, "must be a list"),
         ([50], "must be a string"),
-        (["resize:50"], 'not name=value'),
+        (["resize:50"], "not name=value"),
         (["split=sometimes"], "split"),
         (["unknown=1"], "unknown operation"),
     ],
@@ -178,13 +208,25 @@ def test_parameter_errors_come_before_decoding():
 def test_rendered_fields():
     [out] = render(encode(photo((64, 48))), parse_ops("resize:32x32"), "jpeg", max_pixels=MAX_PIXELS)
     assert (out.format, out.mime_type, out.extension, out.width, out.height, out.frames, out.suffix) == (
-        "JPEG", "image/jpeg", "jpg", 32, 24, 1, "")
+        "JPEG",
+        "image/jpeg",
+        "jpg",
+        32,
+        24,
+        1,
+        "",
+    )
     assert decode(out.data).size == (32, 24)
 
 
 OPERATION_TEXT = st.one_of(
-    st.builds(lambda x, y, w, h: f"crop:{x},{y},{w},{h}", st.integers(0, 40), st.integers(0, 40),
-              st.integers(1, 40), st.integers(1, 40)),
+    st.builds(
+        lambda x, y, w, h: f"crop:{x},{y},{w},{h}",
+        st.integers(0, 40),
+        st.integers(0, 40),
+        st.integers(1, 40),
+        st.integers(1, 40),
+    ),
     st.builds(lambda a: f"rotate:{a}", st.sampled_from([0, 90, 180, 270, -90, 33, 12.5, 359.9])),
     st.sampled_from(["flip", "flop", "flip:hv", "grayscale", "split", "quadrant:tl", "quadrant:br", "quality:40"]),
     st.builds(lambda w, h: f"resize:{w}x{h}", st.integers(1, 80), st.integers(1, 80)),

@@ -12,8 +12,9 @@ from PIL import Image
 from aperture.domain.imaging import validation as image_validation
 from aperture.domain.imaging.validation import Limits, Rejected, validate
 
-LIMITS = Limits(max_file_bytes=10**8, max_pixels=10**8, max_frames=100, max_animation_pixels=10**9,
-                max_metadata_bytes=10**6)
+LIMITS = Limits(
+    max_file_bytes=10**8, max_pixels=10**8, max_frames=100, max_animation_pixels=10**9, max_metadata_bytes=10**6
+)
 
 
 def photo(width: int = 640, height: int = 480, seed: int = 0) -> Image.Image:
@@ -99,7 +100,8 @@ def test_whole_sequential_scans_take_the_fast_path_and_others_do_not() -> None:
 
     baseline = jpeg(image, quality=90)
     assert scan_start(baseline) == baseline.find(b"\xff\xda") + 2 + int.from_bytes(
-        baseline[baseline.find(b"\xff\xda") + 2 : baseline.find(b"\xff\xda") + 4], "big")
+        baseline[baseline.find(b"\xff\xda") + 2 : baseline.find(b"\xff\xda") + 4], "big"
+    )
     assert scan_start(jpeg(image, quality=90, restart_marker_rows=2)) is not None
     assert scan_start(jpeg(image, quality=90, progressive=True)) is None
     truncated = baseline[: len(baseline) // 2]

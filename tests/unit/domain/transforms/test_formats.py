@@ -11,8 +11,16 @@ from .helpers import MAX_PIXELS, decode, encode, photo, psnr, render_one, same_p
 
 SAVE = {"png": "PNG", "jpg": "JPEG", "gif": "GIF", "webp": "WEBP", "tiff": "TIFF", "bmp": "BMP"}
 LOSSLESS = ("png", "gif", "tiff", "bmp")
-MIME = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "gif": "image/gif",
-        "webp": "image/webp", "tiff": "image/tiff", "tif": "image/tiff", "bmp": "image/bmp"}
+MIME = {
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "gif": "image/gif",
+    "webp": "image/webp",
+    "tiff": "image/tiff",
+    "tif": "image/tiff",
+    "bmp": "image/bmp",
+}
 
 
 def few_colours(size=(61, 37)) -> Image.Image:

@@ -35,8 +35,13 @@ def test_later_operations_apply_to_each_quadrant():
 
 
 @pytest.mark.parametrize(
-    "ops, suffix", [("quadrant:tl", "-top-left"), ("quadrant:br", "-bottom-right"), ("split:top-right", "-top-right"),
-                    ("quadrant:BottomLeft", "-bottom-left")]
+    "ops, suffix",
+    [
+        ("quadrant:tl", "-top-left"),
+        ("quadrant:br", "-bottom-right"),
+        ("split:top-right", "-top-right"),
+        ("quadrant:BottomLeft", "-bottom-left"),
+    ],
 )
 def test_one_quadrant(ops, suffix):
     image = photo((64, 48))

@@ -1,0 +1,571 @@
+"""In-memory stand-ins for Aperture's own repositories (aperture.storage), for service unit tests.
+
+Each fake has the method names, signatures and observable semantics of the
+repository it replaces, for the methods the services call:
+
+* create-only writes return False (or raise what the real one raises) when
+  the thing is already there, and change nothing;
+* what the real repositories report as `domain.errors.Gone` (a record or
+  an object generation deleted meanwhile) the fakes report so too; where
+  the real one lets a Google exception through (a key update, a streamed
+  read), the fake raises that same exception type;
+* image records go in and come out as copies, never the caller's own object.
+
+They fake our repositories, never the Google client libraries. Test-only
+helpers that the real repositories do not have are marked "test helper".
+To make a call fail, a test replaces the method on the instance, e.g.
+``images.create_all = raising(ServiceUnavailable("down"))``.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import dataclasses
+import datetime as dt
+import hashlib
+import itertools
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from google.api_core import exceptions as gexc
+
+from aperture.domain import keys
+from aperture.domain.errors import AlreadyExists, Gone
+from aperture.domain.records import (
+    AccessAttempt,
+    Analysis,
+    ApiKey,
+    Contribution,
+    ImageRecord,
+    ImageStatus,
+    ObjectInfo,
+    StoredHistograms,
+    Team,
+    Totals,
+    UploadLink,
+    User,
+)
+from aperture.storage.key_issuers import IssuedKey
+from aperture.storage.objects import StreamingReader
+from aperture.storage.upload_links import new_token, token_hash
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def raising(exc: BaseException) -> Callable[..., Any]:
+    """A stand-in for a repository method that fails with `exc` (install it on the instance)."""
+
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise exc
+
+    return fail
+
+
+# -- aperture.storage.images.ImageStore -------------------------------------------------
+
+# What `mark_processed` writes; the upload's own fields stay as stored (as in ImageStore).
+_UPLOAD_FIELDS = {"team", "id", "filename", "mime_type", "extension", "bucket", "object", "created_at", "uploaded_by"}
+_ANALYSIS_FIELDS = {f.name for f in dataclasses.fields(ImageRecord)} - _UPLOAD_FIELDS
+
+
+class FakeImageStore:
+    """Image records keyed by (team, image id); create-only, newest-first listing."""
+
+    def __init__(self) -> None:
+        self._records: dict[tuple[str, str], ImageRecord] = {}
+        self._lock = threading.Lock()
+
+    def create(self, record: ImageRecord) -> bool:
+        with self._lock:
+            key = (record.team, record.id)
+            if key in self._records:
+                return False
+            self._records[key] = copy.deepcopy(record)
+            return True
+
+    def create_all(self, records: list[ImageRecord]) -> list[bool]:
+        """Per record, False when it already existed (a record twice in the list: True, then False)."""
+        return [self.create(record) for record in records]
+
+    def get(self, team: str, image_id: str) -> ImageRecord | None:
+        with self._lock:
+            record = self._records.get((team, image_id))
+            return copy.deepcopy(record)
+
+    def delete(self, team: str, image_id: str) -> None:
+        with self._lock:
+            self._records.pop((team, image_id), None)
+
+    def mark_failed(self, team: str, image_id: str, reason: str, generation: str) -> None:
+        with self._lock:
+            record = self._existing(team, image_id)
+            self._records[(team, image_id)] = dataclasses.replace(
+                record, status=ImageStatus.FAILED, error=reason, generation=generation
+            )
+
+    def mark_processed(self, record: ImageRecord, analysis: Analysis) -> ImageRecord:
+        done = record.with_analysis(analysis)
+        with self._lock:
+            stored = self._existing(record.team, record.id)
+            self._records[(record.team, record.id)] = copy.deepcopy(
+                dataclasses.replace(stored, **{name: getattr(done, name) for name in _ANALYSIS_FIELDS})
+            )
+        return done
+
+    def list(
+        self,
+        team: str,
+        *,
+        filters: dict[str, Any],
+        after: dt.datetime | None = None,
+        before: dt.datetime | None = None,
+        limit: int = 50,
+        start_after: str | None = None,
+    ) -> list[ImageRecord] | None:
+        with self._lock:
+
+            def order(r: ImageRecord) -> tuple:  # created_at descending, ties by document id descending
+                return r.created_at, f"{r.team}_{r.id}"
+
+            chosen = [r for r in self._records.values() if r.team == team]
+            if filters.get("format"):
+                chosen = [r for r in chosen if r.format == filters["format"]]
+            if filters.get("camera"):
+                chosen = [r for r in chosen if r.camera == filters["camera"]]
+            if filters.get("label"):
+                chosen = [r for r in chosen if filters["label"] in r.labels]
+            if after is not None:
+                chosen = [r for r in chosen if r.created_at >= after]
+            if before is not None:
+                chosen = [r for r in chosen if r.created_at < before]
+            chosen.sort(key=order, reverse=True)
+            if start_after is not None:
+                cursor = self._records.get((team, start_after))
+                if cursor is None:
+                    return None
+                chosen = [r for r in chosen if order(r) < order(cursor)]
+            return copy.deepcopy(chosen[:limit])
+
+    def _existing(self, team: str, image_id: str) -> ImageRecord:
+        record = self._records.get((team, image_id))
+        if record is None:
+            raise Gone(f"image record {team}/{image_id} was deleted")
+        return record
+
+    # test helper
+    def all(self) -> list[ImageRecord]:
+        with self._lock:
+            return copy.deepcopy(list(self._records.values()))
+
+
+# -- aperture.storage.objects.ObjectStore ------------------------------------------------
+
+
+def _md5(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+@dataclasses.dataclass(frozen=True)
+class _StoredObject:
+    generation: int
+    data: bytes
+    content_type: str | None
+    metadata: dict[str, str]
+    created: str
+
+
+class FakeObjectStore:
+    """Objects keyed by (bucket, name), one live generation each (no versioning, like the buckets)."""
+
+    def __init__(self) -> None:
+        self._objects: dict[tuple[str, str], _StoredObject] = {}
+        self._generations = itertools.count(1_700_000_000_000_000)
+        self._lock = threading.Lock()
+
+    def info(self, bucket: str, name: str) -> ObjectInfo | None:
+        with self._lock:
+            stored = self._objects.get((bucket, name))
+        if stored is None:
+            return None
+        return ObjectInfo(
+            bucket=bucket,
+            name=name,
+            generation=stored.generation,
+            size=len(stored.data),
+            content_type=stored.content_type,
+            md5_hash=_md5(stored.data),
+        )
+
+    def create(
+        self, bucket: str, name: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None
+    ) -> bool:
+        with self._lock:
+            if (bucket, name) in self._objects:
+                return False
+            self._put(bucket, name, data, content_type, metadata)
+            return True
+
+    def delete(self, bucket: str, name: str, generation: int | None = None) -> None:
+        with self._lock:
+            stored = self._objects.get((bucket, name))
+            if stored is not None and (generation is None or stored.generation == generation):
+                del self._objects[(bucket, name)]
+
+    def read(self, info: ObjectInfo) -> bytes:
+        """The bytes of exactly `info.generation`; Gone when that generation was deleted or replaced."""
+        stored = self._generation(info)
+        if stored is None:
+            raise Gone(f"{info.bucket}/{info.name}#{info.generation}: no such object")
+        return stored.data
+
+    def stream(self, info: ObjectInfo) -> StreamingReader:
+        """A reader of exactly `info.generation`; as with the real one, a missing
+        generation fails on read with the storage library's NotFound."""
+        reader = StreamingReader()
+        stored = self._generation(info)
+        if stored is None:
+            reader.fail(gexc.NotFound(f"{info.bucket}/{info.name}#{info.generation}: no such object"))
+        else:
+            reader.write(stored.data)
+            reader.finish()
+        return reader
+
+    def _generation(self, info: ObjectInfo) -> _StoredObject | None:
+        with self._lock:
+            stored = self._objects.get((info.bucket, info.name))
+        return stored if stored is not None and stored.generation == info.generation else None
+
+    def _put(
+        self, bucket: str, name: str, data: bytes, content_type: str | None, metadata: dict[str, str] | None
+    ) -> _StoredObject:
+        stored = _StoredObject(
+            next(self._generations),
+            bytes(data),
+            content_type,
+            dict(metadata or {}),
+            _now().isoformat().replace("+00:00", "Z"),
+        )
+        self._objects[(bucket, name)] = stored
+        return stored
+
+    # test helpers
+    def put(
+        self,
+        bucket: str,
+        name: str,
+        data: bytes,
+        content_type: str | None = "application/octet-stream",
+        metadata: dict[str, str] | None = None,
+    ) -> ObjectInfo:
+        """Write (or overwrite, with a new generation) as a plain client would; the object as a
+        finalize event describes it (with its custom metadata and creation time)."""
+        with self._lock:
+            stored = self._put(bucket, name, data, content_type, metadata)
+        return self._event(bucket, name, stored)
+
+    def event(self, bucket: str, name: str) -> ObjectInfo:
+        """The finalize event's view of an object already stored."""
+        with self._lock:
+            stored = self._objects[(bucket, name)]
+        return self._event(bucket, name, stored)
+
+    @staticmethod
+    def _event(bucket: str, name: str, stored: _StoredObject) -> ObjectInfo:
+        return ObjectInfo(
+            bucket,
+            name,
+            stored.generation,
+            len(stored.data),
+            stored.content_type,
+            _md5(stored.data),
+            metadata=tuple(sorted(stored.metadata.items())),
+            created=stored.created,
+        )
+
+    def names(self, bucket: str) -> set[str]:
+        with self._lock:
+            return {name for (b, name) in self._objects if b == bucket}
+
+    def metadata(self, bucket: str, name: str) -> dict[str, str]:
+        with self._lock:
+            return dict(self._objects[(bucket, name)].metadata)
+
+
+# -- aperture.storage.histograms.HistogramStore ------------------------------------------
+
+
+class FakeHistogramStore:
+    """Stored histograms per (bucket, object, generation), create-only."""
+
+    def __init__(self) -> None:
+        self._stored: dict[tuple[str, str, int], StoredHistograms] = {}
+        self._lock = threading.Lock()
+
+    def get(self, bucket: str, name: str, generation: int) -> StoredHistograms | None:
+        with self._lock:
+            return self._stored.get((bucket, name, int(generation)))
+
+    def put(self, bucket: str, name: str, generation: int, record: StoredHistograms) -> bool:
+        with self._lock:
+            key = (bucket, name, int(generation))
+            if key in self._stored:
+                return False
+            self._stored[key] = record
+            return True
+
+    def delete(self, bucket: str, name: str, generation: int) -> None:
+        with self._lock:
+            self._stored.pop((bucket, name, int(generation)), None)
+
+    # test helper
+    def keys(self) -> set[tuple[str, str, int]]:
+        with self._lock:
+            return set(self._stored)
+
+
+# -- aperture.storage.identity.IdentityStore ---------------------------------------------
+
+
+class FakeIdentityStore:
+    """Teams (create-only by id), users, and keys (create-only by hash)."""
+
+    def __init__(self) -> None:
+        self._teams: dict[str, Team] = {}
+        self._users: dict[str, User] = {}
+        self._keys: dict[str, ApiKey] = {}  # by key hash, as the real document id
+        self._lock = threading.Lock()
+
+    def create_team(self, team_id: str, name: str, gps_enabled: bool = False) -> Team:
+        with self._lock:
+            if team_id in self._teams:
+                raise AlreadyExists(f"team {team_id!r} already exists")
+            team = self._teams[team_id] = Team(team_id, name, gps_enabled, _now())
+            return team
+
+    def get_team(self, team_id: str) -> Team | None:
+        with self._lock:
+            return self._teams.get(team_id)
+
+    def list_teams(self) -> list[Team]:
+        with self._lock:
+            return sorted(self._teams.values(), key=lambda t: t.team_id)
+
+    def create_user(self, team: str, email: str, role: str) -> User:
+        with self._lock:
+            user = User("usr_" + uuid.uuid4().hex[:16], team, email, role, _now())
+            self._users[user.user_id] = user
+            return user
+
+    def get_user(self, user_id: str) -> User | None:
+        with self._lock:
+            return self._users.get(user_id)
+
+    def list_users(self, team: str) -> list[User]:
+        with self._lock:
+            return sorted((u for u in self._users.values() if u.team == team), key=lambda u: u.created_at)
+
+    def add_key(self, key: ApiKey) -> None:
+        with self._lock:
+            if key.key_hash in self._keys:
+                raise gexc.AlreadyExists(f"key {key.key_hash} exists")
+            self._keys[key.key_hash] = key
+
+    def key_by_hash(self, key_hash: str) -> ApiKey | None:
+        with self._lock:
+            return self._keys.get(key_hash)
+
+    def key_by_id(self, key_id: str) -> ApiKey | None:
+        with self._lock:
+            return next((k for k in self._keys.values() if k.key_id == key_id), None)
+
+    def list_keys(self, team: str | None = None) -> list[ApiKey]:
+        with self._lock:
+            return sorted(
+                (k for k in self._keys.values() if team is None or k.team == team), key=lambda k: k.created_at
+            )
+
+    def revoke_key(self, key: ApiKey) -> ApiKey:
+        if key.revoked:
+            return key
+        return self._update(key, revoked_at=_now())
+
+    def touch_key(self, key: ApiKey) -> None:
+        self._update(key, last_used_at=_now())
+
+    def _update(self, key: ApiKey, **changes: Any) -> ApiKey:
+        with self._lock:
+            stored = self._keys.get(key.key_hash)
+            if stored is None:
+                raise gexc.NotFound(f"no key {key.key_id}")
+            self._keys[key.key_hash] = dataclasses.replace(stored, **changes)
+            return ApiKey(**{**asdict(key), **changes})
+
+
+# -- aperture.storage.counters.TeamCounters ----------------------------------------------
+
+
+class FakeTeamCounters:
+    """Per-team totals with one marker per counted (team, image): add and remove are exactly once."""
+
+    def __init__(self) -> None:
+        self._markers: dict[tuple[str, str], Contribution] = {}
+        self._totals: dict[str, Totals] = {}
+        self._lock = threading.Lock()
+
+    def add(self, team: str, image_id: str, contribution: Contribution) -> bool:
+        with self._lock:
+            if (team, image_id) in self._markers:
+                return False
+            self._markers[(team, image_id)] = contribution
+            self._apply(team, contribution, +1)
+            return True
+
+    def remove(self, team: str, image_id: str, contribution: Contribution) -> bool:
+        with self._lock:
+            if self._markers.pop((team, image_id), None) is None:
+                return False
+            self._apply(team, contribution, -1)
+            return True
+
+    def counted(self, team: str, image_id: str) -> Contribution | None:
+        with self._lock:
+            return self._markers.get((team, image_id))
+
+    def totals(self, team: str) -> Totals:
+        with self._lock:
+            totals = self._totals.get(team, Totals())
+            return Totals(dict(totals.days), dict(totals.formats), dict(totals.cameras))
+
+    def _apply(self, team: str, contribution: Contribution, sign: int) -> None:
+        totals = self._totals.setdefault(team, Totals())
+        totals.days[contribution.day] = totals.days.get(contribution.day, 0) + sign
+        totals.formats[contribution.format] = totals.formats.get(contribution.format, 0) + sign
+        if contribution.camera:
+            totals.cameras[contribution.camera] = totals.cameras.get(contribution.camera, 0) + sign
+
+
+# -- aperture.storage.upload_links.UploadLinkStore ---------------------------------------
+
+
+@dataclasses.dataclass
+class _StoredLink:
+    link: UploadLink
+    used: int = 0
+    slots: set[str] = dataclasses.field(default_factory=set)
+
+
+class FakeUploadLinkStore:
+    """Links by token hash; numbered slots claimed create-only, as in UploadLinkStore."""
+
+    def __init__(self) -> None:
+        self._links: dict[str, _StoredLink] = {}
+        self._lock = threading.Lock()
+
+    def create(
+        self, team: str, max_files: int, lifetime: dt.timedelta, created_by: dict[str, Any]
+    ) -> tuple[UploadLink, str]:
+        token = new_token()
+        digest = token_hash(token)
+        now = _now()
+        link = UploadLink(digest[:16], team, max_files, now + lifetime, now, dict(created_by))
+        with self._lock:
+            self._links[digest] = _StoredLink(link)
+        return link, token
+
+    def find(self, token: str) -> tuple[UploadLink, str] | None:
+        digest = token_hash(token)
+        with self._lock:
+            stored = self._links.get(digest)
+        return (stored.link, digest) if stored else None
+
+    def find_by_id(self, link_id: str) -> tuple[UploadLink, str] | None:
+        with self._lock:
+            for digest, stored in self._links.items():
+                if stored.link.link_id == link_id:
+                    return stored.link, digest
+        return None
+
+    def claim(self, digest: str, max_files: int) -> str | None:
+        # As in UploadLinkStore: the search starts at the `used` count, so a slot
+        # released below a slot still held is not found again until that one is released.
+        with self._lock:
+            stored = self._stored(digest)
+            for slot in range(min(stored.used, max_files), max_files):
+                if str(slot) in stored.slots:
+                    continue
+                stored.slots.add(str(slot))
+                stored.used += 1
+                return str(slot)
+            return None
+
+    def release(self, digest: str, slot: str) -> None:
+        with self._lock:
+            stored = self._stored(digest)
+            stored.slots.discard(slot)
+            stored.used -= 1
+
+    def _stored(self, digest: str) -> _StoredLink:
+        stored = self._links.get(digest)
+        if stored is None:
+            raise gexc.NotFound(f"no upload link {digest}")
+        return stored
+
+    # test helper
+    def taken(self, digest: str) -> set[str]:
+        with self._lock:
+            return set(self._stored(digest).slots)
+
+
+# -- aperture.storage.audit.AuditLog ---------------------------------------------------
+
+
+class FakeAuditLog:
+    """Every recorded attempt, in order (the real one logs and writes them in the background)."""
+
+    def __init__(self) -> None:
+        self.attempts: list[AccessAttempt] = []
+
+    def record(self, attempt: AccessAttempt) -> None:
+        self.attempts.append(attempt)
+
+
+# -- aperture.storage.key_issuers.KeyIssuer ----------------------------------------------
+
+
+class FakeKeyIssuer:
+    """Issues local-shaped keys with an external name each (as the Google issuer has), and records revocations."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.issued: list[tuple[str, IssuedKey]] = []  # (display name, key)
+        self.revoked: list[str | None] = []
+        self._numbers = itertools.count(1)
+
+    def issue(self, display_name: str) -> IssuedKey:
+        issued = IssuedKey(keys.generate(), f"keys/{next(self._numbers)}")
+        self.issued.append((display_name, issued))
+        return issued
+
+    def revoke(self, external_name: str | None) -> None:
+        self.revoked.append(external_name)
+
+
+# -- aperture.storage.url_signing.UrlSigner ----------------------------------------------
+
+
+class FakeUrlSigner:
+    """URLs that say what was signed: bucket, object, expiry and content type."""
+
+    def __init__(self) -> None:
+        self.signed: list[tuple[str, str, dt.datetime, str]] = []
+
+    def put_url(self, bucket: str, name: str, expires_at: dt.datetime, content_type: str) -> str:
+        self.signed.append((bucket, name, expires_at, content_type))
+        return f"https://storage.test/{bucket}/{name}?expires={int(expires_at.timestamp())}&type={content_type}"

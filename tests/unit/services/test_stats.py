@@ -1,0 +1,229 @@
+"""StatsService: histograms per object generation from memory, then the store, then a computation."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+
+import pytest
+from PIL import Image
+
+from aperture.domain import stats as statistics
+from aperture.domain.imaging import pixels
+from aperture.services.stats import COMPUTED, FIRESTORE, MEMORY, StatsService
+from aperture.storage.histograms import StoredHistograms
+from tests.support import hostile
+from tests.support.images import encode, png_header_only, random_image
+from tests.unit.services.helpers import MAX_PIXELS, SOURCE
+
+NAME = "photos/IMG_1.png"
+
+
+def service(objects, histograms, **options) -> StatsService:
+    return StatsService(objects, histograms, max_pixels=options.pop("max_pixels", MAX_PIXELS), **options)
+
+
+def expected(data: bytes) -> dict[str, statistics.Histogram]:
+    return statistics.image_histograms(pixels.normalize(Image.open(io.BytesIO(data))))
+
+
+def stored_soon(histograms, info, timeout: float = 5.0) -> StoredHistograms | None:
+    """The background write of a cold lookup lands shortly after its answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = histograms.get(info.bucket, info.name, info.generation)
+        if found is not None:
+            return found
+        time.sleep(0.01)
+    return None
+
+
+# -- where histograms come from ---------------------------------------------------------------
+
+
+def test_the_first_lookup_computes_and_the_next_is_served_from_memory(objects, histograms):
+    info = objects.put(SOURCE, NAME, encode(random_image("RGB", seed=1)))
+    stats = service(objects, histograms)
+
+    _, first = stats.histograms(info)
+    _, second = stats.histograms(info)
+
+    assert (first, second) == (COMPUTED, MEMORY)
+
+
+def test_computed_histograms_are_exact_for_every_band(objects, histograms):
+    data = encode(random_image("RGB", seed=2))
+    info = objects.put(SOURCE, NAME, data)
+
+    result, _ = service(objects, histograms).histograms(info, need_luma=True)
+
+    assert result.bands == expected(data)
+    assert (result.width, result.height, result.mode, result.format, result.frames) == (37, 23, "RGB", "PNG", 1)
+
+
+@pytest.mark.parametrize(
+    "mode,fmt", [("L", "PNG"), ("RGBA", "PNG"), ("P", "PNG"), ("I;16", "PNG"), ("RGB", "JPEG"), ("F", "TIFF")]
+)
+def test_computed_histograms_match_a_plain_decode_in_every_mode(objects, histograms, mode, fmt):
+    data = encode(random_image(mode, size=(64, 48), seed=3), fmt)
+    info = objects.put(SOURCE, NAME, data)
+
+    result, _ = service(objects, histograms).histograms(info, need_luma=True)
+
+    assert result.bands == expected(data)
+
+
+def test_a_large_jpeg_counted_while_it_decodes_matches_a_plain_decode(objects, histograms):
+    data = hostile.jpeg(size=(1200, 900), seed=4)
+    info = objects.put(SOURCE, NAME, data)
+
+    result, _ = service(objects, histograms).histograms(info, need_luma=True)
+
+    assert result.bands == expected(data)
+    assert result.mode == "RGB"
+
+
+def test_a_cold_lookup_answers_before_luma_and_luma_is_there_when_asked_for(objects, histograms):
+    info = objects.put(SOURCE, NAME, encode(random_image("RGB", seed=5)))
+    stats = service(objects, histograms)
+
+    quick, _ = stats.histograms(info)
+    full, _ = stats.histograms(info, need_luma=True)
+
+    assert quick.pending is not None and statistics.LUMA not in quick.bands
+    assert full.pending is None and statistics.LUMA in full.bands
+
+
+def test_a_computation_is_stored_for_other_instances(objects, histograms):
+    data = encode(random_image("RGB", seed=6))
+    info = objects.put(SOURCE, NAME, data)
+    service(objects, histograms).histograms(info, need_luma=True)
+
+    stored = stored_soon(histograms, info)
+
+    assert stored is not None
+    assert statistics.deserialize(stored.payload) == expected(data)
+    assert (stored.width, stored.height, stored.mode, stored.format, stored.frames) == (37, 23, "RGB", "PNG", 1)
+
+
+def test_stored_histograms_are_read_back_without_decoding(objects, histograms):
+    data = encode(random_image("RGB", seed=7))
+    info = objects.put(SOURCE, NAME, data)
+    histograms.put(
+        SOURCE, NAME, info.generation, StoredHistograms(statistics.serialize(expected(data)), 37, 23, "RGB", "PNG", 1)
+    )
+
+    result, source = service(objects, histograms).histograms(info)
+
+    assert source == FIRESTORE
+    assert result.bands == expected(data)
+    assert (result.width, result.height, result.mode, result.format, result.frames, result.pending) == (
+        37,
+        23,
+        "RGB",
+        "PNG",
+        1,
+        None,
+    )
+
+
+def test_histograms_stored_by_one_instance_are_read_by_another(objects, histograms):
+    info = objects.put(SOURCE, NAME, encode(random_image("RGB", seed=8)))
+    service(objects, histograms).histograms(info, need_luma=True)
+    assert stored_soon(histograms, info) is not None
+
+    _, source = service(objects, histograms).histograms(info)
+
+    assert source == FIRESTORE
+
+
+def test_an_overwritten_object_is_never_served_its_old_histograms(objects, histograms):
+    stats = service(objects, histograms)
+    old = objects.put(SOURCE, NAME, encode(random_image("RGB", seed=9)))
+    stats.histograms(old, need_luma=True)
+    new_data = encode(random_image("RGB", seed=10))
+    new = objects.put(SOURCE, NAME, new_data)
+
+    result, source = stats.histograms(new, need_luma=True)
+
+    assert source == COMPUTED
+    assert result.bands == expected(new_data)
+
+
+# -- single flight -------------------------------------------------------------------------------
+
+
+def test_concurrent_lookups_of_one_generation_share_one_computation(objects, histograms):
+    info = objects.put(SOURCE, NAME, encode(random_image("RGB", size=(200, 150), seed=11)))
+    stats = service(objects, histograms)
+    real_stream, streams, release = objects.stream, [], threading.Event()
+
+    def slow_stream(target):  # the first download is held until every caller has asked
+        streams.append(target)
+        if len(streams) == 1:
+            release.wait(5)
+        return real_stream(target)
+
+    objects.stream = slow_stream
+    sources: list[str] = []
+
+    def lookup() -> None:
+        _, source = stats.histograms(info)
+        sources.append(source)
+
+    threads = [threading.Thread(target=lookup) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)
+    release.set()
+    for thread in threads:
+        thread.join(10)
+
+    assert len(streams) == 1
+    assert sorted(sources) == [COMPUTED] + [MEMORY] * 7
+
+
+# -- bad objects ---------------------------------------------------------------------------------
+
+
+def test_a_non_image_raises_not_an_image(objects, histograms):
+    info = objects.put(SOURCE, "notes.txt", b"just some text\n" * 50)
+
+    with pytest.raises(pixels.NotAnImage):
+        service(objects, histograms).histograms(info)
+
+
+def test_a_failed_lookup_is_not_remembered(objects, histograms):
+    info = objects.put(SOURCE, "notes.txt", b"just some text\n" * 50)
+    stats = service(objects, histograms)
+    with pytest.raises(pixels.NotAnImage):
+        stats.histograms(info)
+
+    with pytest.raises(pixels.NotAnImage):
+        stats.histograms(info)
+
+    assert histograms.keys() == set()
+
+
+def test_an_image_over_the_pixel_limit_raises_too_many_pixels(objects, histograms):
+    info = objects.put(SOURCE, "bomb.png", png_header_only(20_000, 20_000))
+
+    with pytest.raises(pixels.TooManyPixels):
+        service(objects, histograms, max_pixels=1_000_000).histograms(info)
+
+
+# -- find ------------------------------------------------------------------------------------
+
+
+def test_find_gives_the_current_generation(objects, histograms):
+    objects.put(SOURCE, NAME, b"first")
+    latest = objects.put(SOURCE, NAME, encode(random_image("L", seed=12)))
+
+    found = service(objects, histograms).find(SOURCE, NAME)
+
+    assert (found.generation, found.size) == (latest.generation, latest.size)
+
+
+def test_find_gives_none_for_a_missing_object(objects, histograms):
+    assert service(objects, histograms).find(SOURCE, "missing.png") is None

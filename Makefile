@@ -30,8 +30,10 @@ venv: $(STAMP) $(TOOLS_STAMP)
 prereqs: $(STAMP)
 	@$(PY) -m devstack.prereqs
 
+# WORKERS: processes of the transform function, which runs batch-job items.
+WORKERS ?= 2
 run: prereqs
-	$(PY) -m devstack run
+	$(PY) -m devstack run --workers $(WORKERS)
 
 # ruff (lint, import order, format), mypy on the pure and use-case layers, and
 # import-linter's layer contracts (all configured in pyproject.toml).

@@ -27,6 +27,16 @@ def images(request):
     return handler("images")(request)
 
 
+@functions_framework.http
+def jobs(request):
+    return handler("jobs")(request)
+
+
 @functions_framework.cloud_event
 def process(event: CloudEvent) -> None:
     handler("process")(event)
+
+
+@functions_framework.cloud_event
+def transform(event: CloudEvent) -> None:
+    handler("transform")(event)

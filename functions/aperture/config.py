@@ -143,6 +143,20 @@ class Config:
         1,
         "Torch intra-op threads of the local provider; 1 keeps a busy 2-core instance from oversubscribing.",
     )
+    jobs_topic: str = _setting(
+        "APERTURE_JOBS_TOPIC", "aperture-jobs", "Pub/Sub topic of batch-job items (one message per image)."
+    )
+    max_job_images: int = _setting("APERTURE_MAX_JOB_IMAGES", 1000, "Images in one batch job (400 above).")
+    max_job_operations: int = _setting("APERTURE_MAX_JOB_OPERATIONS", 20, "Operations in one batch job (400 above).")
+    max_job_json_bytes: int = _setting(
+        "APERTURE_MAX_JOB_JSON_BYTES", 1024 * 1024, "Largest batch-job request body (413 above)."
+    )
+    job_faults: str = _setting(
+        "APERTURE_JOB_FAULTS",
+        "",
+        "Failures injected into job items, for tests of redelivery and dead letters: a comma list of "
+        "once:NAME (an item's first run fails) or always:NAME (every run fails), NAME part of its output.",
+    )
     region: str = _setting(
         "APERTURE_REGION", "us-central1", "Region of the deployment; Vertex AI calls of the cloud provider go there."
     )

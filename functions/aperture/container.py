@@ -20,12 +20,13 @@ from aperture.config import Config
 from aperture.runtime import logs
 
 if TYPE_CHECKING:  # the real imports stay inside the builders: cold starts pay only for what they use
-    from google.cloud import firestore, storage
+    from google.cloud import firestore, pubsub_v1, storage
 
     from aperture.domain.imaging.validation import Limits
     from aperture.services.access import Access
     from aperture.services.deletion import ImageDeleter
     from aperture.services.images import ImageService
+    from aperture.services.jobs import JobService, JobWorker
     from aperture.services.processing import Processor
     from aperture.services.provisioning import Provisioning
     from aperture.services.stats import StatsService
@@ -37,8 +38,10 @@ if TYPE_CHECKING:  # the real imports stay inside the builders: cold starts pay 
     from aperture.storage.histograms import HistogramStore
     from aperture.storage.identity import IdentityStore
     from aperture.storage.images import ImageStore
+    from aperture.storage.jobs import JobStore
     from aperture.storage.key_issuers import KeyIssuer
     from aperture.storage.objects import ObjectStore
+    from aperture.storage.queue import JobQueue
     from aperture.storage.upload_links import UploadLinkStore
     from aperture.storage.url_signing import UrlSigner
     from aperture.vision.base import VisionProvider
@@ -148,6 +151,24 @@ class Container:
         from aperture.storage.finalized import FinalizedObjects
 
         return FinalizedObjects(self.firestore)
+
+    @_once
+    def publisher(self) -> pubsub_v1.PublisherClient:
+        from google.cloud import pubsub_v1
+
+        return pubsub_v1.PublisherClient()
+
+    @_once
+    def job_store(self) -> JobStore:
+        from aperture.storage.jobs import JobStore
+
+        return JobStore(self.firestore)
+
+    @_once
+    def job_queue(self) -> JobQueue:
+        from aperture.storage.queue import JobQueue
+
+        return JobQueue(self.publisher, self.config.project, self.config.jobs_topic)
 
     @_once
     def url_signer(self) -> UrlSigner:
@@ -260,6 +281,38 @@ class Container:
         from aperture.services.images import ImageService
 
         return ImageService(self.images, self.objects, self.counters, self.deleter, max_pixels=self.config.max_pixels)
+
+    @_once
+    def job_service(self) -> JobService:
+        import datetime as dt
+
+        from aperture.domain.jobs import JobLimits
+        from aperture.services.jobs import JobService
+
+        config = self.config
+        limits = JobLimits(config.max_job_images, config.max_job_operations, config.max_pixels)
+        return JobService(
+            self.job_store,
+            self.job_queue,
+            self.images,
+            self.objects,
+            derived_bucket=config.derived_bucket,
+            limits=limits,
+            clock=lambda: dt.datetime.now(dt.timezone.utc),
+        )
+
+    @_once
+    def job_worker(self) -> JobWorker:
+        from aperture.services.jobs import Faults, JobWorker
+
+        config = self.config
+        return JobWorker(
+            self.job_store,
+            self.objects,
+            derived_bucket=config.derived_bucket,
+            max_pixels=config.max_pixels,
+            faults=Faults.parse(config.job_faults),
+        )
 
     @_once
     def deleter(self) -> ImageDeleter:

@@ -19,6 +19,7 @@ from aperture.container import instance
 
 HTTP, CLOUDEVENT = "http", "cloudevent"
 FINALIZED = "google.cloud.storage.object.v1.finalized"
+PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 
 
 @dataclass(frozen=True)
@@ -39,12 +40,20 @@ FUNCTIONS: dict[str, Function] = {
         Function("admin", HTTP, "aperture.api.admin:build", "teams, users and API keys (S5)"),
         Function("upload", HTTP, "aperture.api.uploads:build", "POST /v1/images and upload links (S6)"),
         Function("images", HTTP, "aperture.api.images:build", "list, metadata, download, convert, stats, delete (S8)"),
+        Function("jobs", HTTP, "aperture.api.jobs:build", "batch jobs: submit, follow, cancel, outputs (S9)"),
         Function(
             "process",
             CLOUDEVENT,
             "aperture.events.process:build",
             "metadata, labels, embeddings, counters (S7)",
             event_type=FINALIZED,
+        ),
+        Function(
+            "transform",
+            CLOUDEVENT,
+            "aperture.events.transform:build",
+            "runs one batch-job item per Pub/Sub message (S9)",
+            event_type=PUBLISHED,
         ),
     )
 }

@@ -12,8 +12,8 @@ from devstack.stack import REPO, Ports, Stack
 ENV_FILE = REPO / ".aperture" / "local.env"
 
 
-def run() -> int:
-    stack = Stack(Ports.fixed(), log_dir=REPO / ".aperture" / "logs")
+def run(workers: int = 2) -> int:
+    stack = Stack(Ports.fixed(), log_dir=REPO / ".aperture" / "logs", transform_workers=workers)
     stopping = threading.Event()
 
     def on_signal(signum, frame):  # Ctrl-C or a TERM from a supervisor
@@ -75,8 +75,11 @@ def _banner(stack: Stack, seeded: list[str], extra: dict[str, str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="devstack")
     parser.add_argument("command", choices=["run"])
-    parser.parse_args(argv)
-    return run()
+    parser.add_argument("--workers", type=int, default=2, help="processes of the transform function (job items)")
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    return run(args.workers)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,15 @@ FUNCTIONS = {f.name: f.trigger for f in REGISTRY.values()}
 # notification config would), and the bridge's subscription to it.
 NOTIFICATIONS_TOPIC = "gcs-notifications"
 NOTIFICATIONS_SUBSCRIPTION = "gcs-notifications-bridge"
+# Batch jobs (S9): the emulator pushes each item to the `transform` function, as
+# Eventarc does in the cloud; after MAX_DELIVERIES failed pushes the item goes
+# to the dead-letter topic, whose subscription pushes it to `transform` again
+# (which then marks it failed).
+JOBS_TOPIC = "aperture-jobs"
+JOBS_DEAD_LETTER_TOPIC = "aperture-jobs-dead-letter"
+JOBS_SUBSCRIPTION = "aperture-jobs-transform"
+JOBS_DEAD_LETTER_SUBSCRIPTION = "aperture-jobs-dead-letter-transform"
+MAX_DELIVERIES = 5
 
 
 @dataclass
@@ -64,6 +73,9 @@ class Stack:
     # False: no event bridge, so bucket writes are not processed (benchmarks of
     # the request path alone, without processing competing for the CPU).
     events: bool = True
+    # Processes of the `transform` function (batch-job items in parallel, as
+    # Cloud Functions instances would run them), one item at a time each.
+    transform_workers: int = 2
     children: list[Child] = field(default_factory=list)
 
     # addresses ---------------------------------------------------------------
@@ -95,6 +107,7 @@ class Stack:
                 "APERTURE_SOURCE_BUCKET": self.source_bucket,
                 "APERTURE_UPLOADS_BUCKET": self.uploads_bucket,
                 "APERTURE_DERIVED_BUCKET": self.derived_bucket,
+                "APERTURE_JOBS_TOPIC": JOBS_TOPIC,
                 "APERTURE_PUBLIC_URL": self.gateway_url,
                 "APERTURE_STORAGE_PUBLIC_URL": f"http://127.0.0.1:{self.ports.storage}",
                 "PYTHONPATH": os.pathsep.join([str(FUNCTIONS_DIR), str(REPO / "scripts")]),
@@ -113,6 +126,7 @@ class Stack:
             self._start_emulators()
             self._create_resources()
             self._start_functions()
+            self._subscribe_workers()
             self._start_gateway_and_bridge()
         except BaseException:
             self.stop()
@@ -171,6 +185,8 @@ class Stack:
         for create in (
             lambda: publisher.create_topic(name=topic),
             lambda: subscriber.create_subscription(name=subscription, topic=topic, ack_deadline_seconds=60),
+            lambda: publisher.create_topic(name=publisher.topic_path(self.project, JOBS_TOPIC)),
+            lambda: publisher.create_topic(name=publisher.topic_path(self.project, JOBS_DEAD_LETTER_TOPIC)),
         ):
             try:
                 create()
@@ -233,9 +249,36 @@ class Stack:
                 "--host=127.0.0.1",
                 f"--port={self.ports.functions[name]}",
             ]
-            started.append((name, self._spawn(f"function-{name}", argv)))
+            env = self.function_env()
+            if name == "transform":
+                env.update({"WORKERS": str(self.transform_workers), "THREADS": "1"})
+            started.append((name, self._spawn(f"function-{name}", argv, env=env)))
         for name, child in started:
             wait_until(port_open(self.ports.functions[name]), child=child, timeout=60, what=f"function {name}")
+
+    def _subscribe_workers(self) -> None:
+        """Push subscriptions from the jobs topic and its dead-letter topic to `transform`."""
+        from google.api_core import exceptions as gexc
+        from google.cloud import pubsub_v1
+
+        subscriber = pubsub_v1.SubscriberClient()
+        topic = f"projects/{self.project}/topics/{JOBS_TOPIC}"
+        dead_letter = f"projects/{self.project}/topics/{JOBS_DEAD_LETTER_TOPIC}"
+        endpoint = self.function_url("transform")
+        retry = {"minimum_backoff": {"seconds": 1}, "maximum_backoff": {"seconds": 10}}
+        for name, source, extra in (
+            (JOBS_SUBSCRIPTION, topic,
+             {"dead_letter_policy": {"dead_letter_topic": dead_letter, "max_delivery_attempts": MAX_DELIVERIES}}),
+            (JOBS_DEAD_LETTER_SUBSCRIPTION, dead_letter, {}),
+        ):
+            try:
+                subscriber.create_subscription(request={
+                    "name": subscriber.subscription_path(self.project, name), "topic": source,
+                    "push_config": {"push_endpoint": f"{endpoint}/{source}"}, "ack_deadline_seconds": 120,
+                    "retry_policy": retry, **extra,
+                })
+            except gexc.AlreadyExists:
+                pass
 
     def _start_gateway_and_bridge(self) -> None:
         backends = [f"--backend={n}={self.function_url(n)}" for n, s in FUNCTIONS.items() if s == "http"]

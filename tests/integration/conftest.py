@@ -16,10 +16,10 @@ from devstack.stack import Ports, Stack
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
     # Source-bucket prewarming is off so stats tests see their own computations;
-    # tests/integration/test_processing.py exercises it in-process.
-    stack = Stack(
-        Ports.free(), log_dir=tmp_path_factory.mktemp("stack-logs"), extra_env={"APERTURE_PREWARM_SOURCE": "false"}
-    )
+    # tests/integration/test_processing.py exercises it in-process. Job items whose
+    # output names contain `fails-once` / `poison` fail once / always (test_jobs.py).
+    env = {"APERTURE_PREWARM_SOURCE": "false", "APERTURE_JOB_FAULTS": "once:fails-once,always:poison"}
+    stack = Stack(Ports.free(), log_dir=tmp_path_factory.mktemp("stack-logs"), extra_env=env)
     stack.start()
     previous = {k: os.environ.get(k) for k in stack.client_env()}
     os.environ.update(stack.client_env())

@@ -103,6 +103,18 @@ class ImageStore:
         snap = self._doc(team, image_id).get()
         return from_document(snap.to_dict()) if snap.exists else None
 
+    def get_many(self, team: str, image_ids: list[str]) -> dict[str, ImageRecord]:
+        """The team's records among `image_ids`, in one round trip (missing ones are left out)."""
+        refs = [self._doc(team, image_id) for image_id in dict.fromkeys(image_ids)]
+        return {snap.get("id"): from_document(snap.to_dict()) for snap in self._db.get_all(refs) if snap.exists}
+
+    def find_by_filename(self, team: str, filename: str, limit: int = 2) -> list[ImageRecord]:
+        """The team's records uploaded under `filename` (at most `limit`)."""
+        query = self._collection.where(filter=FieldFilter("team", "==", team)).where(
+            filter=FieldFilter("filename", "==", filename)
+        )
+        return [from_document(snap.to_dict()) for snap in query.limit(limit).stream()]
+
     def delete(self, team: str, image_id: str) -> None:
         self._doc(team, image_id).delete()
 

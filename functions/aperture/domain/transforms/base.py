@@ -45,7 +45,7 @@ class Limits:
         (65500 is libjpeg's JPEG_MAX_DIMENSION).
     max_animation_pixels: width*height summed over the output frames of an
         animated result (all frames are held in memory by the encoders).
-    max_blur: blur sigma is clamped to this (thumbor clamps its radius at 150).
+    max_blur: a blur's kernel size is clamped to this (thumbor clamps its radius at 150).
     """
 
     max_ops: int = 20
@@ -53,7 +53,7 @@ class Limits:
     max_output_pixels: int = 100_000_000
     max_dimension: int = 65_500
     max_animation_pixels: int = 200_000_000
-    max_blur: float = 50.0
+    max_blur: int = 301  # the kernel OpenCV derives from sigma 50
 
     def check_size(self, size: Size, what: str) -> None:
         width, height = size

@@ -1,0 +1,262 @@
+"""Batch jobs (spec S9): submit, follow, cancel, download; and the worker that runs one item.
+
+Submitting checks the whole request (operations, inputs, outputs, sizes)
+before anything is stored or queued, so a bad job leaves nothing. Each item is
+one Pub/Sub message; the worker (the `transform` function) claims the item
+with a precondition, renders it, writes its outputs create-only into the
+derived bucket and finishes the item with another precondition, so a
+redelivered or duplicated message neither counts twice nor rewrites an output.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aperture.domain import jobs, transforms
+from aperture.domain.errors import ApiError, Gone
+from aperture.domain.imaging import pixels
+from aperture.domain.jobs import Counts, JobItem, JobLimits, JobRecord
+from aperture.domain.records import IMAGE_ID, ImageRecord, ImageStatus, ObjectInfo, Principal
+from aperture.runtime import logs
+
+if TYPE_CHECKING:  # repositories are injected; their modules bring the Google clients
+    import datetime as dt
+    from collections.abc import Callable
+
+    from aperture.storage.images import ImageStore
+    from aperture.storage.jobs import JobStore
+    from aperture.storage.objects import ObjectStore
+    from aperture.storage.queue import JobQueue
+
+MAX_PAGE = 100
+
+
+@dataclass(frozen=True)
+class JobView:
+    job: JobRecord
+    counts: Counts
+    items: list[JobItem] | None = None
+
+
+class JobService:
+    def __init__(
+        self,
+        store: JobStore,
+        queue: JobQueue,
+        images: ImageStore,
+        objects: ObjectStore,
+        *,
+        derived_bucket: str,
+        limits: JobLimits,
+        clock: Callable[[], dt.datetime],
+    ):
+        self._store = store
+        self._queue = queue
+        self._images = images
+        self._objects = objects
+        self._derived = derived_bucket
+        self._limits = limits
+        self._clock = clock
+
+    def submit(self, principal: Principal, body: Any) -> JobRecord:
+        principal.require_role("member")
+        request = jobs.parse_request(body, self._limits)
+        sources = self._resolve(principal.team, [item.input for item in request.items])
+        job_id = "job_" + secrets.token_hex(10)
+        items = []
+        for index, (spec, record) in enumerate(zip(request.items, sources)):
+            where = f"images[{index}]"
+            try:
+                request.pipeline.plan((record.width, record.height))
+            except transforms.InvalidOperation as exc:
+                raise ApiError(400, f"{where} ({record.width}x{record.height}): {exc}") from None
+            extension = jobs.output_extension(spec.output) or record.extension
+            items.append(
+                JobItem(
+                    job_id,
+                    index,
+                    spec.input,
+                    record.id,
+                    record.bucket,
+                    record.object,
+                    spec.output,
+                    transforms.output_format(extension).extension,
+                )
+            )
+        job = JobRecord(
+            job_id,
+            principal.team,
+            request.operations,
+            str(request.pipeline),
+            len(items),
+            self._clock(),
+            {"key_id": principal.key_id, "user_id": principal.user_id},
+        )
+        self._store.create(job, items)
+        try:
+            self._queue.publish(principal.team, job_id, range(len(items)))
+        except Exception:
+            logs.exception("publishing a job failed; cancelling it", job_id=job_id)
+            self._store.cancel(job_id)
+            raise ApiError(
+                503,
+                "the job queue is unavailable; the job was cancelled before it ran, try again",
+                {"Retry-After": "10"},
+            ) from None
+        return job
+
+    def _resolve(self, team: str, inputs: list[str]) -> list[ImageRecord]:
+        """Each input's record: an image id, an object name `teams/{team}/{id}.{ext}`, or a filename."""
+        ids = {source: _image_id(team, source) for source in inputs}
+        found = self._images.get_many(team, [i for i in ids.values() if i])
+        records = []
+        for index, source in enumerate(inputs):
+            where = f"images[{index}]"
+            record = found.get(ids[source] or "")
+            if record is None and ids[source] is None:
+                named = self._images.find_by_filename(team, source)
+                if len(named) > 1:
+                    raise ApiError(400, f"{where}: several of your images are named {source!r}; give the image id")
+                record = named[0] if named else None
+            if record is None:
+                raise ApiError(404, f"{where}: input {source!r} not found among your team's images")
+            if record.status is ImageStatus.FAILED:
+                raise ApiError(400, f"{where}: input {source!r} is not a readable image ({record.error})")
+            records.append(record)
+        return records
+
+    def get(self, principal: Principal, job_id: str, *, with_items: bool = True) -> JobView:
+        found = self._store.get(job_id) if jobs.JOB_ID.fullmatch(job_id) else None
+        if found is None or found[0].team != principal.team:
+            raise ApiError(404, "job not found")
+        job, counts = found
+        return JobView(job, counts, self._store.items(job_id) if with_items else None)
+
+    def list(self, principal: Principal, *, limit: int, start_after: str | None) -> tuple[list[JobView], str | None]:
+        """A page of the team's jobs, newest first, and the cursor of the next page (None at the end)."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise ApiError(400, f"limit must be an integer from 1 to {MAX_PAGE}")
+        found = self._store.list(principal.team, limit=limit + 1, start_after=start_after)
+        if found is None:
+            raise ApiError(400, "cursor is not one of your jobs; start again without a cursor")
+        page = [JobView(job, counts) for job, counts in found[:limit]]
+        return page, page[-1].job.job_id if len(found) > limit else None
+
+    def cancel(self, principal: Principal, job_id: str) -> JobView:
+        principal.require_role("member")
+        self.get(principal, job_id, with_items=False)
+        self._store.cancel(job_id)
+        return self.get(principal, job_id)
+
+    def output(self, principal: Principal, job_id: str, name: str) -> tuple[ObjectInfo, bytes]:
+        """One output of a finished item of the caller's job."""
+        view = self.get(principal, job_id)
+        if not any(name in item.outputs for item in view.items or ()):
+            raise ApiError(404, "output not found")
+        info = self._objects.info(self._derived, jobs.prefix(principal.team, job_id) + name)
+        if info is None:
+            raise ApiError(404, "output not found")
+        return info, self._objects.read(info)
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Failures injected by configuration (APERTURE_JOB_FAULTS), to test redelivery and dead letters:
+    ``once:NAME`` fails an item's first run, ``always:NAME`` every run, for items whose output contains NAME."""
+
+    once: tuple[str, ...] = ()
+    always: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> Faults:
+        once: list[str] = []
+        always: list[str] = []
+        for entry in filter(None, (part.strip() for part in text.split(","))):
+            kind, _, name = entry.partition(":")
+            {"once": once, "always": always}.get(kind, []).append(name)
+        return cls(tuple(once), tuple(always))
+
+    def check(self, item: JobItem) -> None:
+        if any(name in item.output for name in self.always) or (
+            item.attempts == 1 and any(name in item.output for name in self.once)
+        ):
+            raise InjectedFault(f"injected fault on {item.output!r} (attempt {item.attempts})")
+
+
+class InjectedFault(RuntimeError):
+    pass
+
+
+class JobWorker:
+    def __init__(
+        self, store: JobStore, objects: ObjectStore, *, derived_bucket: str, max_pixels: int, faults: Faults = Faults()
+    ):
+        self._store = store
+        self._objects = objects
+        self._derived = derived_bucket
+        self._max_pixels = max_pixels
+        self._faults = faults
+        self._name = f"{socket.gethostname()}:{os.getpid()}"
+
+    def run(self, job_id: str, index: int) -> str:
+        """Run one item; what happened. Raises on a transient failure, so the message is delivered again."""
+        current = self._store.item(job_id, index)
+        if current is None:
+            return "gone: no such item"
+        if current.item.state.finished:
+            return f"duplicate: already {current.item.state.value}"
+        found = self._store.get(job_id)
+        if found is None:
+            return "gone: no such job"
+        job, _ = found
+        claimed = self._store.start(current, self._name)
+        if claimed is None:
+            return "duplicate: another delivery changed the item"
+        item = claimed.item
+        try:
+            self._faults.check(item)
+            outputs = self._render(job, item)
+        except (transforms.InvalidOperation, pixels.ImageError, Gone) as exc:
+            self._store.fail(claimed, str(exc))  # permanent: the same bytes fail the same way
+            return f"failed: {exc}"
+        except Exception as exc:
+            self._store.note_error(claimed, f"{type(exc).__name__}: {exc}")
+            raise
+        if not self._store.finish(claimed, outputs):
+            return "duplicate: finished by another delivery"
+        return "done"
+
+    def give_up(self, job_id: str, index: int, deliveries: int) -> str:
+        """The dead-letter path: the item's message was delivered `deliveries` times without success."""
+        current = self._store.item(job_id, index)
+        if current is None or current.item.state.finished:
+            return "nothing to do"
+        reason = f"gave up after {deliveries} deliveries: {current.item.error or 'no error recorded'}"
+        return "failed" if self._store.fail(current, reason) else "changed meanwhile"
+
+    def _render(self, job: JobRecord, item: JobItem) -> list[str]:
+        source = self._objects.info(item.source_bucket, item.source_object)
+        if source is None:
+            raise Gone(f"the input image {item.image_id} was deleted")
+        pipeline = transforms.parse_ops(job.pipeline)
+        rendered = transforms.render(self._objects.read(source), pipeline, item.extension, max_pixels=self._max_pixels)
+        names = jobs.outputs_of(item, pipeline)
+        base = jobs.prefix(job.team, job.job_id)
+        for name, out in zip(names, rendered):
+            # Create-only: a redelivery finds the first attempt's output and leaves it.
+            self._objects.create(self._derived, base + name, out.data, out.mime_type, {"aperture-job": job.job_id})
+        return names
+
+
+def _image_id(team: str, source: str) -> str | None:
+    if IMAGE_ID.fullmatch(source):
+        return source
+    prefix = f"teams/{team}/"
+    if source.startswith(prefix):
+        stem = source[len(prefix) :].rsplit(".", 1)[0]
+        return stem if IMAGE_ID.fullmatch(stem) else None
+    return None

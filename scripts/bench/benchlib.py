@@ -16,10 +16,10 @@ from devstack.stack import Ports, Stack
 
 
 @contextmanager
-def local_stack(*, events: bool = True, **extra_env: str) -> Iterator[Stack]:
+def local_stack(*, events: bool = True, workers: int = 2, **extra_env: str) -> Iterator[Stack]:
     import os
 
-    stack = Stack(Ports.free(), extra_env=dict(extra_env), events=events)
+    stack = Stack(Ports.free(), extra_env=dict(extra_env), events=events, transform_workers=workers)
     stack.start()
     os.environ.update(stack.client_env())
     try:

@@ -73,8 +73,10 @@ class Stack:
     # False: no event bridge, so bucket writes are not processed (benchmarks of
     # the request path alone, without processing competing for the CPU).
     events: bool = True
-    # Processes of the `transform` function (batch-job items in parallel, as
-    # Cloud Functions instances would run them), one item at a time each.
+    # Processes of the `transform` function (gunicorn workers), which run
+    # batch-job items in parallel as Cloud Functions instances would. Each keeps
+    # functions-framework's default threads: with one thread, a process stalled
+    # ~2 s between the emulator's pushes (measured; docs/decisions.md).
     transform_workers: int = 2
     children: list[Child] = field(default_factory=list)
 
@@ -251,7 +253,7 @@ class Stack:
             ]
             env = self.function_env()
             if name == "transform":
-                env.update({"WORKERS": str(self.transform_workers), "THREADS": "1"})
+                env["WORKERS"] = str(self.transform_workers)
             started.append((name, self._spawn(f"function-{name}", argv, env=env)))
         for name, child in started:
             wait_until(port_open(self.ports.functions[name]), child=child, timeout=60, what=f"function {name}")

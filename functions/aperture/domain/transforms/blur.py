@@ -92,7 +92,7 @@ class Blur(Operation):
         return self._blur(image)
 
     def _blur(self, image: Image.Image) -> Image.Image:
-        pixels = np.asarray(image, dtype=np.float32)
+        pixels: np.ndarray = np.asarray(image)
         weights = gaussian_weights(self.kernel, self.sigma).astype(np.float32)
         for axis in (0, 1):
             pixels = _correlate(pixels, weights, axis)
@@ -105,18 +105,30 @@ class Blur(Operation):
 
 
 def _correlate(pixels: np.ndarray, weights: np.ndarray, axis: int) -> np.ndarray:
-    """`pixels` filtered along `axis` with reflect-101 borders."""
+    """`pixels` filtered along `axis` with reflect-101 borders, in float32.
+
+    The kernel is symmetric, so each pair of taps at the same distance is added
+    first and multiplied once, into preallocated arrays (half the passes over
+    memory of the plain sum; a 12 MP job item's blur is most of its CPU).
+    """
     radius = len(weights) // 2
     length = pixels.shape[axis]
     if length == 1:
-        return pixels  # a single row or column: reflection leaves it unchanged
+        return pixels.astype(np.float32)  # a single row or column: reflection leaves it unchanged
     padding = [(0, 0)] * pixels.ndim
     padding[axis] = (radius, radius)
     # np.pad's "reflect" is BORDER_REFLECT_101; a side shorter than the radius reflects again.
     padded = np.pad(pixels, padding, mode="reflect")
-    out = np.zeros_like(pixels)
-    for tap, weight in enumerate(weights):
+
+    def taps(start: int) -> np.ndarray:
         window = [slice(None)] * pixels.ndim
-        window[axis] = slice(tap, tap + length)
-        out += weight * padded[tuple(window)]
+        window[axis] = slice(start, start + length)
+        return padded[tuple(window)]
+
+    out = np.multiply(taps(radius), weights[radius], dtype=np.float32)
+    pair = np.empty_like(out)
+    for tap in range(radius):
+        np.add(taps(tap), taps(2 * radius - tap), out=pair, dtype=np.float32)
+        pair *= weights[tap]
+        out += pair
     return out

@@ -14,7 +14,7 @@ locals {
     "iam.googleapis.com",                  # service accounts
     "iamcredentials.googleapis.com",       # signBlob for V4 signed URLs without key files
     "logging.googleapis.com",              # structured logs
-    "pubsub.googleapis.com",               # Eventarc transport (storage triggers)
+    "pubsub.googleapis.com",               # Eventarc transport (storage triggers), the jobs queue (S9)
     "run.googleapis.com",                  # gen2 functions run on Cloud Run
     "servicecontrol.googleapis.com",       # API Gateway key checks
     "servicemanagement.googleapis.com",    # API Gateway managed service

@@ -97,13 +97,16 @@ resource "google_cloudfunctions2_function" "function" {
     all_traffic_on_latest_revision   = true
     # HTTP functions are reached through API Gateway over the internet, but only
     # the gateway's service account may invoke them (iam.tf). Event functions
-    # are pushed to by Eventarc of this project: internal.
+    # are pushed to by Eventarc or by Pub/Sub push subscriptions (pubsub.tf) of
+    # this project at their run.app URL: internal.
     ingress_settings      = each.value.kind == "http" ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"
     environment_variables = merge(local.common_env, each.value.env)
   }
 
-  # kind = "event": the first bucket of trigger_buckets; the others are
-  # google_eventarc_trigger.extra_bucket below.
+  # kind = "event" with trigger_buckets: the first bucket; the others are
+  # google_eventarc_trigger.extra_bucket below. A function with a trigger_topic
+  # has no event_trigger: its push subscriptions (pubsub.tf) post to its URL,
+  # and its @functions_framework.cloud_event entry point makes the CloudEvent.
   dynamic "event_trigger" {
     for_each = contains(keys(local.primary_event_bucket), each.key) ? [local.primary_event_bucket[each.key]] : []
     content {
@@ -129,6 +132,7 @@ resource "google_cloudfunctions2_function" "function" {
     google_project_iam_member.build_staging_reader,
     google_project_iam_member.function,
     google_storage_bucket_iam_member.function,
+    google_pubsub_topic_iam_member.function,
     google_project_iam_member.gcs_pubsub_publisher,
   ]
 }

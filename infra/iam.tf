@@ -1,9 +1,11 @@
 # Identities and grants. Least privilege:
 #  - one service account per function (local.functions), holding only the roles
-#    its table entry lists: bucket roles on that bucket; project-wide only for
-#    roles that exist nowhere else (Firestore, Eventarc receiver, Vertex AI,
-#    API keys);
+#    its table entry lists: bucket roles on that bucket, topic roles on that
+#    topic; project-wide only for roles that exist nowhere else (Firestore,
+#    Eventarc receiver, Vertex AI, API keys);
 #  - the gateway's account may only invoke the HTTP functions;
+#  - the Pub/Sub push account may only invoke the functions fed by a push
+#    subscription (local.push_functions);
 #  - the build account may only read the source archive, push to the aperture
 #    repository and write build logs;
 #  - no primitive role (owner/editor/viewer) and no allUsers invoker anywhere.
@@ -22,6 +24,14 @@ resource "google_service_account" "gateway" {
   account_id   = "${local.prefix}-gateway"
   display_name = "Aperture API Gateway"
   description  = "Identity API Gateway uses to call the HTTP functions."
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_service_account" "pubsub_push" {
+  account_id   = "${local.prefix}-pubsub-push"
+  display_name = "Aperture Pub/Sub push"
+  description  = "Identity in the OIDC token of the push subscriptions (pubsub.tf); may only invoke the functions they feed."
 
   depends_on = [google_project_service.apis]
 }
@@ -52,6 +62,17 @@ resource "google_storage_bucket_iam_member" "function" {
   member = google_service_account.function[each.value.function].member
 }
 
+# Pub/Sub roles on one topic only (the jobs function publishes to the jobs
+# topic; nothing gets pubsub roles project-wide).
+resource "google_pubsub_topic_iam_member" "function" {
+  for_each = local.function_topic_roles
+
+  project = var.project_id
+  topic   = google_pubsub_topic.queue[each.value.topic].name
+  role    = each.value.role
+  member  = google_service_account.function[each.value.function].member
+}
+
 # V4 signed URLs without key files: the function signs with signBlob as itself,
 # so it may create tokens for its own account only.
 resource "google_service_account_iam_member" "function_self_signer" {
@@ -62,16 +83,28 @@ resource "google_service_account_iam_member" "function_self_signer" {
   member             = google_service_account.function[each.key].member
 }
 
-# Event functions: Eventarc presents an OIDC token of the function's own
-# account, which must be allowed to invoke that one service.
+# Eventarc-triggered functions: Eventarc presents an OIDC token of the
+# function's own account, which must be allowed to invoke that one service.
 resource "google_cloud_run_v2_service_iam_member" "self_invoker" {
-  for_each = local.event_functions
+  for_each = local.eventarc_functions
 
   project  = var.project_id
   location = var.region
   name     = google_cloudfunctions2_function.function[each.key].service_config[0].service
   role     = "roles/run.invoker"
   member   = google_service_account.function[each.key].member
+}
+
+# Functions fed by a push subscription (pubsub.tf): only the push account,
+# whose OIDC token Pub/Sub presents, may call them.
+resource "google_cloud_run_v2_service_iam_member" "push_invoker" {
+  for_each = local.push_functions
+
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.function[each.key].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = google_service_account.pubsub_push.member
 }
 
 # HTTP functions: only API Gateway may call them.
@@ -138,4 +171,46 @@ resource "google_project_iam_member" "gcs_pubsub_publisher" {
   project = var.project_id
   role    = "roles/pubsub.publisher"
   member  = "serviceAccount:${data.google_storage_project_service_account.gcs.email_address}"
+}
+
+# Pub/Sub's service agent, service-PROJECT_NUMBER@gcp-sa-pubsub.iam.gserviceaccount.com
+# (created here if the project does not have it yet). Dead lettering runs as
+# this agent: it republishes a message to the dead-letter topic and acks it on
+# the source subscription, so it needs publisher on each dead-letter topic and
+# subscriber on each subscription with a dead-letter policy; both granted on
+# that one resource.
+resource "google_project_service_identity" "pubsub" {
+  provider = google-beta
+
+  project = var.project_id
+  service = "pubsub.googleapis.com"
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
+  for_each = local.topics
+
+  project = var.project_id
+  topic   = google_pubsub_topic.dead_letter[each.key].name
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${google_project_service_identity.pubsub.email}"
+}
+
+resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
+  for_each = local.push_functions
+
+  project      = var.project_id
+  subscription = google_pubsub_subscription.push[each.key].name
+  role         = "roles/pubsub.subscriber"
+  member       = "serviceAccount:${google_project_service_identity.pubsub.email}"
+}
+
+# The agent mints the push subscriptions' OIDC tokens for the push account.
+# Projects created since April 2021 grant this implicitly; older ones need it.
+# Granted on that one account, not project-wide.
+resource "google_service_account_iam_member" "pubsub_push_token_creator" {
+  service_account_id = google_service_account.pubsub_push.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = "serviceAccount:${google_project_service_identity.pubsub.email}"
 }

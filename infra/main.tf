@@ -9,8 +9,9 @@
 #
 # Adding a function: its registry entry, its entry point in main.py and one
 # entry here. The function, its dedicated service account, its IAM grants, its
-# trigger and, for HTTP functions, the API Gateway invoker grant are all
-# derived from the entry.
+# trigger (Eventarc for bucket events, a Pub/Sub push subscription with a
+# dead-letter topic for topic messages) and, for HTTP functions, the API
+# Gateway invoker grant are all derived from the entry.
 
 locals {
   labels = merge({ app = "aperture", managed-by = "terraform" }, var.labels)
@@ -40,6 +41,18 @@ locals {
   # Buckets whose IAM this configuration owns (never a foreign source bucket).
   managed_buckets = local.create_source_bucket ? ["source", "uploads", "derived"] : ["uploads", "derived"]
 
+  # Pub/Sub work queues (pubsub.tf), by the keys local.functions uses (topics,
+  # trigger_topic). Each gets a dead-letter topic "<name>-dead-letter". The jobs
+  # topic carries one message per batch-job item (S9); with the default prefix
+  # its name is aperture.config.Config's default and the local stack's.
+  topics = {
+    jobs = "${local.prefix}-jobs"
+  }
+  # Deliveries of a queue message before Pub/Sub moves it to the dead-letter
+  # topic (as scripts/devstack does locally); the dead letter is pushed to the
+  # same function, which marks the item failed.
+  max_delivery_attempts = 5
+
   # Environment every function gets. Every APERTURE_* name here is a field of
   # aperture.config.Config, which refuses undeclared APERTURE_* variables at
   # start-up (tests/infra/test_terraform.py checks the names).
@@ -58,6 +71,9 @@ locals {
     # upload links point clients at the gateway, never at a function.
     APERTURE_URL_SIGNER = "iam"
     APERTURE_PUBLIC_URL = "https://${google_api_gateway_gateway.aperture.default_hostname}"
+    # The batch-job queue (only `jobs` publishes to it, the only grant on it);
+    # set for every function so that each one's Config names the real topic.
+    APERTURE_JOBS_TOPIC = google_pubsub_topic.queue["jobs"].name
     LOG_EXECUTION_ID    = "true"
   }
 
@@ -68,15 +84,20 @@ locals {
   #   entry_point      function in functions/main.py (the registry's name)
   #   kind             http  : registry trigger "http"; behind API Gateway,
   #                            invoked only by the gateway's SA
-  #                    event : registry trigger "cloudevent"; the registry's
-  #                            event_type (object finalize) in trigger_buckets
+  #                    event : registry trigger "cloudevent"; EITHER the
+  #                            registry's event_type object finalize from
+  #                            trigger_buckets (Eventarc) OR messagePublished
+  #                            from trigger_topic (Pub/Sub push)
   #   memory/cpu/timeout/max_instances/concurrency   Cloud Run sizing
   #   env              extra environment (merged over local.common_env; APERTURE_*
   #                    names must be Config fields too)
   #   buckets          bucket key => role, granted on that bucket only
+  #   topics           topic key (local.topics) => role, granted on that topic only
   #   project_roles    roles that only exist project-wide
   #   sign_urls        may sign V4 URLs as itself (signBlob on its own SA)
   #   trigger_buckets  kind=event: buckets whose finalize events it receives
+  #   trigger_topic    kind=event: topic key whose messages are pushed to it,
+  #                    dead-lettered after local.max_delivery_attempts ("" none)
   # ---------------------------------------------------------------------------
   functions = {
     stats = {
@@ -89,9 +110,11 @@ locals {
       concurrency     = 4
       env             = {}
       buckets         = { source = "roles/storage.objectViewer", uploads = "roles/storage.objectViewer" }
+      topics          = {}
       project_roles   = ["roles/datastore.user"]
       sign_urls       = false
       trigger_buckets = []
+      trigger_topic   = ""
     }
     admin = {
       entry_point     = "admin"
@@ -103,9 +126,11 @@ locals {
       concurrency     = 20
       env             = {}
       buckets         = {}
+      topics          = {}
       project_roles   = ["roles/datastore.user", "roles/serviceusage.apiKeysAdmin"]
       sign_urls       = false
       trigger_buckets = []
+      trigger_topic   = ""
     }
     upload = {
       entry_point     = "upload"
@@ -117,9 +142,11 @@ locals {
       concurrency     = 4
       env             = {}
       buckets         = { uploads = "roles/storage.objectUser" }
+      topics          = {}
       project_roles   = ["roles/datastore.user"]
       sign_urls       = true
       trigger_buckets = []
+      trigger_topic   = ""
     }
     images = {
       entry_point     = "images"
@@ -131,9 +158,31 @@ locals {
       concurrency     = 4
       env             = {}
       buckets         = { uploads = "roles/storage.objectUser", derived = "roles/storage.objectUser" }
+      topics          = {}
       project_roles   = ["roles/datastore.user"]
       sign_urls       = false
       trigger_buckets = []
+      trigger_topic   = ""
+    }
+    # Batch jobs (S9): reads images/jobs in Firestore and job outputs in the
+    # derived bucket (downloads); publishes one message per item to the jobs
+    # topic, the only Pub/Sub grant it has. It never reads uploads: inputs are
+    # resolved from Firestore and read by `transform`.
+    jobs = {
+      entry_point     = "jobs"
+      kind            = "http"
+      memory          = "1Gi"
+      cpu             = "1"
+      timeout         = 120
+      max_instances   = 10
+      concurrency     = 8
+      env             = {}
+      buckets         = { derived = "roles/storage.objectViewer" }
+      topics          = { jobs = "roles/pubsub.publisher" }
+      project_roles   = ["roles/datastore.user"]
+      sign_urls       = false
+      trigger_buckets = []
+      trigger_topic   = ""
     }
     process = {
       entry_point     = "process"
@@ -145,14 +194,44 @@ locals {
       concurrency     = 1
       env             = {}
       buckets         = { source = "roles/storage.objectViewer", uploads = "roles/storage.objectUser" }
+      topics          = {}
       project_roles   = ["roles/datastore.user", "roles/eventarc.eventReceiver", "roles/aiplatform.user"]
       sign_urls       = false
       trigger_buckets = ["uploads", "source"]
+      trigger_topic   = ""
+    }
+    # One batch-job item per message of the jobs topic (Pub/Sub push,
+    # pubsub.tf). Reads the input from uploads; writes outputs to derived
+    # create-only (ObjectStore.create, ifGenerationMatch=0). objectUser, not
+    # objectCreator: a redelivered item meets its own earlier output, and Cloud
+    # Storage may answer a create over an existing name with 403 rather than the
+    # 412 we handle when the caller cannot read the object. Reads/writes jobs
+    # and jobs/*/items in Firestore. Not
+    # Eventarc: no eventReceiver. Its timeout is the subscription's ack deadline.
+    transform = {
+      entry_point     = "transform"
+      kind            = "event"
+      memory          = "2Gi"
+      cpu             = "1"
+      timeout         = 300
+      max_instances   = var.transform_max_instances
+      concurrency     = 1
+      env             = {}
+      buckets         = { uploads = "roles/storage.objectViewer", derived = "roles/storage.objectUser" }
+      topics          = {}
+      project_roles   = ["roles/datastore.user"]
+      sign_urls       = false
+      trigger_buckets = []
+      trigger_topic   = "jobs"
     }
   }
 
   http_functions  = { for name, f in local.functions : name => f if f.kind == "http" }
   event_functions = { for name, f in local.functions : name => f if f.kind == "event" }
+  # Event functions by transport: Eventarc (bucket events) or a Pub/Sub push
+  # subscription (topic messages). Each event function has exactly one.
+  eventarc_functions = { for name, f in local.event_functions : name => f if length(f.trigger_buckets) > 0 }
+  push_functions     = { for name, f in local.event_functions : name => f if f.trigger_topic != "" }
 
   # Buckets each event function listens to; a foreign source bucket is skipped
   # when var.source_bucket_trigger is false.
@@ -177,6 +256,11 @@ locals {
     for name, f in local.functions : {
       for b, role in f.buckets : "${name}/${b}" => { function = name, bucket = b, role = role }
       if contains(local.managed_buckets, b)
+    }
+  ]...)
+  function_topic_roles = merge({}, [
+    for name, f in local.functions : {
+      for t, role in f.topics : "${name}/${t}" => { function = name, topic = t, role = role }
     }
   ]...)
   function_project_roles = merge({}, [

@@ -23,6 +23,16 @@ output "derived_bucket" {
   value       = google_storage_bucket.derived.name
 }
 
+output "pubsub_topics" {
+  description = "Work queues (the jobs topic: one message per batch-job item) and their dead-letter topics."
+  value = {
+    for key, topic in google_pubsub_topic.queue : key => {
+      topic       = topic.name
+      dead_letter = google_pubsub_topic.dead_letter[key].name
+    }
+  }
+}
+
 output "function_urls" {
   description = "Cloud Run URL of every function (HTTP ones reject callers other than the gateway)."
   value       = { for name, f in google_cloudfunctions2_function.function : name => f.service_config[0].uri }

@@ -80,6 +80,17 @@ variable "max_instances_scale" {
   default     = 1
 }
 
+variable "transform_max_instances" {
+  description = "Most instances of the transform function (batch-job items, one at a time each): how many items run at once. Also scaled by max_instances_scale."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.transform_max_instances >= 1 && floor(var.transform_max_instances) == var.transform_max_instances
+    error_message = "transform_max_instances: a whole number, at least 1."
+  }
+}
+
 variable "deletion_protection" {
   description = "Protect the Firestore database and refuse to destroy non-empty buckets."
   type        = bool

@@ -303,6 +303,7 @@ class Container:
 
     @_once
     def job_worker(self) -> JobWorker:
+        from aperture.domain.jobs import JobLimits
         from aperture.services.jobs import Faults, JobWorker
 
         config = self.config
@@ -311,6 +312,7 @@ class Container:
             self.objects,
             derived_bucket=config.derived_bucket,
             max_pixels=config.max_pixels,
+            limits=JobLimits(config.max_job_images, config.max_job_operations, config.max_pixels),
             faults=Faults.parse(config.job_faults),
         )
 

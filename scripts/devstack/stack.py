@@ -26,7 +26,7 @@ FUNCTIONS = {f.name: f.trigger for f in REGISTRY.values()}
 NOTIFICATIONS_TOPIC = "gcs-notifications"
 NOTIFICATIONS_SUBSCRIPTION = "gcs-notifications-bridge"
 # Batch jobs (S9): the emulator pushes each item to the `transform` function, as
-# Eventarc does in the cloud; after MAX_DELIVERIES failed pushes the item goes
+# the push subscription of infra/pubsub.tf does in the cloud; after MAX_DELIVERIES failed pushes the item goes
 # to the dead-letter topic, whose subscription pushes it to `transform` again
 # (which then marks it failed).
 JOBS_TOPIC = "aperture-jobs"
@@ -269,16 +269,24 @@ class Stack:
         endpoint = self.function_url("transform")
         retry = {"minimum_backoff": {"seconds": 1}, "maximum_backoff": {"seconds": 10}}
         for name, source, extra in (
-            (JOBS_SUBSCRIPTION, topic,
-             {"dead_letter_policy": {"dead_letter_topic": dead_letter, "max_delivery_attempts": MAX_DELIVERIES}}),
+            (
+                JOBS_SUBSCRIPTION,
+                topic,
+                {"dead_letter_policy": {"dead_letter_topic": dead_letter, "max_delivery_attempts": MAX_DELIVERIES}},
+            ),
             (JOBS_DEAD_LETTER_SUBSCRIPTION, dead_letter, {}),
         ):
             try:
-                subscriber.create_subscription(request={
-                    "name": subscriber.subscription_path(self.project, name), "topic": source,
-                    "push_config": {"push_endpoint": f"{endpoint}/{source}"}, "ack_deadline_seconds": 120,
-                    "retry_policy": retry, **extra,
-                })
+                subscriber.create_subscription(
+                    request={
+                        "name": subscriber.subscription_path(self.project, name),
+                        "topic": source,
+                        "push_config": {"push_endpoint": f"{endpoint}/{source}"},
+                        "ack_deadline_seconds": 120,
+                        "retry_policy": retry,
+                        **extra,
+                    }
+                )
             except gexc.AlreadyExists:
                 pass
 

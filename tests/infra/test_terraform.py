@@ -115,6 +115,11 @@ class Tf:
         assert name in self.variables, f"variable {name} not declared"
         return self.attr(self.variables[name], "default")
 
+    def value(self, value):
+        """A literal, or the default of the variable a bare `${var.X}` names."""
+        match = re.fullmatch(r"\$\{var\.(\w+)\}", value) if isinstance(value, str) else None
+        return self.var_default(match.group(1)) if match else value
+
     def render(self, text: str) -> str:
         """Resolve the name prefix the way Terraform would with default variables."""
         return (
@@ -204,6 +209,10 @@ REQUIRED_RESOURCE_TYPES = {
     "google_api_gateway_api_config",
     "google_api_gateway_gateway",
     "google_artifact_registry_repository",
+    "google_pubsub_topic",
+    "google_pubsub_subscription",
+    "google_pubsub_topic_iam_member",
+    "google_pubsub_subscription_iam_member",
 }
 
 REQUIRED_APIS = {
@@ -272,7 +281,7 @@ def test_every_reference_resolves(tf: Tf, functions):
                 for field in re.findall(r"\beach\.value\.(\w+)", json.dumps(body)):
                     if field not in fields:
                         problems.append(f"{rtype}.{name}: each.value.{field} is not a table field")
-    table_loop = re.compile(r"\bfor \w+, f in local\.(?:functions|http_functions|event_functions)\b")
+    table_loop = re.compile(r"\bfor \w+\s*, f in local\.(?:functions|http_functions|event_functions)\b")
     derived = [v for v in tf.locals.values() if isinstance(v, str) and table_loop.search(v)]
     for text in derived:
         for field in re.findall(r"\bf\.(\w+)", text):
@@ -426,7 +435,7 @@ def test_every_function_has_a_dedicated_service_account(tf: Tf, functions):
     assert tf.attr(service, "service_account_email") == "${google_service_account.function[each.key].email}"
     # and no other resource runs as a function's account except its own triggers
     others = {n for n in tf.resources["google_service_account"] if n != "function"}
-    assert others <= {"gateway", "build"}, others
+    assert others <= {"gateway", "build", "pubsub_push"}, others
 
 
 def test_function_grants_are_scoped(tf: Tf, functions):
@@ -441,10 +450,9 @@ def test_function_grants_are_scoped(tf: Tf, functions):
         assert roles <= allowed_project_roles, f"{name}: {roles - allowed_project_roles}"
         # storage and pubsub roles are granted on the resource, never project-wide
         assert not any(r.startswith(("roles/storage", "roles/pubsub", "roles/secretmanager")) for r in roles)
-        if "roles/eventarc.eventReceiver" in roles:
-            assert entry["kind"] == "event", name
-        if entry["kind"] == "event":
-            assert "roles/eventarc.eventReceiver" in roles, name
+        # Eventarc's receiver role for exactly the functions Eventarc delivers
+        # to (bucket events); Pub/Sub push (trigger_topic) needs none.
+        assert ("roles/eventarc.eventReceiver" in roles) == bool(entry["trigger_buckets"]), name
         for bucket, role in entry["buckets"].items():
             assert bucket in {"source", "uploads", "derived"}
             assert role in {"roles/storage.objectViewer", "roles/storage.objectUser", "roles/storage.objectCreator"}
@@ -469,10 +477,14 @@ def test_http_functions_are_invoked_only_by_the_gateway(tf: Tf, functions):
     assert tf.attr(gateway, "role") == "roles/run.invoker"
     assert tf.attr(gateway, "member") == "${google_service_account.gateway.member}"
     assert "service_config[0].service" in tf.attr(gateway, "name")
-    assert set(invokers) == {"gateway_invoker", "self_invoker"}
+    assert set(invokers) == {"gateway_invoker", "self_invoker", "push_invoker"}
     self_invoker = invokers["self_invoker"]
     assert tf.attr(self_invoker, "member") == "${google_service_account.function[each.key].member}"
-    assert "local.http_functions" not in tf.attr(self_invoker, "for_each")
+    assert tf.attr(self_invoker, "for_each") == "${local.eventarc_functions}"
+    push = invokers["push_invoker"]
+    assert tf.attr(push, "for_each") == "${local.push_functions}"
+    assert tf.attr(push, "member") == "${google_service_account.pubsub_push.member}"
+    assert "service_config[0].service" in tf.attr(push, "name")
     fn = tf.resource("google_cloudfunctions2_function", "function")
     ingress = tf.attr(tf.blocks(fn, "service_config")[0], "ingress_settings")
     assert "ALLOW_ALL" in ingress and "ALLOW_INTERNAL_ONLY" in ingress
@@ -483,17 +495,25 @@ def test_http_functions_are_invoked_only_by_the_gateway(tf: Tf, functions):
 # --------------------------------------------------------------------------------
 
 
-def test_function_table(functions):
-    keys = {"entry_point", "kind", "memory", "timeout", "max_instances", "env", "buckets", "trigger_buckets"}
+def test_function_table(tf: Tf, functions):
+    keys = {
+        "entry_point", "kind", "memory", "timeout", "max_instances", "env", "buckets", "topics",
+        "trigger_buckets", "trigger_topic",
+    }  # fmt: skip
     for name, entry in functions.items():
         assert keys <= set(entry), f"{name}: missing {keys - set(entry)}"
         assert entry["kind"] in KIND_OF_TRIGGER.values(), f"{name}: kind {entry['kind']!r}"
         assert re.fullmatch(r"\d+(Mi|Gi)", entry["memory"])
         limit = 3600 if entry["kind"] == "http" else 540
         assert 0 < entry["timeout"] <= limit, name
-        assert entry["max_instances"] >= 1
-        # an event function listens to buckets; an HTTP function to none
-        assert bool(entry["trigger_buckets"]) == (entry["kind"] == "event"), name
+        max_instances = tf.value(entry["max_instances"])  # a number or a variable's default
+        assert isinstance(max_instances, int) and max_instances >= 1, f"{name}: max_instances {max_instances!r}"
+        # an event function listens to buckets (Eventarc) or to one topic (Pub/Sub
+        # push), never both; an HTTP function to neither
+        sources = bool(entry["trigger_buckets"]) + bool(entry["trigger_topic"])
+        assert sources == (1 if entry["kind"] == "event" else 0), name
+        assert not entry["trigger_topic"] or entry["trigger_topic"] in tf.locals["topics"], name
+        assert set(entry["topics"]) <= set(tf.locals["topics"]), name
 
 
 # --------------------------------------------------------------------------------
@@ -597,14 +617,23 @@ def test_terraform_deploys_exactly_the_registry(functions):
         )
 
 
+# What functions-framework makes of a Pub/Sub push request for a cloud_event
+# entry point (and what Eventarc's Pub/Sub triggers deliver).
+PUBSUB_EVENT_TYPE = "google.cloud.pubsub.topic.v1.messagePublished"
+
+
 def test_event_triggers_deliver_the_registry_event_type(tf: Tf, functions):
     fn = tf.resource("google_cloudfunctions2_function", "function")
     content = tf.blocks(tf.dynamic(fn, "event_trigger"), "content")[0]
     extra = tf.resource("google_eventarc_trigger", "extra_bucket")
     extra_type = {tf.attr(c, "attribute"): tf.attr(c, "value") for c in tf.blocks(extra, "matching_criteria")}["type"]
     for name, entry in functions.items():
-        if entry["kind"] == "event":
+        if entry["kind"] != "event":
+            continue
+        if entry["trigger_buckets"]:  # Eventarc: object finalize
             assert REGISTRY[name].event_type == tf.attr(content, "event_type") == extra_type, name
+        else:  # a push subscription from its topic
+            assert REGISTRY[name].event_type == PUBSUB_EVENT_TYPE, name
 
 
 def test_functions_are_built_from_the_functions_directory(tf: Tf):
@@ -682,12 +711,20 @@ def test_every_aperture_variable_terraform_sets_is_a_config_field(tf: Tf, functi
 def test_config_refuses_unknown_aperture_variables():
     with pytest.raises(ValueError, match="APERTURE_NOT_A_SETTING"):
         aperture_config.Config.from_env({"APERTURE_NOT_A_SETTING": "1"})
-    # a removed setting is unknown too, and named among several
+    # a removed setting is unknown too, and the unknown ones are named among
+    # several, the declared ones (APERTURE_JOBS_TOPIC is one again, since S9) not
     with pytest.raises(ValueError, match="APERTURE_ENABLE_GPS") as raised:
         aperture_config.Config.from_env(
-            {"APERTURE_ENABLE_GPS": "1", "APERTURE_JOBS_TOPIC": "t", "APERTURE_REGION": "x"}
+            {
+                "APERTURE_ENABLE_GPS": "1",
+                "APERTURE_NOT_A_SETTING_EITHER": "1",
+                "APERTURE_JOBS_TOPIC": "t",
+                "APERTURE_REGION": "x",
+            }
         )
-    assert "APERTURE_JOBS_TOPIC" in str(raised.value) and "APERTURE_REGION" not in str(raised.value)
+    message = str(raised.value)
+    assert "APERTURE_NOT_A_SETTING_EITHER" in message
+    assert "APERTURE_JOBS_TOPIC" not in message and "APERTURE_REGION" not in message
     # clients' variables share the prefix and are accepted (and ignored)
     assert aperture_config.CLIENT_VARIABLES
     clients = {name: "x" for name in aperture_config.CLIENT_VARIABLES}
@@ -726,6 +763,174 @@ def test_process_is_triggered_by_both_buckets(tf: Tf, functions):
     assert tf.attr(extra, "service_account") == "${google_service_account.function[each.value.function].email}"
     # the event account may invoke its own service and receive events
     assert "roles/eventarc.eventReceiver" in process["project_roles"]
+
+
+# --------------------------------------------------------------------------------
+# Batch jobs (S9): the jobs topic, its push subscriptions and dead letters
+# --------------------------------------------------------------------------------
+
+
+def _push_functions(functions) -> set[str]:
+    """local.push_functions, evaluated: the event functions with a trigger_topic."""
+    return {n for n, e in functions.items() if e["kind"] == "event" and e["trigger_topic"]}
+
+
+def _oidc(tf: Tf, subscription: dict) -> tuple[str, dict]:
+    push = tf.blocks(subscription, "push_config")
+    assert len(push) == 1, "a push subscription has one push_config"
+    token = tf.blocks(push[0], "oidc_token")
+    assert len(token) == 1, "pushes must carry an OIDC token (the service only accepts authenticated calls)"
+    return tf.attr(push[0], "push_endpoint"), token[0]
+
+
+FUNCTION_URI = "google_cloudfunctions2_function.function[each.key].service_config[0].uri"
+
+
+def test_jobs_topic_and_its_dead_letter_topic(tf: Tf):
+    from devstack import stack  # the local stack's names, for the same prefix
+
+    topics = tf.locals["topics"]
+    assert topics["jobs"] == "${local.prefix}-jobs"
+    assert tf.render(topics["jobs"]) == stack.JOBS_TOPIC == aperture_config.Config().jobs_topic
+    queue = tf.resource("google_pubsub_topic", "queue")
+    assert tf.attr(queue, "for_each") == "${local.topics}"
+    assert tf.attr(queue, "name") == "${each.value}"
+    dead = tf.resource("google_pubsub_topic", "dead_letter")
+    assert tf.attr(dead, "for_each") == "${local.topics}"
+    assert tf.render(tf.attr(dead, "name").replace("${each.value}", topics["jobs"])) == stack.JOBS_DEAD_LETTER_TOPIC
+    # the functions are told the topic's real name (it follows name_prefix)
+    assert tf.locals["common_env"]["APERTURE_JOBS_TOPIC"] == '${google_pubsub_topic.queue["jobs"].name}'
+
+
+def test_transform_is_pushed_from_the_jobs_topic_with_a_dead_letter_policy(tf: Tf, functions):
+    from devstack import stack
+
+    transform = functions["transform"]
+    assert transform["kind"] == "event" and transform["trigger_topic"] == "jobs" and not transform["trigger_buckets"]
+    assert _push_functions(functions) == {"transform"}, "only transform is fed by the jobs topic"
+    assert re.sub(r"\s+", "", tf.locals["push_functions"]) == (
+        '${{forname,finlocal.event_functions:name=>fiff.trigger_topic!=""}}'
+    )
+    sub = tf.resource("google_pubsub_subscription", "push")
+    assert tf.attr(sub, "for_each") == "${local.push_functions}"
+    assert tf.attr(sub, "topic") == "${google_pubsub_topic.queue[each.value.trigger_topic].id}"
+    name = tf.attr(sub, "name").replace("${google_pubsub_topic.queue[each.value.trigger_topic].name}", stack.JOBS_TOPIC)
+    assert name.replace("${each.key}", "transform") == stack.JOBS_SUBSCRIPTION
+    # pushed to the function's own run.app URL (what internal-only ingress
+    # admits from Pub/Sub), as the push account, with that URL as audience
+    endpoint, token = _oidc(tf, sub)
+    assert endpoint.startswith("${" + FUNCTION_URI + "}"), endpoint
+    assert tf.attr(token, "service_account_email") == "${google_service_account.pubsub_push.email}"
+    assert tf.attr(token, "audience") == "${" + FUNCTION_URI + "}"
+    # after 5 deliveries (as locally) the message goes to the dead-letter topic
+    policy = tf.blocks(sub, "dead_letter_policy")
+    assert len(policy) == 1, "the jobs subscription needs a dead_letter_policy"
+    assert tf.attr(policy[0], "dead_letter_topic") == "${google_pubsub_topic.dead_letter[each.value.trigger_topic].id}"
+    attempts = tf.attr(policy[0], "max_delivery_attempts")
+    if attempts == "${local.max_delivery_attempts}":
+        attempts = tf.locals["max_delivery_attempts"]
+    assert attempts == stack.MAX_DELIVERIES == 5
+    # failed deliveries are retried with backoff, not at once
+    retry = tf.blocks(sub, "retry_policy")
+    assert len(retry) == 1 and tf.attr(retry[0], "minimum_backoff") and tf.attr(retry[0], "maximum_backoff")
+    # Pub/Sub waits as long as the function may run before it redelivers
+    assert tf.attr(sub, "ack_deadline_seconds") == "${each.value.timeout}"
+    assert transform["timeout"] <= 600, "an ack deadline is at most 600 s"
+    # an idle subscription must not expire (the default TTL is 31 days)
+    expiration = tf.blocks(sub, "expiration_policy")
+    assert len(expiration) == 1 and tf.attr(expiration[0], "ttl") == ""
+
+
+def test_dead_letters_are_pushed_to_transform(tf: Tf):
+    from devstack import stack
+
+    sub = tf.resource("google_pubsub_subscription", "dead_letter_push")
+    assert tf.attr(sub, "for_each") == "${local.push_functions}"
+    assert tf.attr(sub, "topic") == "${google_pubsub_topic.dead_letter[each.value.trigger_topic].id}"
+    name = tf.attr(sub, "name").replace(
+        "${google_pubsub_topic.dead_letter[each.value.trigger_topic].name}", stack.JOBS_DEAD_LETTER_TOPIC
+    )
+    assert name.replace("${each.key}", "transform") == stack.JOBS_DEAD_LETTER_SUBSCRIPTION
+    endpoint, token = _oidc(tf, sub)
+    assert endpoint.startswith("${" + FUNCTION_URI + "}"), endpoint
+    assert tf.attr(token, "service_account_email") == "${google_service_account.pubsub_push.email}"
+    assert tf.attr(token, "audience") == "${" + FUNCTION_URI + "}"
+    assert not tf.blocks(sub, "dead_letter_policy"), "a dead letter's dead letter would have nowhere to go"
+    expiration = tf.blocks(sub, "expiration_policy")
+    assert len(expiration) == 1 and tf.attr(expiration[0], "ttl") == ""
+
+
+def test_pubsub_service_agent_may_dead_letter(tf: Tf):
+    """Dead lettering runs as Pub/Sub's service agent: publisher on the
+    dead-letter topic, subscriber on the source subscription, each on that one
+    resource; and it mints the push account's OIDC tokens."""
+    agent = tf.resource("google_project_service_identity", "pubsub")
+    assert tf.attr(agent, "service") == "pubsub.googleapis.com"
+    member = "serviceAccount:${google_project_service_identity.pubsub.email}"
+    publisher = tf.resource("google_pubsub_topic_iam_member", "dead_letter_publisher")
+    assert tf.attr(publisher, "for_each") == "${local.topics}"
+    assert tf.attr(publisher, "topic") == "${google_pubsub_topic.dead_letter[each.key].name}"
+    assert (tf.attr(publisher, "role"), tf.attr(publisher, "member")) == ("roles/pubsub.publisher", member)
+    subscriber = tf.resource("google_pubsub_subscription_iam_member", "dead_letter_subscriber")
+    assert tf.attr(subscriber, "for_each") == "${local.push_functions}"
+    assert tf.attr(subscriber, "subscription") == "${google_pubsub_subscription.push[each.key].name}"
+    assert (tf.attr(subscriber, "role"), tf.attr(subscriber, "member")) == ("roles/pubsub.subscriber", member)
+    creator = tf.resource("google_service_account_iam_member", "pubsub_push_token_creator")
+    assert tf.attr(creator, "service_account_id") == "${google_service_account.pubsub_push.name}"
+    assert (tf.attr(creator, "role"), tf.attr(creator, "member")) == ("roles/iam.serviceAccountTokenCreator", member)
+
+
+def test_jobs_publishes_only_to_the_jobs_topic(tf: Tf, functions):
+    # the table: jobs is the only function with a Pub/Sub role, publisher on the jobs topic
+    with_topics = {name: entry["topics"] for name, entry in functions.items() if entry["topics"]}
+    assert with_topics == {"jobs": {"jobs": "roles/pubsub.publisher"}}
+    assert "function_topic_roles" in tf.locals and "f.topics" in tf.locals["function_topic_roles"]
+    # granted on that topic, to that function's account
+    grant = tf.resource("google_pubsub_topic_iam_member", "function")
+    assert tf.attr(grant, "for_each") == "${local.function_topic_roles}"
+    assert tf.attr(grant, "topic") == "${google_pubsub_topic.queue[each.value.topic].name}"
+    assert tf.attr(grant, "role") == "${each.value.role}"
+    assert tf.attr(grant, "member") == "${google_service_account.function[each.value.function].member}"
+    # never project-wide: no function has a Pub/Sub project role, and the only
+    # project-level Pub/Sub grant is Cloud Storage's service agent's (Eventarc)
+    for name, entry in functions.items():
+        assert not [r for r in entry["project_roles"] if r.startswith("roles/pubsub")], name
+    for rname, body in tf.resources["google_project_iam_member"].items():
+        if "pubsub" in str(tf.attr(body, "role")):
+            assert rname == "gcs_pubsub_publisher", rname
+            assert "google_storage_project_service_account.gcs" in tf.attr(body, "member")
+    # and no authoritative Pub/Sub IAM (bindings/policies would drop other members)
+    authoritative = [t for t in tf.resources if t.startswith("google_pubsub") and t.endswith(("_binding", "_policy"))]
+    assert not authoritative, authoritative
+
+
+def test_job_functions_storage_grants(functions):
+    """jobs reads outputs from derived; transform reads inputs from uploads and
+    creates outputs in derived (create-only; objectUser so that an existing output
+    answers 412, which a redelivery expects, not 403)."""
+    assert functions["jobs"]["buckets"] == {"derived": "roles/storage.objectViewer"}
+    assert functions["transform"]["buckets"] == {
+        "uploads": "roles/storage.objectViewer",
+        "derived": "roles/storage.objectUser",
+    }
+    for name in ("jobs", "transform"):
+        assert functions[name]["project_roles"] == ["roles/datastore.user"], name
+        assert functions[name]["sign_urls"] is False, name
+
+
+def test_transform_max_instances_is_a_variable(tf: Tf, functions):
+    assert functions["transform"]["max_instances"] == "${var.transform_max_instances}"
+    assert tf.var_default("transform_max_instances") == 10
+    fn = tf.resource("google_cloudfunctions2_function", "function")
+    count = tf.attr(tf.blocks(fn, "service_config")[0], "max_instance_count")
+    assert "each.value.max_instances" in count and "var.max_instances_scale" in count
+    example = (INFRA / "terraform.tfvars.example").read_text()
+    assert re.search(r"^#?\s*transform_max_instances\s*=", example, flags=re.M), "not in terraform.tfvars.example"
+
+
+def test_fault_injection_is_never_deployed():
+    """APERTURE_JOB_FAULTS makes job items fail on purpose (integration tests only)."""
+    assert "APERTURE_JOB_FAULTS" not in _aperture_names_set_by_terraform()
 
 
 # --------------------------------------------------------------------------------
@@ -902,6 +1107,9 @@ CHECKOV_SKIPS = {
     # version, with its own rotation and service-agent grants) is an org policy
     # choice an operator can add without changing the design.
     ("CKV_GCP_84", "*"): "Artifact Registry uses Google-managed encryption (no CMEK requirement)",
+    # The same for the Pub/Sub topics: their messages name a job item ({job_id,
+    # index}) and carry no image data.
+    ("CKV_GCP_83", "*"): "Pub/Sub topics use Google-managed encryption (no CMEK requirement)",
     # The access-logs bucket is the sink of every other bucket's usage logs; a
     # log bucket logging its own access would log its log writes (and CKV_GCP_63
     # forbids a bucket logging to itself anyway).

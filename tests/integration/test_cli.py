@@ -1,4 +1,4 @@
-"""The `aperture` operator CLI against the running local stack (S5, S11).
+"""The `aperture` operator CLI against the running local stack (S5, S9, S11).
 
 Commands run in-process through click's CliRunner, and once more as a real
 subprocess through the installed console script (`pip install -e .`).
@@ -6,6 +6,7 @@ subprocess through the installed console script (`pip install -e .`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -16,6 +17,8 @@ import pytest
 from click.testing import CliRunner
 
 from aperture.cli import main
+from tests.support.api import upload
+from tests.support.images import encode, random_image
 
 SCRIPT = Path(sys.executable).parent / "aperture"
 
@@ -263,3 +266,130 @@ def test_gateway_url_comes_from_the_environment(cli, stack, make_caller):
 def test_unreachable_gateway_exits_1(cli, make_caller):
     admin = make_caller("team-a", "admin")
     failed(cli("--url", "http://127.0.0.1:9", "whoami", key=admin.key), 1, "error: cannot reach http://127.0.0.1:9")
+
+
+# -- jobs ------------------------------------------------------------------------------
+
+QUARTERS = ("top-left", "top-right", "bottom-left", "bottom-right")
+
+
+def write_job(folder: Path, body: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "job.json"
+    path.write_text(json.dumps(body))
+    return path
+
+
+def test_jobs_submit_uploads_local_files_watch_and_download(cli, gateway, make_caller, tmp_path):
+    # Arrange: one image the team uploaded already, one file that is only on this machine
+    alice = make_caller("team-a", "member")
+    [remote_id] = upload(gateway, alice, ("remote.png", encode(random_image("RGB", (40, 30), seed=11))))
+    local = encode(random_image("RGB", (32, 24), seed=12))
+    batch = tmp_path / "batch"
+    (batch / "pics").mkdir(parents=True)
+    (batch / "pics" / "local.png").write_bytes(local)
+    job_file = write_job(
+        batch,
+        {
+            "images": [
+                {"input": "pics/local.png", "output": "out/local.png"},  # relative to job.json's folder
+                {"input": remote_id, "output": "out/remote.webp"},
+            ],
+            "operations": ["resize=50", "split=True"],
+        },
+    )
+
+    # Act
+    submitted = cli("jobs", "submit", str(job_file), key=alice.key)
+    job_id = fields(ok(submitted))["job_id"]
+    watched = cli("jobs", "watch", job_id, "--interval", "0.2", key=alice.key)
+    shown = ok(cli("jobs", "get", job_id, key=alice.key))
+    out = tmp_path / "downloads"
+    got = cli("jobs", "get", job_id, "--out", str(out), key=alice.key)
+
+    # Assert: the local file was uploaded and the job ran on it
+    assert fields(submitted.stdout)["status_url"].endswith(f"/v1/jobs/{job_id}")
+    assert "uploading 1 local file" in submitted.stderr and "uploaded: 1 new" in submitted.stderr
+    assert fields(ok(watched))["status"] == "done"
+    assert fields(watched.stdout)["items"] == "2: 2 done, 0 failed, 0 cancelled"
+    job = gateway.get(f"/v1/jobs/{job_id}", headers=alice.headers).json()
+    local_id = hashlib.sha256(local).hexdigest()  # an image's id is the SHA-256 of its bytes
+    assert [(i["input"], i["image_id"]) for i in job["items"]] == [(local_id, local_id), (remote_id, remote_id)]
+    table = rows(shown.split("\n\n")[1])
+    assert [(r["INDEX"], r["INPUT"], r["STATE"]) for r in table] == [("0", local_id, "done"), ("1", remote_id, "done")]
+    assert table[0]["OUTPUTS"] == ", ".join(f"out/local-{q}.png" for q in QUARTERS)
+    # ...and get --out wrote every output, byte for byte what the API serves
+    ok(got)
+    names = [o["name"] for i in job["items"] for o in i["outputs"]]
+    assert sorted(names) == sorted(
+        [f"out/local-{q}.png" for q in QUARTERS] + [f"out/remote-{q}.webp" for q in QUARTERS]
+    )
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == sorted(names)
+    for output in (o for i in job["items"] for o in i["outputs"]):
+        served = gateway.get(output["url"], headers=alice.headers)
+        assert served.status_code == 200
+        assert (out / output["name"]).read_bytes() == served.content, output["name"]
+    assert "downloaded 8 outputs" in got.stderr
+
+
+def test_jobs_submit_watch_json_then_ls(cli, gateway, make_caller, tmp_path):
+    alice = make_caller("team-a", "member")
+    [image_id] = upload(gateway, alice, ("g.png", encode(random_image("RGB", seed=13))))
+    job_file = write_job(tmp_path, {"images": [{"input": image_id, "output": "g.jpg"}], "operations": ["grayscale"]})
+
+    finished = json.loads(
+        ok(cli("--json", "jobs", "submit", str(job_file), "--watch", "--interval", "0.2", key=alice.key))
+    )
+    listed = rows(ok(cli("jobs", "ls", key=alice.key)))
+
+    assert finished["status"] == "done" and finished["items"][0]["outputs"][0]["name"] == "g.jpg"
+    assert [(r["JOB_ID"], r["STATUS"], r["TOTAL"], r["DONE"]) for r in listed] == [
+        (finished["job_id"], "done", "1", "1")
+    ]
+
+
+def test_a_bad_job_shows_the_apis_message_and_exits_1(cli, gateway, make_caller, tmp_path):
+    alice = make_caller("team-a", "member")
+    [image_id] = upload(gateway, alice, ("b.png", encode(random_image("RGB", seed=14))))
+    bad_op = write_job(
+        tmp_path / "op", {"images": [{"input": image_id, "output": "a.png"}], "operations": ["frobnicate=1"]}
+    )
+    bad_out = write_job(tmp_path / "out", {"images": [{"input": image_id, "output": "../a.png"}], "operations": []})
+    missing = write_job(tmp_path / "missing", {"images": [{"input": "0" * 64, "output": "a.png"}], "operations": []})
+
+    assert "unknown operation" in failed(cli("jobs", "submit", str(bad_op), key=alice.key), 1, "error 400: ")
+    assert "images[0]" in failed(cli("jobs", "submit", str(bad_out), key=alice.key), 1, "error 400: ")
+    assert "not found" in failed(cli("jobs", "submit", str(missing), key=alice.key), 1, "error 404: images[0]")
+    assert gateway.get("/v1/jobs", headers=alice.headers).json()["jobs"] == []
+
+
+def test_a_local_file_the_api_refuses_stops_the_job(cli, gateway, make_caller, tmp_path):
+    alice = make_caller("team-a", "member")
+    (tmp_path / "notes.txt").write_text("not an image")
+    job_file = write_job(tmp_path, {"images": [{"input": "notes.txt", "output": "n.png"}], "operations": []})
+
+    stderr = failed(cli("jobs", "submit", str(job_file), key=alice.key), 1, "uploading 1 local file")
+
+    assert "the job was not submitted" in stderr and "notes.txt: error 4" in stderr
+    assert gateway.get("/v1/jobs", headers=alice.headers).json()["jobs"] == []
+
+
+def test_a_cancelled_job_watches_to_a_non_zero_exit(cli, gateway, make_caller, tmp_path):
+    alice = make_caller("team-a", "member")
+    ids = upload(gateway, alice, *[(f"k{n}.png", encode(random_image("RGB", (800, 600), seed=n))) for n in range(12)])
+    job_file = write_job(
+        tmp_path,
+        {"images": [{"input": i, "output": f"k/{n}.png"} for n, i in enumerate(ids)], "operations": ["blur=41"]},
+    )
+    job_id = json.loads(ok(cli("--json", "jobs", "submit", str(job_file), key=alice.key)))["job_id"]
+
+    cancelled = cli("jobs", "cancel", job_id, key=alice.key)
+    watched = cli("jobs", "watch", job_id, "--interval", "0.2", key=alice.key)
+
+    assert fields(ok(cancelled))["job_id"] == job_id
+    assert watched.exit_code == 1, watched.output
+    status = fields(watched.stdout)["status"]
+    assert status in ("cancelled", "partial")
+    assert f"error: job {job_id} ended {status}: " in watched.stderr
+    assert ": cancelled" in watched.stderr  # one line per item that did not run
+    failed(cli("jobs", "watch", "job_" + "0" * 20, key=alice.key), 1, "error 404: ")

@@ -25,6 +25,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import itertools
+import json
 import threading
 import uuid
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from google.api_core import exceptions as gexc
 
 from aperture.domain import keys
 from aperture.domain.errors import AlreadyExists, Gone
+from aperture.domain.jobs import Counts, ItemState, JobItem, JobRecord
 from aperture.domain.records import (
     AccessAttempt,
     Analysis,
@@ -49,8 +51,10 @@ from aperture.domain.records import (
     UploadLink,
     User,
 )
+from aperture.storage.jobs import Versioned
 from aperture.storage.key_issuers import IssuedKey
 from aperture.storage.objects import StreamingReader
+from aperture.storage.queue import message
 from aperture.storage.upload_links import new_token, token_hash
 
 
@@ -97,6 +101,17 @@ class FakeImageStore:
         with self._lock:
             record = self._records.get((team, image_id))
             return copy.deepcopy(record)
+
+    def get_many(self, team: str, image_ids: list[str]) -> dict[str, ImageRecord]:
+        """The team's records among `image_ids` (missing ones are left out)."""
+        with self._lock:
+            found = {i: self._records.get((team, i)) for i in dict.fromkeys(image_ids)}
+            return {i: copy.deepcopy(record) for i, record in found.items() if record is not None}
+
+    def find_by_filename(self, team: str, filename: str, limit: int = 2) -> list[ImageRecord]:
+        with self._lock:
+            named = [r for r in self._records.values() if r.team == team and r.filename == filename]
+            return copy.deepcopy(named[:limit])
 
     def delete(self, team: str, image_id: str) -> None:
         with self._lock:
@@ -569,3 +584,158 @@ class FakeUrlSigner:
     def put_url(self, bucket: str, name: str, expires_at: dt.datetime, content_type: str) -> str:
         self.signed.append((bucket, name, expires_at, content_type))
         return f"https://storage.test/{bucket}/{name}?expires={int(expires_at.timestamp())}&type={content_type}"
+
+
+# -- aperture.storage.jobs.JobStore ------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _StoredJob:
+    job: JobRecord
+    counts: dict[str, int]
+
+
+class FakeJobStore:
+    """Jobs and their items, create-only. As in JobStore, every state change of an item has a
+    precondition on the version it was read at (a counter here, Firestore's update time there)
+    and moves the job's counts in the same step; a stale version changes nothing."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, _StoredJob] = {}
+        self._items: dict[tuple[str, int], Versioned] = {}
+        self._versions = itertools.count(1)
+        self._lock = threading.Lock()
+
+    # -- jobs
+
+    def create(self, job: JobRecord, items: list[JobItem]) -> None:
+        with self._lock:
+            keys = [(item.job_id, item.index) for item in items]
+            if job.job_id in self._jobs or any(key in self._items for key in keys):
+                raise gexc.AlreadyExists(f"job {job.job_id} exists")
+            self._jobs[job.job_id] = _StoredJob(copy.deepcopy(job), {ItemState.QUEUED.value: len(items)})
+            for key, item in zip(keys, items):
+                self._items[key] = Versioned(copy.deepcopy(item), next(self._versions))
+
+    def get(self, job_id: str) -> tuple[JobRecord, Counts] | None:
+        with self._lock:
+            stored = self._jobs.get(job_id)
+            return self._view(stored) if stored else None
+
+    def list(self, team: str, *, limit: int, start_after: str | None = None) -> list[tuple[JobRecord, Counts]] | None:
+        """Newest first (ties by job id, descending, as Firestore orders them); None for a cursor
+        that is not one of the team's jobs."""
+        with self._lock:
+
+            def order(stored: _StoredJob) -> tuple[dt.datetime, str]:
+                return stored.job.created_at, stored.job.job_id
+
+            chosen = sorted((s for s in self._jobs.values() if s.job.team == team), key=order, reverse=True)
+            if start_after is not None:
+                cursor = self._jobs.get(start_after)
+                if cursor is None or cursor.job.team != team:
+                    return None
+                chosen = [s for s in chosen if order(s) < order(cursor)]
+            return [self._view(stored) for stored in chosen[:limit]]
+
+    def cancel(self, job_id: str) -> int:
+        with self._lock:
+            stored = self._jobs.get(job_id)
+            if stored is None:
+                raise gexc.NotFound(f"no job {job_id}")
+            stored.job = dataclasses.replace(stored.job, cancelled=True)
+            queued = [
+                v for (j, _), v in sorted(self._items.items()) if j == job_id and v.item.state is ItemState.QUEUED
+            ]
+            moved = [self._move(current, ItemState.CANCELLED, {"finished_at": _now()}) for current in queued]
+            return sum(1 for m in moved if m is not None)
+
+    # -- items
+
+    def items(self, job_id: str) -> list[JobItem]:
+        with self._lock:
+            return [copy.deepcopy(v.item) for (j, _), v in sorted(self._items.items()) if j == job_id]
+
+    def item(self, job_id: str, index: int) -> Versioned | None:
+        with self._lock:
+            return copy.deepcopy(self._items.get((job_id, index)))
+
+    def start(self, current: Versioned, worker: str) -> Versioned | None:
+        fields: dict[str, Any] = {"attempts": current.item.attempts + 1, "worker": worker}
+        if current.item.started_at is None:
+            fields["started_at"] = _now()
+        with self._lock:
+            return self._move(current, ItemState.RUNNING, fields)
+
+    def finish(self, current: Versioned, outputs: list[str]) -> bool:
+        with self._lock:
+            fields = {"outputs": tuple(outputs), "error": None, "finished_at": _now()}
+            return self._move(current, ItemState.DONE, fields) is not None
+
+    def fail(self, current: Versioned, reason: str) -> bool:
+        with self._lock:
+            return self._move(current, ItemState.FAILED, {"error": reason, "finished_at": _now()}) is not None
+
+    def note_error(self, current: Versioned, reason: str) -> None:
+        """No precondition, as in JobStore; like any write it moves the version."""
+        with self._lock:
+            key = (current.item.job_id, current.item.index)
+            stored = self._items.get(key)
+            if stored is not None:
+                self._items[key] = Versioned(dataclasses.replace(stored.item, error=reason), next(self._versions))
+
+    def _move(self, current: Versioned, state: ItemState, fields: dict[str, Any]) -> Versioned | None:
+        item = current.item
+        key = (item.job_id, item.index)
+        stored = self._items.get(key)
+        if stored is None or stored.version != current.version:
+            return None  # the precondition failed: someone wrote the item since it was read
+        job = self._jobs.get(item.job_id)
+        if item.state != state:
+            if job is None:
+                return None  # the job's count update fails, and the commit with it
+            job.counts[item.state.value] = job.counts.get(item.state.value, 0) - 1
+            job.counts[state.value] = job.counts.get(state.value, 0) + 1
+        moved = Versioned(dataclasses.replace(item, state=state, **fields), next(self._versions))
+        self._items[key] = moved
+        return copy.deepcopy(moved)
+
+    @staticmethod
+    def _view(stored: _StoredJob) -> tuple[JobRecord, Counts]:
+        counts = Counts(**{state.value: max(0, stored.counts.get(state.value, 0)) for state in ItemState})
+        return copy.deepcopy(stored.job), counts
+
+    # test helpers
+    def touch(self, job_id: str, index: int) -> None:
+        """Another writer changed the item: its version moves, nothing else."""
+        with self._lock:
+            stored = self._items[(job_id, index)]
+            self._items[(job_id, index)] = Versioned(stored.item, next(self._versions))
+
+    def raw_counts(self, job_id: str) -> dict[str, int]:
+        """The stored counters, unclamped (a negative one means a count moved twice)."""
+        with self._lock:
+            return dict(self._jobs[job_id].counts)
+
+
+# -- aperture.storage.queue.JobQueue -----------------------------------------------------
+
+
+class FakeJobQueue:
+    """The messages published, in order: each item's body and attributes, as JobQueue sends them."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[bytes, dict[str, str]]] = []
+        self._lock = threading.Lock()
+
+    def publish(self, team: str, job_id: str, indices: Any, timeout: float = 60.0) -> None:
+        sent = [(message(job_id, index), {"team": team, "job_id": job_id}) for index in indices]
+        with self._lock:
+            self.published.extend(sent)
+
+    # test helper
+    def items(self) -> list[tuple[str, int]]:
+        """(job id, index) of each message published."""
+        with self._lock:
+            bodies = [json.loads(data) for data, _ in self.published]
+        return [(body["job_id"], body["index"]) for body in bodies]

@@ -1,20 +1,26 @@
-"""`aperture`: the operator CLI (spec S5, S11; usage in docs/cli.md).
+"""`aperture`: the operator CLI (spec S5, S9, S11; usage in docs/cli.md).
 
 Every command but `bootstrap` goes through the HTTP API with an API key, using
 one small client (`ApiClient`); new commands (upload a folder, search, stats)
 are a function that calls `settings.client().request(...)` and prints with
 `output(...)`. `bootstrap` writes to Firestore directly: it makes the first key,
-when no key exists yet to call the API with.
+when no key exists yet to call the API with. This module holds the shared
+parts and the identity commands (teams, users, keys, whoami, bootstrap);
+`aperture.cli.jobs` adds the `jobs` group (batch jobs, spec S9).
 
-Exit codes: 0 done, 1 the API (or the network, or Firestore) refused, 2 the
-command line or configuration is wrong (no key, bad URL, bad option).
+Exit codes: 0 done, 1 the API (or the network, or Firestore) refused, or a
+watched job did not end `done`; 2 the command line or configuration is wrong
+(no key, bad URL, bad option, a job file that is not JSON).
 Keys are never printed, except the one a command has just created.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import http.client
 import json
+import os
 import re
 import socket
 import urllib.error
@@ -23,6 +29,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import click
@@ -143,20 +150,65 @@ class ApiClient:
         params: Mapping[str, Any] | None = None,
     ) -> Response:
         """One request, any body (for uploads); any status comes back, network failures raise."""
-        all_headers = {"User-Agent": f"aperture-cli/{VERSION}", **(headers or {}), KEY_HEADER: self._key}
-        request = urllib.request.Request(self.url(path, params), data=body, headers=all_headers, method=method)
+        request = self._request(method, path, body, headers, params)
         try:
             with _opener.open(request, timeout=self.timeout) as answer:
                 return Response(answer.status, answer.headers, answer.read(), getattr(answer, "reason", ""))
         except urllib.error.HTTPError as exc:
             with exc:
                 return Response(exc.code, exc.headers, exc.read(), str(exc.reason or ""))
-        except urllib.error.URLError as exc:
-            raise CliError(f"error: cannot reach {self.base_url}: {exc.reason}") from None
-        except TimeoutError:
-            raise CliError(f"error: {self.base_url} did not answer within {self.timeout:g} s") from None
-        except (ConnectionError, OSError) as exc:
-            raise CliError(f"error: cannot reach {self.base_url}: {exc}") from None
+        except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets, cut answers
+            raise self._unreachable(exc) from None
+
+    def download(self, path: str, dest: Path, *, chunk: int = 1 << 20) -> int:
+        """GET `path` into the file `dest`, streamed through a temporary file beside it (so an
+        interrupted download never leaves a partial file under the final name); the byte count.
+        `ApiError` for any non-2xx; `OSError` when `dest` cannot be written."""
+        request = self._request("GET", path, None, {"Accept": "*/*"}, None)
+        try:
+            answer = _opener.open(request, timeout=self.timeout)
+        except urllib.error.HTTPError as exc:
+            with exc:
+                response = Response(exc.code, exc.headers, exc.read(), str(exc.reason or ""))
+            raise ApiError.from_response(response.status, response.body, _redirect_note(response) or response.reason)
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._unreachable(exc) from None
+        partial = dest.with_name(f".{dest.name}.part")
+        size = 0
+        try:
+            with answer, open(partial, "wb") as file:
+                while True:
+                    try:
+                        block = answer.read(chunk)
+                    except (OSError, http.client.HTTPException) as exc:
+                        raise self._unreachable(exc) from None
+                    if not block:
+                        break
+                    file.write(block)
+                    size += len(block)
+            os.replace(partial, dest)
+        finally:
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
+        return size
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: Mapping[str, str] | None,
+        params: Mapping[str, Any] | None,
+    ) -> urllib.request.Request:
+        all_headers = {"User-Agent": f"aperture-cli/{VERSION}", **(headers or {}), KEY_HEADER: self._key}
+        return urllib.request.Request(self.url(path, params), data=body, headers=all_headers, method=method)
+
+    def _unreachable(self, exc: BaseException) -> CliError:
+        if isinstance(exc, urllib.error.URLError):
+            return CliError(f"error: cannot reach {self.base_url}: {exc.reason}")
+        if isinstance(exc, TimeoutError):
+            return CliError(f"error: {self.base_url} did not answer within {self.timeout:g} s")
+        return CliError(f"error: cannot reach {self.base_url}: {exc}")
 
 
 def _redirect_note(response: Response) -> str:
@@ -386,7 +438,7 @@ KEY_COLUMNS = [
 )
 @click.version_option(VERSION, prog_name="aperture")
 def main() -> None:
-    """Operate Aperture: teams, users and API keys.
+    """Operate Aperture: teams, users, API keys and batch jobs.
 
     Every command but `bootstrap` calls the HTTP API at --url with the API key
     from --key. Run `aperture COMMAND --help` for a command's options.
@@ -657,6 +709,10 @@ def keys_revoke(settings: Settings, key_id: str) -> None:
     key = settings.client().request("DELETE", f"/v1/keys/{segment(key_id)}")
     output(settings, key, lambda d: table([d], KEY_COLUMNS))
 
+
+# jobs (aperture/cli/jobs.py registers the `jobs` group on `main`) ---------------------
+
+from aperture.cli import jobs as _jobs  # noqa: E402, F401  (last: it imports the helpers above)
 
 if __name__ == "__main__":
     main()

@@ -7,8 +7,8 @@ whole before anything is queued, and the states a job and its items go through.
 The operation grammar is that server's: ``resize=F`` (a percentage in
 (0.05, 100], never enlarging), ``split=X`` (any X but ``None``, ``false`` or
 ``False`` splits into four), ``blur=K`` (an OpenCV kernel size), and the
-other operations as the ``ops=`` grammar has them (rotate, crop, flip,
-grayscale, quality, format). Outputs are names relative to the job's prefix in
+other operations as the ``ops=`` grammar has them (rotate, crop, flip, flop,
+grayscale, quality). Outputs are names relative to the job's prefix in
 the derived bucket; the extension chooses the format.
 """
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aperture.domain.errors import ApiError
-from aperture.domain.transforms import EXTENSIONS, InvalidOperation, Pipeline, parse_job_ops
+from aperture.domain.transforms import EXTENSIONS, InvalidOperation, Pipeline, parse_job_ops, parse_ops
 from aperture.domain.transforms.base import DEFAULT_LIMITS, parse_decimal, show
 from aperture.domain.transforms.base import Limits as TransformLimits
 
@@ -182,6 +182,19 @@ def parse_operations(operations: Any, limits: JobLimits = JobLimits()) -> Pipeli
         return parse_job_ops(translated, transform_limits)
     except InvalidOperation as exc:
         raise ApiError(400, f"operations: {exc}") from None
+
+
+def transform_limits(limits: JobLimits) -> TransformLimits:
+    return TransformLimits(
+        max_ops=limits.max_operations,
+        max_output_pixels=limits.max_output_pixels,
+        max_animation_pixels=DEFAULT_LIMITS.max_animation_pixels,
+    )
+
+
+def stored_pipeline(canonical: str, limits: JobLimits) -> Pipeline:
+    """A job's pipeline from its canonical spelling, under the limits it was accepted with."""
+    return parse_ops(canonical, transform_limits(limits))
 
 
 def _resize(value: str | None) -> str:

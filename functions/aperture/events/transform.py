@@ -1,6 +1,7 @@
 """The `transform` function: one job item per Pub/Sub message (CloudEvent
-google.cloud.pubsub.topic.v1.messagePublished, from Eventarc in the cloud and
-from the emulator's push subscription through functions-framework locally).
+google.cloud.pubsub.topic.v1.messagePublished: functions-framework turns the
+push of a Pub/Sub subscription into it, in the cloud (infra/pubsub.tf) and
+from the emulator locally).
 
 A message from the dead-letter topic (it carries Pub/Sub's
 CloudPubSubDeadLetterSourceDeliveryCount attribute) means the item failed
@@ -34,11 +35,12 @@ def handle(event: Any, worker: JobWorker) -> None:
     try:
         payload = json.loads(base64.b64decode(message.get("data") or ""))
         job_id, index = str(payload["job_id"]), int(payload["index"])
+        deliveries = int(attributes[DEAD_LETTER_COUNT]) if DEAD_LETTER_COUNT in attributes else None
     except (ValueError, KeyError, TypeError, binascii.Error):
         logs.warning("transform: not a job message; dropped", event_id=event["id"])
         return  # acknowledged: delivering it again would not make it readable
-    if DEAD_LETTER_COUNT in attributes:
-        outcome = worker.give_up(job_id, index, int(attributes[DEAD_LETTER_COUNT]))
+    if deliveries is not None:
+        outcome = worker.give_up(job_id, index, deliveries)
     else:
         outcome = worker.run(job_id, index)
     logs.info(f"transform: {outcome}", job_id=job_id, index=index, event_id=event["id"])

@@ -67,26 +67,22 @@ class JobService:
         request = jobs.parse_request(body, self._limits)
         sources = self._resolve(principal.team, [item.input for item in request.items])
         job_id = "job_" + secrets.token_hex(10)
-        items = []
+        items: list[JobItem] = []
+        written: dict[str, int] = {}
         for index, (spec, record) in enumerate(zip(request.items, sources)):
             where = f"images[{index}]"
+            size = upright_size(record)
             try:
-                request.pipeline.plan((record.width, record.height))
+                request.pipeline.plan(size)
             except transforms.InvalidOperation as exc:
-                raise ApiError(400, f"{where} ({record.width}x{record.height}): {exc}") from None
-            extension = jobs.output_extension(spec.output) or record.extension
-            items.append(
-                JobItem(
-                    job_id,
-                    index,
-                    spec.input,
-                    record.id,
-                    record.bucket,
-                    record.object,
-                    spec.output,
-                    transforms.output_format(extension).extension,
-                )
-            )
+                raise ApiError(400, f"{where} ({size[0]}x{size[1]}): {exc}") from None
+            extension = transforms.output_format(jobs.output_extension(spec.output) or record.extension).extension
+            item = JobItem(job_id, index, spec.input, record.id, record.bucket, record.object, spec.output, extension)
+            for name in jobs.outputs_of(item, request.pipeline):  # names with the input's extension filled in
+                if name in written:
+                    raise ApiError(400, f"{where}: output {name!r} is also written by images[{written[name]}]")
+                written[name] = index
+            items.append(item)
         job = JobRecord(
             job_id,
             principal.team,
@@ -193,12 +189,20 @@ class InjectedFault(RuntimeError):
 
 class JobWorker:
     def __init__(
-        self, store: JobStore, objects: ObjectStore, *, derived_bucket: str, max_pixels: int, faults: Faults = Faults()
+        self,
+        store: JobStore,
+        objects: ObjectStore,
+        *,
+        derived_bucket: str,
+        max_pixels: int,
+        limits: JobLimits = JobLimits(),
+        faults: Faults = Faults(),
     ):
         self._store = store
         self._objects = objects
         self._derived = derived_bucket
         self._max_pixels = max_pixels
+        self._limits = limits
         self._faults = faults
         self._name = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -242,7 +246,7 @@ class JobWorker:
         source = self._objects.info(item.source_bucket, item.source_object)
         if source is None:
             raise Gone(f"the input image {item.image_id} was deleted")
-        pipeline = transforms.parse_ops(job.pipeline)
+        pipeline = jobs.stored_pipeline(job.pipeline, self._limits)
         rendered = transforms.render(self._objects.read(source), pipeline, item.extension, max_pixels=self._max_pixels)
         names = jobs.outputs_of(item, pipeline)
         base = jobs.prefix(job.team, job.job_id)
@@ -250,6 +254,13 @@ class JobWorker:
             # Create-only: a redelivery finds the first attempt's output and leaves it.
             self._objects.create(self._derived, base + name, out.data, out.mime_type, {"aperture-job": job.job_id})
         return names
+
+
+def upright_size(record: ImageRecord) -> tuple[int, int]:
+    """The size `render` plans on: the stored size, turned when the EXIF orientation (known once
+    the image is processed) swaps the sides."""
+    orientation = (record.exif or {}).get("orientation")
+    return (record.height, record.width) if orientation in (5, 6, 7, 8) else (record.width, record.height)
 
 
 def _image_id(team: str, source: str) -> str | None:

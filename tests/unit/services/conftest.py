@@ -56,3 +56,13 @@ def signer() -> fakes.FakeUrlSigner:
 @pytest.fixture
 def uploads(objects, images):
     return upload_service(objects, images)
+
+
+@pytest.fixture
+def job_store() -> fakes.FakeJobStore:
+    return fakes.FakeJobStore()
+
+
+@pytest.fixture
+def job_queue() -> fakes.FakeJobQueue:
+    return fakes.FakeJobQueue()

@@ -11,6 +11,7 @@ from tests.support.images import encode, random_image
 
 UPLOADS = "aperture-uploads"
 SOURCE = "aperture-source"
+DERIVED = "aperture-derived"
 TEAM = "team-a"
 OTHER_TEAM = "team-b"
 BY = {"key_id": "key_0123456789abcdef", "user_id": "usr_0123456789abcdef"}

@@ -78,7 +78,8 @@ class Blur(Operation):
             raise InvalidOperation(f"blur: sigma must be 0 or more, got {number(sigma)}")
         if kernel == 0:
             kernel = kernel_for(sigma) if sigma > 0 else 1
-        kernel = min(kernel | 1, limits.max_blur | 1)
+        largest = limits.max_blur if limits.max_blur % 2 else limits.max_blur - 1  # kernels are odd
+        kernel = min(kernel | 1, max(1, largest))
         if sigma == 0:
             sigma = sigma_for(kernel)
         return cls(kernel, sigma)

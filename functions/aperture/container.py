@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # the real imports stay inside the builders: cold starts pay 
     from google.cloud import firestore, pubsub_v1, storage
 
     from aperture.domain.imaging.validation import Limits
+    from aperture.domain.jobs import JobLimits
     from aperture.services.access import Access
     from aperture.services.deletion import ImageDeleter
     from aperture.services.images import ImageService
@@ -283,14 +284,20 @@ class Container:
         return ImageService(self.images, self.objects, self.counters, self.deleter, max_pixels=self.config.max_pixels)
 
     @_once
+    def job_limits(self) -> JobLimits:
+        from aperture.domain.jobs import JobLimits
+
+        config = self.config
+        return JobLimits(config.max_job_images, config.max_job_operations, config.max_pixels)
+
+    @_once
     def job_service(self) -> JobService:
         import datetime as dt
 
-        from aperture.domain.jobs import JobLimits
         from aperture.services.jobs import JobService
 
         config = self.config
-        limits = JobLimits(config.max_job_images, config.max_job_operations, config.max_pixels)
+        limits = self.job_limits
         return JobService(
             self.job_store,
             self.job_queue,
@@ -303,7 +310,6 @@ class Container:
 
     @_once
     def job_worker(self) -> JobWorker:
-        from aperture.domain.jobs import JobLimits
         from aperture.services.jobs import Faults, JobWorker
 
         config = self.config
@@ -312,7 +318,7 @@ class Container:
             self.objects,
             derived_bucket=config.derived_bucket,
             max_pixels=config.max_pixels,
-            limits=JobLimits(config.max_job_images, config.max_job_operations, config.max_pixels),
+            limits=self.job_limits,
             faults=Faults.parse(config.job_faults),
         )
 

@@ -28,6 +28,11 @@ def images(request):
 
 
 @functions_framework.http
+def search(request):
+    return handler("search")(request)
+
+
+@functions_framework.http
 def jobs(request):
     return handler("jobs")(request)
 

@@ -157,6 +157,9 @@ class Config:
         "Failures injected into job items, for tests of redelivery and dead letters: a comma list of "
         "once:NAME (an item's first run fails) or always:NAME (every run fails), NAME part of its output.",
     )
+    search_cache_entries: int = _setting(
+        "APERTURE_SEARCH_CACHE_ENTRIES", 1024, "Query embeddings kept per instance (LRU) by the search function."
+    )
     region: str = _setting(
         "APERTURE_REGION", "us-central1", "Region of the deployment; Vertex AI calls of the cloud provider go there."
     )

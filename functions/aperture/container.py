@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the real imports stay inside the builders: cold starts pay 
     from aperture.services.jobs import JobService, JobWorker
     from aperture.services.processing import Processor
     from aperture.services.provisioning import Provisioning
+    from aperture.services.search import SearchService
     from aperture.services.stats import StatsService
     from aperture.services.upload_links import LinkService
     from aperture.services.uploads import UploadService
@@ -320,6 +321,18 @@ class Container:
             max_pixels=config.max_pixels,
             limits=self.job_limits,
             faults=Faults.parse(config.job_faults),
+        )
+
+    @_once
+    def search(self) -> SearchService:
+        from aperture.services.search import SearchService
+
+        return SearchService(
+            self.images,
+            self.objects,
+            lambda: self.vision,
+            max_pixels=self.config.max_pixels,
+            cache_entries=self.config.search_cache_entries,
         )
 
     @_once

@@ -40,6 +40,7 @@ FUNCTIONS: dict[str, Function] = {
         Function("admin", HTTP, "aperture.api.admin:build", "teams, users and API keys (S5)"),
         Function("upload", HTTP, "aperture.api.uploads:build", "POST /v1/images and upload links (S6)"),
         Function("images", HTTP, "aperture.api.images:build", "list, metadata, download, convert, stats, delete (S8)"),
+        Function("search", HTTP, "aperture.api.search:build", "natural-language search and more-like-this (S10)"),
         Function("jobs", HTTP, "aperture.api.jobs:build", "batch jobs: submit, follow, cancel, outputs (S9)"),
         Function(
             "process",

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import flask
 
 from aperture.api.auth import keyed
-from aperture.api.json_io import json_response
+from aperture.api.json_io import json_response, parse_time
 from aperture.api.routing import Router
 from aperture.api.stats import StatsAnswers, parse_stat_request
 from aperture.domain import transforms
@@ -71,7 +71,7 @@ class ImagesApi:
         filters = {name: args[name] for name in ("format", "camera", "label") if args.get(name)}
         if "format" in filters:
             filters["format"] = filters["format"].upper().replace("JPG", "JPEG")
-        after, before = _time(args.get("after"), "after"), _time(args.get("before"), "before")
+        after, before = parse_time(args.get("after"), "after"), parse_time(args.get("before"), "before")
         cursor = _decode_cursor(args["cursor"], filters, after, before) if args.get("cursor") else None
         records = self.images.list(
             principal.team, filters=filters, after=after, before=before, limit=limit + 1, start_after=cursor
@@ -161,16 +161,6 @@ def _int(raw: str, name: str, low: int, high: int) -> int:
     if not re.fullmatch(r"\d{1,6}", raw or "") or not low <= int(raw) <= high:
         raise ApiError(400, f"{name} must be an integer from {low} to {high}")
     return int(raw)
-
-
-def _time(raw: str | None, name: str) -> dt.datetime | None:
-    if raw is None:
-        return None
-    try:
-        value = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(400, f"{name} must be an ISO 8601 date or time, e.g. 2026-11-22T10:00:00Z") from None
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
 def _query_key(filters, after, before) -> str:

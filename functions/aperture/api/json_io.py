@@ -58,3 +58,14 @@ def string_field(body: dict, name: str, *, max_length: int = 200, default: str |
     if len(value) > max_length or any(ord(c) < 32 for c in value):
         raise ApiError(400, f"{name} must be at most {max_length} printable characters")
     return value.strip()
+
+
+def parse_time(raw: str | None, name: str) -> dt.datetime | None:
+    """An ISO 8601 date or time from a query parameter (UTC when it has no zone); 400 otherwise."""
+    if raw is None:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, f"{name} must be an ISO 8601 date or time, e.g. 2026-11-22T10:00:00Z") from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)

@@ -94,6 +94,7 @@ class Analysis:
     labels: list[LabelScore]
     embedding: list[float]
     provider: str
+    embedding_model: str  # which model made `embedding` (VisionProvider.model)
     generation: str
     histograms: dict[str, str]  # where the stored histograms are: bucket, name, generation
     processed_at: dt.datetime
@@ -138,6 +139,7 @@ class ImageRecord:
     label_scores: list[dict[str, Any]] = field(default_factory=list)
     embedding: list[float] | None = field(default=None, repr=False)
     provider: str | None = None
+    embedding_model: str | None = None
     histograms: dict[str, str] | None = None
     processed_at: dt.datetime | None = None
     processing_ms: dict[str, float] | None = None
@@ -162,6 +164,7 @@ class ImageRecord:
             label_scores=[{"name": label.name, "score": round(label.score, 6)} for label in analysis.labels],
             embedding=list(analysis.embedding),
             provider=analysis.provider,
+            embedding_model=analysis.embedding_model,
             generation=analysis.generation,
             histograms=analysis.histograms,
             status=ImageStatus.PROCESSED,

@@ -161,6 +161,7 @@ class Processor:
             labels=[LabelScore(label.name, label.score) for label in labels],
             embedding=list(embedding),
             provider=provider.name,
+            embedding_model=provider.model,
             generation=str(info.generation),
             histograms={"bucket": info.bucket, "name": info.name, "generation": str(info.generation)},
             processed_at=dt.datetime.now(dt.timezone.utc),

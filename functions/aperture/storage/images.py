@@ -16,6 +16,7 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.base_vector_query import DistanceMeasure
 from google.cloud.firestore_v1.vector import Vector
 
 from aperture.domain.errors import Gone
@@ -134,6 +135,37 @@ class ImageStore:
             self._doc(team, image_id).update(fields)
         except gexc.NotFound as exc:
             raise Gone(f"image record {team}/{image_id} was deleted") from exc
+
+    def nearest(
+        self, team: str, model: str, vector: list[float], *, limit: int, max_distance: float | None = None
+    ) -> list[tuple[ImageRecord, float]]:
+        """The team's images embedded by `model`, nearest to `vector` first, with their cosine distance.
+
+        The team and the model are filters inside the vector query (Firestore
+        pre-filters), so no other team's image is ever a candidate and vectors
+        of different models are never compared.
+        """
+        query = self._collection.where(filter=FieldFilter("team", "==", team)).where(
+            filter=FieldFilter("embedding_model", "==", model)
+        )
+        nearest = query.find_nearest(
+            vector_field="embedding",
+            query_vector=Vector(vector),
+            distance_measure=DistanceMeasure.COSINE,
+            limit=limit,
+            distance_result_field="distance",
+            distance_threshold=max_distance,
+        )
+        found = []
+        for snap in nearest.stream():
+            doc = snap.to_dict()
+            distance = float(doc.pop("distance"))
+            found.append((from_document(doc), distance))
+        return found
+
+    def set_embedding(self, record: ImageRecord, embedding: list[float], model: str) -> None:
+        """A new embedding for the record (a provider or model change); Gone when it was deleted."""
+        self._update(record.team, record.id, {"embedding": Vector(list(embedding)), "embedding_model": model})
 
     def list(
         self,

@@ -68,6 +68,11 @@ class VisionProvider(Protocol):
     name: str  # "local" | "cloud"
     dimensions: int  # length of every embedding this provider returns
 
+    @property
+    def model(self) -> str:
+        """Names the model (and recipe) behind the embeddings; search compares only equal ones."""
+        ...
+
     def analyze(self, image: Image.Image) -> tuple[list[Label], list[float]]:
         """Top labels (score-sorted, see `select_labels`) and a unit-norm embedding."""
         ...

@@ -118,6 +118,11 @@ class CloudVisionProvider:
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
 
+    @property
+    def model(self) -> str:
+        """Which model made an embedding: vectors of different models are never compared (search)."""
+        return f"cloud:{EMBEDDING_MODEL}:{self.dimensions}"
+
     # -- public API --------------------------------------------------------
 
     def analyze(self, image: Image.Image) -> tuple[list[Label], list[float]]:

@@ -393,6 +393,13 @@ class LocalVisionProvider:
         vector = encoder.encode([query_prompt(text)])[0].astype(np.float64) - vectors.class_mean
         return unit_vector(vector, dimensions=self.dimensions)
 
+    @property
+    def model(self) -> str:
+        """Which model made an embedding: vectors of different models are never compared (search)."""
+        return (
+            f"local:minilm-l6+efficientnet-lite0:r{ENCODER_REVISION}:k{self.embedding_classes}:c{self.colour_weight:g}"
+        )
+
     def warm(self) -> dict[str, float]:
         """Load everything `analyze` needs now; returns the load times in ms."""
         _shared("classifier", _build_classifier, self.num_threads)

@@ -111,10 +111,8 @@ def answer(
         return flask.Response(status=304, headers=headers)
     try:
         hists, source = service.histograms(info, need_luma=channel == "luma", timings=timings)
-    except pixels.TooManyPixels as exc:
-        raise ApiError(422, str(exc)) from None
-    except pixels.NotAnImage as exc:
-        raise ApiError(422, f"{label!r} is not a readable image: {exc}") from None
+    except pixels.ImageError as exc:
+        raise exc.refusal(label) from None
     band = _band(hists, channel)
     value = func.apply(band)
     headers["X-Aperture-Cache"] = source

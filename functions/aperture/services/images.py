@@ -89,8 +89,8 @@ class ImageService:
                 [out] = transforms.render(data, pipeline, extension, max_pixels=self._max_pixels)
         except transforms.InvalidOperation as exc:
             raise ApiError(400, str(exc)) from None
-        except (pixels.NotAnImage, pixels.TooManyPixels) as exc:
-            raise ApiError(422, str(exc)) from None
+        except pixels.ImageError as exc:
+            raise exc.refusal() from None
         return out
 
     def upload_stats(self, team: str, day: dt.date) -> dict[str, Any]:

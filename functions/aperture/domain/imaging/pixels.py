@@ -26,6 +26,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageMode
 
+from aperture.domain.errors import ApiError
+
 try:  # optional C extension (functions/native/jpegrows): a JPEG's rows on two cores
     import jpegrows
 except ImportError:  # not built here (no compiler or libjpeg headers): Pillow decodes alone
@@ -47,9 +49,16 @@ __all__ = [
 class ImageError(ValueError):
     """Base of every reason an upload cannot be turned into pixels."""
 
+    def refusal(self, label: str | None = None) -> ApiError:
+        """What a caller is told: 422, with the reason (and the limit, for too many pixels)."""
+        return ApiError(422, str(self))
+
 
 class NotAnImage(ImageError):
     """The bytes are not a decodable image; the message says why."""
+
+    def refusal(self, label: str | None = None) -> ApiError:
+        return ApiError(422, f"{label!r} is not a readable image: {self}" if label else str(self))
 
 
 class TooManyPixels(ImageError):

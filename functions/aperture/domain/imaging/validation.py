@@ -26,17 +26,12 @@ import numpy as np
 from PIL import Image
 
 from aperture.domain.imaging.pixels import DECODE_ERRORS, error_reason
+from aperture.domain.transforms.formats import FORMATS as OUTPUT_FORMATS
 
-# Pillow format -> (extension, MIME type). MPO is what Pillow calls many camera JPEGs.
-FORMATS = {
-    "JPEG": ("jpg", "image/jpeg"),
-    "MPO": ("jpg", "image/jpeg"),
-    "PNG": ("png", "image/png"),
-    "GIF": ("gif", "image/gif"),
-    "WEBP": ("webp", "image/webp"),
-    "TIFF": ("tiff", "image/tiff"),
-    "BMP": ("bmp", "image/bmp"),
-}
+# Pillow format -> (extension, MIME type): uploads accept the formats we write
+# (one table, domain.transforms.formats), plus MPO, Pillow's name for many camera JPEGs.
+FORMATS = {name: (fmt.extension, fmt.mime_type) for name, fmt in OUTPUT_FORMATS.items()}
+FORMATS["MPO"] = FORMATS["JPEG"]
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,7 @@ def analysis(**changes) -> Analysis:
         labels=[LabelScore("cat", 0.9123456789), LabelScore("sofa", 0.4)],
         embedding=[0.6, 0.8, 0.0],
         provider="local",
+        embedding_model="local:test",
         generation="17",
         histograms={"bucket": "aperture-uploads", "name": "teams/team-a/x.png", "generation": "17"},
         processed_at=CREATED + dt.timedelta(seconds=5),

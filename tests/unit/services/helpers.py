@@ -42,6 +42,7 @@ class FakeVision:
 
     name = "fake-vision"
     dimensions = 4
+    model = "fake-vision:r1"
 
     def __init__(self) -> None:
         self.analyzed: list[tuple[str, tuple[int, int]]] = []

@@ -28,7 +28,7 @@ from aperture.domain.transforms.quadrant import QUADRANTS, Quadrant
 from aperture.domain.transforms.quality import Quality
 from aperture.domain.transforms.resize import Resize
 from aperture.domain.transforms.rotate import Rotate
-from aperture.domain.transforms.source import all_frames, first_frame, open_source
+from aperture.domain.transforms.source import Box, all_frames, first_frame, open_source
 
 OPERATIONS: tuple[type[Operation], ...] = (Crop, Rotate, Flip, Resize, Blur, Grayscale, Quadrant, Quality)
 _BY_NAME = {name: cls for cls in OPERATIONS for name in cls.names}
@@ -77,13 +77,16 @@ class Pipeline:
             sizes = planned
         return sizes
 
-    def run(self, image: Image.Image, first_size: Size | None = None) -> list[Image.Image]:
+    def run(
+        self, image: Image.Image, first_size: Size | None = None, first_box: Box | None = None
+    ) -> list[Image.Image]:
         """Apply the operations to one frame. `first_size`: the size planned for a leading
-        resize, when the frame was decoded smaller than the source (JPEG draft)."""
+        resize, when the frame was decoded smaller than the source (JPEG draft);
+        `first_box`: the part of that frame the picture fills (`source.first_frame`)."""
         images = [image]
         for index, op in enumerate(self.ops):
             if index == 0 and first_size is not None and isinstance(op, Resize):
-                images = [Resize.resize_to(image, first_size)]
+                images = [Resize.resize_to(image, first_size, first_box)]
             else:
                 images = [out for current in images for out in op.apply_many(current)]
         return images
@@ -98,11 +101,14 @@ class Pipeline:
 
 
 # How much larger than the target the JPEG decoder must stay. 1.0: the smallest
-# DCT scale (1/2, 1/4, 1/8) still at least the target, then Lanczos to it.
-# libvips' thumbnail keeps a factor of 2 instead. Measured on the benchmark's
-# 24 MP photo -> 512x384: 1.0 decodes at 1/8 (~0.85x libvips' time; 31.5 dB
-# PSNR against a full-size Lanczos), 2.0 at 1/4 (~1.15x; 40.4 dB, libvips 39.9 dB).
-# 1.0 keeps the 1.2x-of-libvips target with room to spare on a noisy machine.
+# DCT scale (1/2, 1/4, 1/8) still at least the target, then Lanczos to it from
+# the part of that frame the picture fills (`first_frame`'s box; ignoring it
+# misaligned the far edges by up to a pixel: 31.5 dB). libvips' thumbnail
+# keeps a factor of 2. PSNR against a full decode + Lanczos (scripts/bench/transform.py):
+# 24 MP -> 512x384: 1.0 decodes at 1/8, 48.1 dB in ~0.8x libvips' time (libvips
+# 39.9 dB); 2.0 at 1/4, 54.2 dB in ~1.1x. 12 MP at resize=50: 1.0 is the 1/2
+# decode alone, 48.0 dB in ~0.5x (libvips 54.8 dB); 2.0 a full decode, ~2.3x.
+# As JPEG q85 those two differ by 0.1 dB. More in docs/decisions.md.
 DRAFT_MARGIN = 1.0
 
 
@@ -295,7 +301,8 @@ def render(
                 min(source.size[0], round(target[0] * DRAFT_MARGIN)),
                 min(source.size[1], round(target[1] * DRAFT_MARGIN)),
             )
-        images = pipeline.run(first_frame(source, draft), first_size=target)
+        frame, box = first_frame(source, draft)
+        images = pipeline.run(frame, first_size=target, first_box=box)
         outputs = [(formats.encode([image], fmt, quality=quality), image.size, 1) for image in images]
 
     return [

@@ -9,7 +9,8 @@ Lanczos resampling (Pillow premultiplies alpha). Sizes round half up and are
 never below 1 pixel. When a pipeline starts with a JPEG downscale, the
 decoder already shrinks by 1/2, 1/4 or 1/8 (libjpeg DCT scaling, never below
 the target) and this step resizes from there to the exact size planned from
-the full-size image (see `pipeline.render`).
+the full-size image, reading only the part of the smaller frame that the
+picture fills (see `pipeline.render` and `source.first_frame`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from aperture.domain.transforms.base import (
     require,
     show,
 )
+from aperture.domain.transforms.source import Box
 
 FORM = "resize:512x512 (fit), resize:512x512! (exact), resize:512x, resize:x512 or resize:50%"
 _BOX = re.compile(r"\s*([^xX]*?)\s*[xX]\s*([^xX!]*?)\s*(!?)\s*")
@@ -99,10 +101,11 @@ class Resize(Operation):
         return self.resize_to(image, self.output_size(image.size))
 
     @staticmethod
-    def resize_to(image: Image.Image, size: Size) -> Image.Image:
-        if image.size == size:
+    def resize_to(image: Image.Image, size: Size, box: Box | None = None) -> Image.Image:
+        """`image`, or its `box` when given (fractional pixels), resized to `size`."""
+        if image.size == size and box is None:
             return image
-        return image.resize(size, Image.Resampling.LANCZOS)
+        return image.resize(size, Image.Resampling.LANCZOS, box=box)
 
     def __str__(self) -> str:
         if self.mode == "percent":

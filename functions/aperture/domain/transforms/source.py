@@ -2,7 +2,8 @@
 
 Steps, in order: open lazily (the header alone, checked against the pixel
 limit before anything is decoded); optionally ask libjpeg to decode at 1/2,
-1/4 or 1/8 scale (``Image.draft``); decode; apply the EXIF orientation (the
+1/4 or 1/8 scale (``Image.draft``, which also says which part of the smaller
+frame the picture fills); decode; apply the EXIF orientation (the
 same transposes as ``ImageOps.exif_transpose``); convert from an embedded
 ICC profile to sRGB (the profile itself is then dropped, as imgproxy does);
 normalize the mode to one of L, LA, RGB, RGBA (8 bits per sample).
@@ -39,8 +40,24 @@ _SWAPS_AXES = {
     Image.Transpose.TRANSVERSE,
     Image.Transpose.ROTATE_90,
 }
+_MIRRORS_X = {
+    Image.Transpose.FLIP_LEFT_RIGHT,
+    Image.Transpose.ROTATE_180,
+    Image.Transpose.ROTATE_90,
+    Image.Transpose.TRANSVERSE,
+}
+_MIRRORS_Y = {
+    Image.Transpose.FLIP_TOP_BOTTOM,
+    Image.Transpose.ROTATE_180,
+    Image.Transpose.ROTATE_270,
+    Image.Transpose.TRANSVERSE,
+}
 _BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
 _ANIMATABLE = {"GIF", "WEBP", "PNG"}  # MPO's extra images and TIFF pages are not animation
+
+
+# (left, top, right, bottom) in pixels, fractional: an `Image.resize(box=...)` argument.
+Box = tuple[float, float, float, float]
 
 
 @dataclass
@@ -90,21 +107,28 @@ def open_source(data: bytes, *, max_pixels: int) -> Source:
     )
 
 
-def first_frame(source: Source, draft: Size | None = None) -> Image.Image:
-    """The first frame, upright, sRGB, in a working mode.
+def first_frame(source: Source, draft: Size | None = None) -> tuple[Image.Image, Box | None]:
+    """The first frame, upright, sRGB, in a working mode, and the part of it the picture fills.
 
     `draft`: the upright size the pipeline will first resize to. For JPEG the
     decoder then scales by 1/2, 1/4 or 1/8 to the smallest size still at
-    least that large; other formats ignore it.
+    least that large; other formats ignore it. A scaled frame has whole
+    pixels, rounded up, so the picture may fill a little less than it: at
+    1/8 a 5657-pixel row decodes to 708 pixels of which it fills 707.125.
+    The box returned says which part (upright), for the resize that
+    follows; None when the picture fills the whole frame.
     """
     image = source.image
+    box: Box | None = None
     if draft is not None and source.format == "JPEG":
         width, height = draft
         if source.orientation in _SWAPS_AXES:
             width, height = height, width
-        image.draft(image.mode, (width, height))
+        drafted = image.draft(image.mode, (width, height))  # None, or (mode, box in the smaller frame)
+        if drafted is not None and drafted[1][2:] != image.size:
+            box = _upright_box(drafted[1], image.size, source.orientation)
     _load(image)
-    return _prepare(image, source.orientation)
+    return _prepare(image, source.orientation), box
 
 
 def all_frames(source: Source) -> Iterator[tuple[Image.Image, int]]:
@@ -121,6 +145,23 @@ def all_frames(source: Source) -> Iterator[tuple[Image.Image, int]]:
             frame = frame.transpose(source.orientation)
         frame.info = {}
         yield frame, duration
+
+
+def _upright_box(box: Box, size: Size, orientation: Image.Transpose | None) -> Box:
+    """`box`, within a frame of `size`, once the frame is turned upright by `orientation`.
+
+    Each transpose is a mirror of x, of y, of both or neither, then for the
+    four that swap axes, a swap of x and y (ROTATE_90: x -> w - x, then swap).
+    """
+    left, top, right, bottom = box
+    width, height = size
+    if orientation in _MIRRORS_X:
+        left, right = width - right, width - left
+    if orientation in _MIRRORS_Y:
+        top, bottom = height - bottom, height - top
+    if orientation in _SWAPS_AXES:
+        return top, left, bottom, right
+    return left, top, right, bottom
 
 
 def _orientation_tag(image: Image.Image) -> int:

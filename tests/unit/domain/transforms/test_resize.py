@@ -1,10 +1,11 @@
 import pytest
-from PIL import Image, JpegImagePlugin
+from PIL import Image, ImageOps, JpegImagePlugin
 
 from aperture.domain.transforms import InvalidOperation, Limits, Pipeline, parse_job_ops, parse_ops, parse_query, render
 from aperture.domain.transforms.resize import Resize
 
 from .helpers import MAX_PIXELS, decode, encode, photo, psnr, render_one, same_pixels
+from .test_source import oriented
 
 
 @pytest.mark.parametrize(
@@ -140,6 +141,17 @@ def test_draft_accounts_for_exif_orientation(draft_calls):
     assert draft_calls[0][0] == (150, 113)  # asked in the stored (landscape) orientation
     reference = upright.resize((113, 150), Image.Resampling.LANCZOS)
     assert psnr(decode(out.data), reference) > 30
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_rounded_up_draft_frame_is_resized_from_the_part_the_picture_fills(orientation):
+    # 1605x1201 at 1/4 decodes to 402x301, of which the picture fills 401.25x300.25: resizing
+    # the whole frame would misalign the far edges (~36 dB here), whichever edges they are once upright.
+    data = oriented(photo((1605, 1201), seed=3), orientation, "JPEG")
+    out = decode(render_one(data, "resize:300x300").data)
+    assert out.size == (300, 224)
+    reference = ImageOps.exif_transpose(decode(data)).resize(out.size, Image.Resampling.LANCZOS)
+    assert psnr(out, reference) > 45
 
 
 def test_draft_result_is_close_to_the_full_decode_for_a_large_downscale():

@@ -6,6 +6,7 @@ from PIL import Image, ImageCms, ImageOps
 
 from aperture.domain.imaging.pixels import NotAnImage, TooManyPixels
 from aperture.domain.transforms import parse_ops, render
+from aperture.domain.transforms.source import first_frame, open_source
 from tests.support.images import png_header_only
 
 from .helpers import MAX_PIXELS, decode, encode, photo, psnr, render_one, same_pixels
@@ -118,3 +119,33 @@ def test_over_max_pixels_is_refused_from_the_header():
         render(bomb, parse_ops("resize:10x10"), "png", max_pixels=MAX_PIXELS)
     with pytest.raises(TooManyPixels):
         render(encode(photo((64, 48))), parse_ops(""), "png", max_pixels=64 * 48 - 1)
+
+
+# 1605x1201 upright at 1/8 is a 201x151 frame that the picture fills 200.625x150.125 of: the
+# padding is at the stored image's right and bottom, which orientation moves to other edges.
+@pytest.mark.parametrize(
+    "orientation, box",
+    [
+        (1, (0, 0, 200.625, 150.125)),
+        (2, (0.375, 0, 201, 150.125)),  # stored right = upright left
+        (3, (0.375, 0.875, 201, 151)),
+        (4, (0, 0.875, 200.625, 151)),
+        (5, (0, 0, 200.625, 150.125)),  # stored right = upright bottom, stored bottom = upright right
+        (6, (0.375, 0, 201, 150.125)),
+        (7, (0.375, 0.875, 201, 151)),
+        (8, (0, 0.875, 200.625, 151)),
+    ],
+)
+def test_a_jpeg_draft_says_which_part_of_the_upright_frame_the_picture_fills(orientation, box):
+    source = open_source(oriented(photo((1605, 1201)), orientation, "JPEG"), max_pixels=MAX_PIXELS)
+    frame, got = first_frame(source, (200, 150))
+    assert frame.size == (201, 151)
+    assert got == pytest.approx(box)
+
+
+def test_no_box_when_the_picture_fills_the_frame():
+    data = encode(photo((1600, 1200)), "JPEG")
+    frame, box = first_frame(open_source(data, max_pixels=MAX_PIXELS), (200, 150))
+    assert (frame.size, box) == ((200, 150), None)  # 1/8 exactly
+    frame, box = first_frame(open_source(encode(photo((1605, 1201))), max_pixels=MAX_PIXELS), (200, 150))
+    assert (frame.size, box) == ((1605, 1201), None)  # PNG: no draft

@@ -100,11 +100,15 @@ resource "google_firestore_index" "images_team_labels_created" {
 }
 
 # --- images: semantic search (S10) --------------------------------------------
-# find_nearest over `embedding` (as long as the deployed provider's vectors,
-# local.embedding_dimensions; cosine distance chosen at query time),
-# pre-filtered on the team, so the index leads with team.
+# ImageStore.nearest: find_nearest over `embedding` (as long as the deployed
+# provider's vectors, local.embedding_dimensions; cosine distance chosen at
+# query time), pre-filtered on team == and embedding_model == (vectors of
+# another model are never compared), so the index leads with those two
+# equality fields, in that order, and ends with the vector field. The same
+# index with the local provider's 384 dimensions is in firestore.indexes.json
+# for the emulator; it is never deployed (nothing here reads that file).
 
-resource "google_firestore_index" "images_team_embedding" {
+resource "google_firestore_index" "images_team_model_embedding" {
   project     = var.project_id
   database    = google_firestore_database.default.name
   collection  = "images"
@@ -112,6 +116,10 @@ resource "google_firestore_index" "images_team_embedding" {
 
   fields {
     field_path = "team"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "embedding_model"
     order      = "ASCENDING"
   }
   fields {

@@ -18,8 +18,10 @@ locals {
   prefix = var.name_prefix
 
   # The vision provider the functions use in the cloud (S7) and the length of
-  # its embeddings (aperture.vision_cloud: Vertex AI multimodal embeddings at
-  # 512): the vector index on images.embedding must be built for exactly that.
+  # its embeddings (aperture.vision.cloud.DEFAULT_DIMENSION: Vertex AI
+  # multimodal embeddings at 512): the vector index on images.embedding
+  # (firestore.tf) must be built for exactly that. The local provider's 384-d
+  # index lives in firestore.indexes.json, for the emulator only.
   vision_provider      = "cloud"
   embedding_dimensions = 512
 
@@ -160,6 +162,36 @@ locals {
       buckets         = { uploads = "roles/storage.objectUser", derived = "roles/storage.objectUser" }
       topics          = {}
       project_roles   = ["roles/datastore.user"]
+      sign_urls       = false
+      trigger_buckets = []
+      trigger_topic   = ""
+    }
+    # Semantic search (S10): GET /v1/search, /v1/search/model,
+    # /v1/images/{id}/similar and POST /v1/images/{id}/embedding (re-embedding,
+    # `aperture reindex`). Queries are embedded by the cloud provider (Vertex AI
+    # multimodal embeddings: aiplatform.user, as `process` has) and matched with
+    # find_nearest over images (Firestore; the vector index in firestore.tf).
+    # Re-embedding reads the image from uploads (objectViewer: it never writes
+    # an object) and calls Cloud Vision and Vertex AI, like `process`. The models
+    # run at Google, not in the instance: memory is for decoding one image up to
+    # APERTURE_MAX_PIXELS (100 MP, ~300 MB as RGB, plus the JPEG sent to Vertex)
+    # per request in flight, as `images` sizes it. A search is at most one
+    # Vertex AI call (repeated queries come from the per-instance LRU) and one
+    # vector query: 10 instances of 4 are plenty for interactive search, and
+    # beyond that Vertex AI's per-minute quota, not instances, is the limit.
+    # `aperture reindex` sends one request at a time.
+    search = {
+      entry_point     = "search"
+      kind            = "http"
+      memory          = "2Gi"
+      cpu             = "1"
+      timeout         = 120
+      max_instances   = 10
+      concurrency     = 4
+      env             = {}
+      buckets         = { uploads = "roles/storage.objectViewer" }
+      topics          = {}
+      project_roles   = ["roles/datastore.user", "roles/aiplatform.user"]
       sign_urls       = false
       trigger_buckets = []
       trigger_topic   = ""

@@ -456,9 +456,10 @@ def test_function_grants_are_scoped(tf: Tf, functions):
         for bucket, role in entry["buckets"].items():
             assert bucket in {"source", "uploads", "derived"}
             assert role in {"roles/storage.objectViewer", "roles/storage.objectUser", "roles/storage.objectCreator"}
-    # Vertex AI: the process function (image embeddings) only.
+    # Vertex AI: the functions that embed with the cloud provider, process
+    # (image embeddings) and search (query embeddings, re-embedding), only.
     with_vertex = {n for n, e in functions.items() if "roles/aiplatform.user" in e["project_roles"]}
-    assert with_vertex == {"process"}
+    assert with_vertex == {"process", "search"}
     assert "roles/serviceusage.apiKeysAdmin" not in {
         r for n, e in functions.items() if n != "admin" for r in e["project_roles"]
     }
@@ -918,6 +919,24 @@ def test_job_functions_storage_grants(functions):
         assert functions[name]["sign_urls"] is False, name
 
 
+def test_search_function_grants_and_sizing(functions):
+    """search (S10) embeds queries and re-embeds images with the cloud provider
+    (Vertex AI, Cloud Vision), reads records and runs vector queries in Firestore,
+    and reads (never writes) the image bytes it re-embeds from uploads."""
+    search = functions["search"]
+    assert search["kind"] == "http" and not search["trigger_buckets"] and not search["trigger_topic"]
+    assert search["buckets"] == {"uploads": "roles/storage.objectViewer"}
+    assert search["topics"] == {}
+    assert sorted(search["project_roles"]) == ["roles/aiplatform.user", "roles/datastore.user"]
+    assert search["sign_urls"] is False and search["env"] == {}
+    # a re-embedding decodes one image of up to APERTURE_MAX_PIXELS per request in flight
+    memory = search["memory"]
+    mebibytes = int(memory[:-2]) * (1024 if memory.endswith("Gi") else 1)
+    assert mebibytes >= 2048, memory
+    assert 1 <= search["max_instances"] <= 20 and 1 <= search["concurrency"] <= 8
+    assert search["timeout"] >= 60, "a re-embedding reads, decodes and calls two APIs"
+
+
 def test_transform_max_instances_is_a_variable(tf: Tf, functions):
     assert functions["transform"]["max_instances"] == "${var.transform_max_instances}"
     assert tf.var_default("transform_max_instances") == 10
@@ -975,22 +994,130 @@ def test_firestore_composite_indexes(tf: Tf):
         assert tf.attr(body, "database") == "${google_firestore_database.default.name}"
 
 
+VECTOR_INDEX_FIELDS = (("team", "ASCENDING"), ("embedding_model", "ASCENDING"), ("embedding", "VECTOR"))
+
+
 def test_firestore_vector_index(tf: Tf):
     vectors = []
-    for body in tf.resources["google_firestore_index"].values():
+    for name, body in tf.resources["google_firestore_index"].items():
         for field in tf.blocks(body, "fields"):
             if "vector_config" in field:
                 config = tf.blocks(field, "vector_config")[0]
-                vectors.append((tf.attr(body, "collection"), tf.attr(field, "field_path"), config))
-    assert vectors, "no vector index"
-    collection, path, config = vectors[0]
+                vectors.append((name, tf.attr(body, "collection"), tf.attr(field, "field_path"), config))
+    assert len(vectors) == 1, f"one vector index, not {[v[0] for v in vectors]}"
+    name, collection, path, config = vectors[0]
     assert (collection, path) == ("images", "embedding")
+    # find_nearest pre-filters on team and embedding_model (ImageStore.nearest):
+    # the index leads with both, in that order, and ends with the vector
+    fields = _tf_indexes(tf)[name][1]
+    assert tuple((f, "VECTOR" if kind.startswith("VECTOR") else kind) for f, kind in fields) == VECTOR_INDEX_FIELDS
     # Built for the deployed provider's vectors: a 384-d index under 512-d
     # cloud embeddings would leave every image out of search.
     assert tf.attr(config, "dimension") == "${local.embedding_dimensions}"
     assert tf.locals["vision_provider"] == "cloud"
     assert tf.locals["embedding_dimensions"] == vision_cloud.DEFAULT_DIMENSION
     assert "flat" in config
+
+
+def test_the_deployed_provider_embeds_at_the_indexed_dimension(tf: Tf):
+    """The container the functions run builds, from the environment Terraform
+    sets (APERTURE_PROVIDER=cloud), a provider whose vectors are as long as the
+    cloud index, and whose model name (what records and the pre-filter carry)
+    says so. Building it is cheap: clients load on first use."""
+    from aperture.config import Config
+    from aperture.container import Container
+
+    provider = Container(Config(provider=tf.locals["vision_provider"], project="p")).vision
+    assert provider.name == "cloud"
+    assert provider.dimensions == tf.locals["embedding_dimensions"]
+    assert provider.model.endswith(f":{tf.locals['embedding_dimensions']}")
+    # and the local provider's (the emulator's index) differs: the two indexes
+    # are not interchangeable
+    assert vision_local.DIMENSIONS != tf.locals["embedding_dimensions"]
+
+
+def test_the_local_index_file_never_reaches_the_cloud(tf: Tf):
+    """infra/firestore.indexes.json holds the local provider's 384-d vector
+    index (for the emulator); Terraform declares its own indexes and must not
+    read that file, nor spell a vector dimension other than the cloud one."""
+    for path in INFRA.glob("*.tf"):
+        code = _code(path)
+        assert "indexes.json" not in code, f"{path.name} reads firestore.indexes.json"
+        for dimension in re.findall(r"\bdimension\s*=\s*(\S+)", code):
+            assert dimension == "local.embedding_dimensions", f"{path.name}: dimension = {dimension}"
+    doc = json.loads((INFRA / "firestore.indexes.json").read_text())
+    local = [f for i in doc["indexes"] for f in i["fields"] if "vectorConfig" in f]
+    assert [f["vectorConfig"]["dimension"] for f in local] == [vision_local.DIMENSIONS]
+
+
+def _vector_queries() -> list[tuple[str, str | None, tuple[str, ...], tuple[str, ...], str]]:
+    """Every find_nearest call in the storage layer, read with ast:
+    (where, collection, pre-filter fields in order, their operators, vector field).
+    The collection is the module's COLLECTION; the pre-filters are the
+    FieldFilter(...)s of the same function, in source order."""
+    found = []
+    for path in sorted((ROOT / "functions" / "aperture" / "storage").glob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        collection = next(
+            (
+                node.value.value
+                for node in tree.body
+                if isinstance(node, ast.Assign)
+                and any(isinstance(t, ast.Name) and t.id == "COLLECTION" for t in node.targets)
+                and isinstance(node.value, ast.Constant)
+            ),
+            None,
+        )
+        for function in ast.walk(tree):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            calls = [c for c in ast.walk(function) if isinstance(c, ast.Call)]
+            nearest = [c for c in calls if isinstance(c.func, ast.Attribute) and c.func.attr == "find_nearest"]
+            if not nearest:
+                continue
+            filters = sorted(
+                (c for c in calls if isinstance(c.func, ast.Name) and c.func.id == "FieldFilter"),
+                key=lambda c: (c.lineno, c.col_offset),
+            )
+            fields = tuple(c.args[0].value for c in filters)
+            operators = tuple(c.args[1].value for c in filters)
+            for call in nearest:
+                vector = next(k.value.value for k in call.keywords if k.arg == "vector_field")
+                found.append((f"{path.name}:{function.name}", collection, fields, operators, vector))
+    return found
+
+
+def test_every_vector_query_has_its_index(tf: Tf):
+    """A find_nearest with pre-filters needs a composite vector index with
+    those equality fields first and the vector field last, in the cloud
+    (Terraform) and in firestore.indexes.json; the emulator serves it without
+    one, so only this test notices a missing or misordered index."""
+    queries = _vector_queries()
+    assert any(where == "images.py:nearest" for where, *_ in queries), "ImageStore.nearest not found"
+    declared = set(_tf_indexes(tf).values())
+    doc = json.loads((INFRA / "firestore.indexes.json").read_text())
+    local = {
+        (
+            i["collectionGroup"],
+            tuple(
+                (f["fieldPath"], "VECTOR" if "vectorConfig" in f else f.get("order") or f.get("arrayConfig"))
+                for f in i["fields"]
+            ),
+        )
+        for i in doc["indexes"]
+    }
+    for where, collection, fields, operators, vector in queries:
+        assert collection, f"{where}: no COLLECTION in its module"
+        assert set(operators) <= {"=="}, f"{where}: vector pre-filters must be equality filters, not {operators}"
+        wanted = tuple((f, "ASCENDING") for f in fields)
+        assert (collection, (*wanted, (vector, "VECTOR${local.embedding_dimensions}"))) in declared, (
+            f"{where}: no Terraform vector index {collection}({', '.join(fields)}, {vector})"
+        )
+        assert (collection, (*wanted, (vector, "VECTOR"))) in local, (
+            f"{where}: no vector index {collection}({', '.join(fields)}, {vector}) in firestore.indexes.json"
+        )
+    nearest = [q for q in queries if q[0] == "images.py:nearest"][0]
+    assert nearest[1:3] == ("images", ("team", "embedding_model"))
 
 
 def test_firestore_ttl_policies(tf: Tf):
@@ -1078,11 +1205,16 @@ def _openapi_backends() -> dict[str, str]:
 def test_every_openapi_backend_is_a_deployed_http_function(functions):
     backends = _openapi_backends()
     assert backends
+    used = set()
     for operation, address in backends.items():
         assert address.startswith("https://${region}-${project}.cloudfunctions.net/"), operation
         name = address.rstrip("/").rsplit("/", 1)[-1]
         assert name in functions, f"{operation}: backend {name} is not in local.functions"
         assert functions[name]["kind"] == "http", f"{operation}: backend {name} is not an HTTP function"
+        used.add(name)
+    # and the other way round: an HTTP function no route reaches is dead weight
+    http = {name for name, entry in functions.items() if entry["kind"] == "http"}
+    assert http <= used, f"HTTP functions no openapi.yaml operation routes to: {sorted(http - used)}"
 
 
 # --------------------------------------------------------------------------------

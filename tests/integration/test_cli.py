@@ -17,7 +17,8 @@ import pytest
 from click.testing import CliRunner
 
 from aperture.cli import main
-from tests.support.api import upload
+from tests.integration.test_search import skimage_photo
+from tests.support.api import settled, upload
 from tests.support.images import encode, random_image
 
 SCRIPT = Path(sys.executable).parent / "aperture"
@@ -393,3 +394,45 @@ def test_a_cancelled_job_watches_to_a_non_zero_exit(cli, gateway, make_caller, t
     assert f"error: job {job_id} ended {status}: " in watched.stderr
     assert ": cancelled" in watched.stderr  # one line per item that did not run
     failed(cli("jobs", "watch", "job_" + "0" * 20, key=alice.key), 1, "error 404: ")
+
+
+# -- search and reindex (S10) ----------------------------------------------------------
+
+
+def test_reindex_re_embeds_an_old_models_image_once_and_search_finds_it(cli, gateway, make_caller, firestore_client):
+    from aperture.storage.images import ImageStore
+
+    # Arrange: two processed photos; one's embedding is made to look like an older model's
+    alice = make_caller("team-a", "member")
+    coffee, cat = upload(
+        gateway, alice, ("coffee.jpg", skimage_photo("coffee.png")), ("chelsea.jpg", skimage_photo("chelsea.png"))
+    )
+    images = ImageStore(firestore_client)
+    for image_id in (coffee, cat):
+        assert settled(images, "team-a", image_id).status == "processed"
+    model = gateway.get("/v1/search/model", headers=alice.headers).json()["embedding_model"]
+    firestore_client.collection("images").document(f"team-a_{cat}").update({"embedding_model": "old:model"})
+    before = images.get("team-a", cat)
+
+    # Act
+    first = cli("reindex", key=alice.key)
+    second = cli("reindex", key=alice.key)
+    found = cli("search", "cup of coffee", "--min-score", "-1", key=alice.key)
+
+    # Assert: the old model's image was re-embedded, the current one left alone, then nothing to do
+    done = fields(ok(first))
+    assert (done["embedding_model"], done["images"], done["reembedded"], done["already_current"]) == (
+        model,
+        "2",
+        "1",
+        "1",
+    )
+    assert (done["not_processed"], done["failed"]) == ("0", "0")
+    after = images.get("team-a", cat)
+    assert after.embedding_model == model and len(after.embedding) == len(before.embedding)
+    again = fields(ok(second))
+    assert (again["to_reembed"], again["reembedded"], again["already_current"]) == ("0", "0", "2")
+    # ...and search ranks the coffee photo first, the re-embedded cat among the results
+    listed = rows(ok(found))
+    assert [r["ID"] for r in listed] == [coffee, cat], listed
+    assert listed[0]["FILENAME"] == "coffee.jpg" and float(listed[0]["SCORE"]) > float(listed[1]["SCORE"])

@@ -26,6 +26,7 @@ import datetime as dt
 import hashlib
 import itertools
 import json
+import math
 import threading
 import uuid
 from collections.abc import Callable
@@ -166,6 +167,45 @@ class FakeImageStore:
                     return None
                 chosen = [r for r in chosen if order(r) < order(cursor)]
             return copy.deepcopy(chosen[:limit])
+
+    def nearest(
+        self, team: str, model: str, vector: list[float], *, limit: int, max_distance: float | None = None
+    ) -> list[tuple[ImageRecord, float]]:
+        """The team's records embedded by `model`, nearest first, with their cosine distance.
+
+        As Firestore's find_nearest with DistanceMeasure.COSINE under the
+        team == and embedding_model == pre-filters: distance = 1 - cosine
+        similarity, ascending; `max_distance` (distance_threshold) keeps
+        distances <= it; records without a vector, with a vector of another
+        length or of zero length are never candidates. Ties: document id order.
+        """
+        query_norm = math.sqrt(math.fsum(v * v for v in vector))
+        if not vector or query_norm == 0.0:
+            raise ValueError("find_nearest needs a non-zero query vector")
+        with self._lock:
+            found = []
+            for record in self._records.values():
+                embedding = record.embedding
+                if record.team != team or record.embedding_model != model:
+                    continue
+                if embedding is None or len(embedding) != len(vector):
+                    continue
+                norm = math.sqrt(math.fsum(v * v for v in embedding))
+                if norm == 0.0:
+                    continue
+                distance = 1.0 - math.fsum(a * b for a, b in zip(vector, embedding)) / (query_norm * norm)
+                if max_distance is None or distance <= max_distance:
+                    found.append((distance, f"{record.team}_{record.id}", record))
+            found.sort(key=lambda hit: hit[:2])
+            return [(copy.deepcopy(record), distance) for distance, _, record in found[:limit]]
+
+    def set_embedding(self, record: ImageRecord, embedding: list[float], model: str) -> None:
+        """A new embedding for the record; Gone when it was deleted."""
+        with self._lock:
+            stored = self._existing(record.team, record.id)
+            self._records[(record.team, record.id)] = dataclasses.replace(
+                stored, embedding=[float(v) for v in embedding], embedding_model=model
+            )
 
     def _existing(self, team: str, image_id: str) -> ImageRecord:
         record = self._records.get((team, image_id))

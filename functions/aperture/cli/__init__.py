@@ -6,7 +6,8 @@ are a function that calls `settings.client().request(...)` and prints with
 `output(...)`. `bootstrap` writes to Firestore directly: it makes the first key,
 when no key exists yet to call the API with. This module holds the shared
 parts and the identity commands (teams, users, keys, whoami, bootstrap);
-`aperture.cli.jobs` adds the `jobs` group (batch jobs, spec S9).
+`aperture.cli.jobs` adds the `jobs` group (batch jobs, spec S9), `aperture.cli.search`
+the `search` and `reindex` commands (semantic search, spec S10).
 
 Exit codes: 0 done, 1 the API (or the network, or Firestore) refused, or a
 watched job did not end `done`; 2 the command line or configuration is wrong
@@ -438,7 +439,7 @@ KEY_COLUMNS = [
 )
 @click.version_option(VERSION, prog_name="aperture")
 def main() -> None:
-    """Operate Aperture: teams, users, API keys and batch jobs.
+    """Operate Aperture: teams, users, API keys, batch jobs and search.
 
     Every command but `bootstrap` calls the HTTP API at --url with the API key
     from --key. Run `aperture COMMAND --help` for a command's options.
@@ -710,9 +711,11 @@ def keys_revoke(settings: Settings, key_id: str) -> None:
     output(settings, key, lambda d: table([d], KEY_COLUMNS))
 
 
-# jobs (aperture/cli/jobs.py registers the `jobs` group on `main`) ---------------------
+# jobs and search (aperture/cli/jobs.py registers the `jobs` group on `main`,
+# aperture/cli/search.py the `search` and `reindex` commands) ---------------------------
 
-from aperture.cli import jobs as _jobs  # noqa: E402, F401  (last: it imports the helpers above)
+from aperture.cli import jobs as _jobs  # noqa: E402, F401  (last: they import the helpers above)
+from aperture.cli import search as _search  # noqa: E402, F401
 
 if __name__ == "__main__":
     main()

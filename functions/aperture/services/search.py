@@ -31,7 +31,7 @@ MAX_QUERY = 500  # characters of a query; longer is 400 (docs/search.md)
 MAX_LIMIT = 100
 # Candidates fetched when filters (format, camera, time) are applied after the vector query.
 FILTERED_CANDIDATES = 500
-DEFAULT_MIN_SCORE = {"local": 0.35, "cloud": 0.08}
+DEFAULT_MIN_SCORE = {"local": 0.30, "cloud": 0.08}
 
 
 @dataclass(frozen=True)

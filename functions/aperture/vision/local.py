@@ -65,7 +65,7 @@ QUERY_PROMPT_PREFIXES = ("a photo", "photo of", "a picture", "picture of", "an i
 #: Weight of the colour term against the (unit) label term.
 COLOUR_WEIGHT = 0.1
 #: How many top classes make up the label term of an image's embedding.
-EMBEDDING_CLASSES = 5
+EMBEDDING_CLASSES = 20
 
 INPUT_SIZE = 224  # EfficientNet-Lite0's resolution
 CROP_FRACTION = 0.875  # resize the short side to 224/0.875 = 256, centre-crop 224 (as in training)

@@ -104,9 +104,20 @@ resource "google_firestore_index" "images_team_labels_created" {
 # provider's vectors, local.embedding_dimensions; cosine distance chosen at
 # query time), pre-filtered on team == and embedding_model == (vectors of
 # another model are never compared), so the index leads with those two
-# equality fields, in that order, and ends with the vector field. The same
-# index with the local provider's 384 dimensions is in firestore.indexes.json
-# for the emulator; it is never deployed (nothing here reads that file).
+# equality fields, in that order, and ends with the vector field.
+#
+# `__name__` is declared, before `embedding`: Firestore adds it to every
+# composite index, after the last ordered field and before a vector field, and
+# returns the fields in that order. The provider only ignores an implicit
+# `__name__` when it is the LAST field (firestoreIFieldsDiffSuppress), so
+# without this block every plan would show a diff and, indexes being
+# immutable, replace the index on every apply (hours of rebuilding, search
+# failing meanwhile). Ordered ASCENDING like the field before it, as the API
+# does.
+#
+# The same index with the local provider's 384 dimensions (and the same
+# fields) is in firestore.indexes.json for the emulator; it is never deployed
+# (nothing here or in the deploy scripts reads that file).
 
 resource "google_firestore_index" "images_team_model_embedding" {
   project     = var.project_id
@@ -120,6 +131,10 @@ resource "google_firestore_index" "images_team_model_embedding" {
   }
   fields {
     field_path = "embedding_model"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "__name__"
     order      = "ASCENDING"
   }
   fields {

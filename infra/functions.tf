@@ -41,20 +41,42 @@ data "archive_file" "functions" {
   type        = "zip"
   source_dir  = "${path.module}/../functions"
   output_path = "${path.module}/.terraform/tmp/functions.zip"
+  # Local build output and caches stay out: they are not needed (Cloud
+  # Functions installs requirements.txt and compiles native/jpegrows from
+  # source) and, being in the zip, they would change its hash and redeploy
+  # every function after a mere test run. Each pattern is given both for the
+  # top of functions/ and for any depth, so that neither depends on whether
+  # the provider's doublestar matching lets a leading "**/" match no directory.
+  # tests/infra/test_apply_semantics.py checks sample paths against the list.
   excludes = [
     "__pycache__",
+    "**/__pycache__",
     "**/__pycache__/**",
+    "*.pyc",
     "**/*.pyc",
+    "*.so",
+    "**/*.so",
     ".pytest_cache",
     "**/.pytest_cache/**",
+    ".mypy_cache",
+    "**/.mypy_cache/**",
+    ".ruff_cache",
+    "**/.ruff_cache/**",
+    ".hypothesis",
+    "**/.hypothesis/**",
+    ".import_linter_cache",
+    "**/.import_linter_cache/**",
     ".venv",
     "**/.venv/**",
+    ".venv-*",
     "tests",
     "**/tests/**",
-    # local builds of native/jpegrows: Cloud Functions compiles it from source
-    "native/*/build/**",
-    "native/*/*.egg-info/**",
-    "**/*.so",
+    "*.egg-info",
+    "**/*.egg-info/**",
+    "build",
+    "**/build/**",
+    "dist",
+    "**/dist/**",
   ]
 }
 
@@ -66,7 +88,9 @@ resource "google_storage_bucket_object" "functions_source" {
 }
 
 resource "google_cloudfunctions2_function" "function" {
-  for_each = local.functions
+  # every function with var.target = "functions" (the default), none with
+  # "run" (cloudrun.tf deploys them as Cloud Run services instead)
+  for_each = local.cloud_functions
 
   name        = each.key
   location    = var.region
@@ -91,7 +115,7 @@ resource "google_cloudfunctions2_function" "function" {
     available_memory                 = each.value.memory
     available_cpu                    = each.value.cpu
     timeout_seconds                  = each.value.timeout
-    min_instance_count               = 0
+    min_instance_count               = local.min_instances[each.key]
     max_instance_count               = ceil(each.value.max_instances * var.max_instances_scale)
     max_instance_request_concurrency = each.value.concurrency
     all_traffic_on_latest_revision   = true
@@ -159,9 +183,16 @@ resource "google_eventarc_trigger" "extra_bucket" {
     value     = local.buckets[each.value.bucket]
   }
 
+  # cloud_run_service.service is the service's bare name (google provider:
+  # "The name of the Cloud Run service being addressed"), while a gen2
+  # function's service_config[0].service is the full resource name
+  # projects/P/locations/R/services/NAME: Eventarc would refuse the trigger (or
+  # never find the service) with the full path, so only its last segment is
+  # passed (regex() returns the match). The reference keeps the trigger after
+  # the function in the graph.
   destination {
     cloud_run_service {
-      service = google_cloudfunctions2_function.function[each.value.function].service_config[0].service
+      service = regex("[^/]+$", google_cloudfunctions2_function.function[each.value.function].service_config[0].service)
       region  = var.region
     }
   }

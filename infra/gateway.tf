@@ -3,6 +3,25 @@
 # and region. The gateway calls the functions as its own service account, the
 # only principal allowed to invoke the HTTP functions (iam.tf).
 
+locals {
+  # openapi.yaml addresses each backend as a Cloud Function,
+  # https://REGION-PROJECT.cloudfunctions.net/NAME (the local gateway routes by
+  # the last segment). With var.target = "run" the functions are Cloud Run
+  # services of the same names, reached at their deterministic URLs
+  # https://NAME-PROJECT_NUMBER.REGION.run.app (cloudrun.tf accepts that URL as
+  # the ID token's audience). APPEND_PATH_TO_ADDRESS then sends
+  # /v1/images/... to that host as it is, as the function URL did.
+  openapi_functions = templatefile("${path.module}/openapi.yaml", {
+    project = var.project_id
+    region  = var.region
+  })
+  openapi_document = var.target == "run" ? replace(
+    local.openapi_functions,
+    "/https://${var.region}-${var.project_id}\\.cloudfunctions\\.net/([a-z][-a-z0-9]*)/",
+    "https://$${1}-${data.google_project.this.number}.${var.region}.run.app",
+  ) : local.openapi_functions
+}
+
 resource "google_api_gateway_api" "aperture" {
   provider = google-beta
 
@@ -24,10 +43,7 @@ resource "google_api_gateway_api_config" "aperture" {
   openapi_documents {
     document {
       path = "openapi.yaml"
-      contents = base64encode(templatefile("${path.module}/openapi.yaml", {
-        project = var.project_id
-        region  = var.region
-      }))
+      contents = base64encode(local.openapi_document)
     }
   }
 

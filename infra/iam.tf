@@ -2,7 +2,10 @@
 #  - one service account per function (local.functions), holding only the roles
 #    its table entry lists: bucket roles on that bucket, topic roles on that
 #    topic; project-wide only for roles that exist nowhere else (Firestore,
-#    Eventarc receiver, Vertex AI, API keys);
+#    Eventarc receiver, Vertex AI, and API keys through a custom role with only
+#    the permissions key issuing takes);
+#  - invoker grants name the function's Cloud Run service, whichever target
+#    (var.target) runs it: a gen2 function's own or a plain service;
 #  - the gateway's account may only invoke the HTTP functions;
 #  - the Pub/Sub push account may only invoke the functions fed by a push
 #    subscription (local.push_functions);
@@ -16,6 +19,14 @@ resource "google_service_account" "function" {
   account_id   = "${local.prefix}-${each.key}"
   display_name = "Aperture ${each.key} function"
   description  = "Runtime identity of the ${each.key} function (${each.value.kind}); used by nothing else."
+
+  lifecycle {
+    # A misspelt name in var.min_instances would silently keep nothing warm.
+    precondition {
+      condition     = alltrue([for name in keys(var.min_instances) : contains(keys(local.functions), name)])
+      error_message = "min_instances names a function that does not exist (the functions are those of local.functions)."
+    }
+  }
 
   depends_on = [google_project_service.apis]
 }
@@ -52,6 +63,37 @@ resource "google_project_iam_member" "function" {
   project = var.project_id
   role    = each.value.role
   member  = google_service_account.function[each.value.function].member
+
+  # local.key_issuer_role is spelt out (for_each keys must be known at plan),
+  # so the custom role's creation is ordered here.
+  depends_on = [google_project_iam_custom_role.key_issuer]
+}
+
+# The admin function's API-keys permission (S5: keys are Google API keys
+# restricted to the gateway's managed service). API keys have no IAM policy of
+# their own and IAM Conditions cannot select them, so the grant is
+# project-wide; what can be narrowed is the permission set. The predefined
+# roles/serviceusage.apiKeysAdmin also lists, reads by name-lookup, updates and
+# undeletes every key of the project; this role has only what
+# GoogleKeyIssuer calls: create, getKeyString (when create's answer lacks the
+# string), delete (revocation), and operations.get (both are long-running).
+# Without keys.list/lookup the function cannot find a key it was not told the
+# name of. The remaining risk (docs/deployment.md, "Least privilege"): the
+# admin identity can read and delete any key whose name it learns, and create
+# keys; so Aperture gets a project of its own, and only `admin` has the role.
+resource "google_project_iam_custom_role" "key_issuer" {
+  project     = var.project_id
+  role_id     = local.key_issuer_role_id
+  title       = "Aperture API key issuer"
+  description = "Create, read once and delete the API keys of Aperture teams (the admin function only)."
+  permissions = [
+    "apikeys.keys.create",
+    "apikeys.keys.delete",
+    "apikeys.keys.getKeyString",
+    "serviceusage.operations.get",
+  ]
+
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_storage_bucket_iam_member" "function" {
@@ -90,7 +132,7 @@ resource "google_cloud_run_v2_service_iam_member" "self_invoker" {
 
   project  = var.project_id
   location = var.region
-  name     = google_cloudfunctions2_function.function[each.key].service_config[0].service
+  name     = local.function_services[each.key]
   role     = "roles/run.invoker"
   member   = google_service_account.function[each.key].member
 }
@@ -102,7 +144,7 @@ resource "google_cloud_run_v2_service_iam_member" "push_invoker" {
 
   project  = var.project_id
   location = var.region
-  name     = google_cloudfunctions2_function.function[each.key].service_config[0].service
+  name     = local.function_services[each.key]
   role     = "roles/run.invoker"
   member   = google_service_account.pubsub_push.member
 }
@@ -113,7 +155,7 @@ resource "google_cloud_run_v2_service_iam_member" "gateway_invoker" {
 
   project  = var.project_id
   location = var.region
-  name     = google_cloudfunctions2_function.function[each.key].service_config[0].service
+  name     = local.function_services[each.key]
   role     = "roles/run.invoker"
   member   = google_service_account.gateway.member
 }

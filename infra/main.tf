@@ -90,7 +90,7 @@ locals {
   #                            registry's event_type object finalize from
   #                            trigger_buckets (Eventarc) OR messagePublished
   #                            from trigger_topic (Pub/Sub push)
-  #   memory/cpu/timeout/max_instances/concurrency   Cloud Run sizing
+  #   memory/cpu/timeout/max_instances/concurrency   Cloud Run sizing (below)
   #   env              extra environment (merged over local.common_env; APERTURE_*
   #                    names must be Config fields too)
   #   buckets          bucket key => role, granted on that bucket only
@@ -100,13 +100,30 @@ locals {
   #   trigger_buckets  kind=event: buckets whose finalize events it receives
   #   trigger_topic    kind=event: topic key whose messages are pushed to it,
   #                    dead-lettered after local.max_delivery_attempts ("" none)
+  #
+  # Sizing: from the MEASURED peak memory of each function's heaviest path on
+  # a 100 MP image (APERTURE_MAX_PIXELS), scripts/bench/memory.py, whose table
+  # is in docs/deployment.md ("Sizing"). An instance holds its runtime
+  # (baseline) plus, per request in flight, what that request adds; memory is
+  # at least 1.25 x (baseline + concurrency x request), rounded up to a tier
+  # (tests/infra/test_sizing.py reads the table and checks every entry):
+  #   stats     2 vCPU (the JPEG decode runs on two cores, docs/stats.md),
+  #             4 x 499 MiB cold decodes -> 4Gi
+  #   upload    4 x 384 MiB (a 100 MP PNG validated) -> 2Gi
+  #   images    a 100 MP JPEG converted to a full-size PNG: 906 MiB; 3 -> 4Gi
+  #   search    re-embedding decodes the image: 913 MiB; 3 -> 4Gi
+  #   process   913 MiB, one event at a time -> 2Gi (2 vCPU: decode, histograms
+  #             and the two vision calls overlap)
+  #   transform 874 MiB (resize=50 + split + blur), one item at a time -> 2Gi
+  #   admin, jobs  no pixels: small JSON and Firestore
+  # Minimum instances are 0 unless var.min_instances names the function.
   # ---------------------------------------------------------------------------
   functions = {
     stats = {
       entry_point     = "stats"
       kind            = "http"
-      memory          = "2Gi"
-      cpu             = "1"
+      memory          = "4Gi"
+      cpu             = "2"
       timeout         = 120
       max_instances   = 20
       concurrency     = 4
@@ -129,7 +146,7 @@ locals {
       env             = {}
       buckets         = {}
       topics          = {}
-      project_roles   = ["roles/datastore.user", "roles/serviceusage.apiKeysAdmin"]
+      project_roles   = ["roles/datastore.user", local.key_issuer_role]
       sign_urls       = false
       trigger_buckets = []
       trigger_topic   = ""
@@ -150,19 +167,23 @@ locals {
       trigger_buckets = []
       trigger_topic   = ""
     }
+    # Downloads and conversions; a body over API Gateway's 32 MiB response cap
+    # (APERTURE_MAX_RESPONSE_BYTES) is written to derived (create-only,
+    # content-addressed, under responses/) and answered with a redirect to a
+    # V4 signed URL, signed as itself (sign_urls).
     images = {
       entry_point     = "images"
       kind            = "http"
-      memory          = "2Gi"
+      memory          = "4Gi"
       cpu             = "1"
       timeout         = 120
       max_instances   = 20
-      concurrency     = 4
+      concurrency     = 3
       env             = {}
       buckets         = { uploads = "roles/storage.objectUser", derived = "roles/storage.objectUser" }
       topics          = {}
       project_roles   = ["roles/datastore.user"]
-      sign_urls       = false
+      sign_urls       = true
       trigger_buckets = []
       trigger_topic   = ""
     }
@@ -174,20 +195,20 @@ locals {
     # Re-embedding reads the image from uploads (objectViewer: it never writes
     # an object) and calls Cloud Vision and Vertex AI, like `process`. The models
     # run at Google, not in the instance: memory is for decoding one image up to
-    # APERTURE_MAX_PIXELS (100 MP, ~300 MB as RGB, plus the JPEG sent to Vertex)
-    # per request in flight, as `images` sizes it. A search is at most one
-    # Vertex AI call (repeated queries come from the per-instance LRU) and one
-    # vector query: 10 instances of 4 are plenty for interactive search, and
-    # beyond that Vertex AI's per-minute quota, not instances, is the limit.
-    # `aperture reindex` sends one request at a time.
+    # APERTURE_MAX_PIXELS per request in flight (913 MiB measured for 100 MP,
+    # the image, its normalized copy and the 1600 px JPEG sent to Vertex). A
+    # search is at most one Vertex AI call (repeated queries come from the
+    # per-instance LRU) and one vector query: 10 instances of 3 are plenty for
+    # interactive search, and beyond that Vertex AI's per-minute quota, not
+    # instances, is the limit. `aperture reindex` sends one request at a time.
     search = {
       entry_point     = "search"
       kind            = "http"
-      memory          = "2Gi"
+      memory          = "4Gi"
       cpu             = "1"
       timeout         = 120
       max_instances   = 10
-      concurrency     = 4
+      concurrency     = 3
       env             = {}
       buckets         = { uploads = "roles/storage.objectViewer" }
       topics          = {}
@@ -219,7 +240,7 @@ locals {
     process = {
       entry_point     = "process"
       kind            = "event"
-      memory          = "4Gi"
+      memory          = "2Gi"
       cpu             = "2"
       timeout         = 540
       max_instances   = 20
@@ -274,14 +295,48 @@ locals {
   }
   # A gen2 function carries ONE event_trigger (the first bucket); every further
   # bucket gets a google_eventarc_trigger aimed at the same Cloud Run service.
+  # On Cloud Run (var.target = "run") a service has no trigger of its own: every
+  # bucket gets an Eventarc trigger (run_bucket_triggers, cloudrun.tf).
   primary_event_bucket = {
     for name, buckets in local.event_buckets : name => buckets[0] if length(buckets) > 0
   }
   extra_bucket_triggers = merge({}, [
     for name, buckets in local.event_buckets : {
       for b in slice(buckets, min(1, length(buckets)), length(buckets)) : "${name}-${b}" => { function = name, bucket = b }
-    }
+    } if var.target == "functions"
   ]...)
+  run_bucket_triggers = merge({}, [
+    for name, buckets in local.event_buckets : {
+      for b in buckets : "${name}-${b}" => { function = name, bucket = b }
+    } if var.target == "run"
+  ]...)
+
+  # Where the functions run (var.target): one Cloud Functions gen2 function per
+  # entry (functions.tf) or one Cloud Run service per entry from the Dockerfile
+  # image (cloudrun.tf). Exactly one of the two holds every function, the other
+  # none. (for-expressions, not `cond ? local.functions : {}`: the entries are
+  # objects of different shapes, which a conditional cannot unify with {}.)
+  cloud_functions = { for name, f in local.functions : name => f if var.target == "functions" }
+  run_functions   = { for name, f in local.functions : name => f if var.target == "run" }
+  # Instances kept warm, per function (var.min_instances; 0 when not named).
+  min_instances = { for name, f in local.functions : name => lookup(var.min_instances, name, 0) }
+  # The Cloud Run service (bare name) and URL of each function, whichever
+  # target runs it: a gen2 function is a Cloud Run service of the same name
+  # (service_config[0].service is its full resource name). IAM invoker
+  # bindings, push subscriptions and outputs use these.
+  function_services = merge(
+    { for name, f in google_cloudfunctions2_function.function : name => regex("[^/]+$", f.service_config[0].service) },
+    { for name, s in google_cloud_run_v2_service.function : name => s.name },
+  )
+  function_urls = merge(
+    { for name, f in google_cloudfunctions2_function.function : name => f.service_config[0].uri },
+    { for name, s in google_cloud_run_v2_service.function : name => s.uri },
+  )
+
+  # The admin function creates and deletes Google API keys (S5) through a
+  # custom role with only the four permissions that takes (iam.tf).
+  key_issuer_role_id = "${replace(local.prefix, "-", "_")}_key_issuer"
+  key_issuer_role    = "projects/${var.project_id}/roles/${local.key_issuer_role_id}"
 
   # Flattened IAM grants derived from the table.
   function_bucket_roles = merge({}, [

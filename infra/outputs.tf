@@ -34,8 +34,13 @@ output "pubsub_topics" {
 }
 
 output "function_urls" {
-  description = "Cloud Run URL of every function (HTTP ones reject callers other than the gateway)."
-  value       = { for name, f in google_cloudfunctions2_function.function : name => f.service_config[0].uri }
+  description = "Cloud Run URL of every function, gen2 function or Cloud Run service (var.target); HTTP ones reject callers other than the gateway."
+  value       = local.function_urls
+}
+
+output "target" {
+  description = "Where the functions run: functions (Cloud Functions gen2) or run (Cloud Run services from the image)."
+  value       = var.target
 }
 
 output "function_service_accounts" {

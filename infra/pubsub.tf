@@ -36,6 +36,8 @@
 # token (audience: the function's URL) is the only invoker of the push
 # functions (iam.tf). The function's ingress stays internal-only: Pub/Sub of
 # the same project pushing to the run.app URL counts as internal traffic.
+# local.function_urls is the run.app URL of the gen2 function or of the Cloud
+# Run service, whichever var.target deploys (main.tf).
 
 resource "google_pubsub_topic" "queue" {
   for_each = local.topics
@@ -67,10 +69,10 @@ resource "google_pubsub_subscription" "push" {
   message_retention_duration = "604800s"
 
   push_config {
-    push_endpoint = "${google_cloudfunctions2_function.function[each.key].service_config[0].uri}/${google_pubsub_topic.queue[each.value.trigger_topic].id}"
+    push_endpoint = "${local.function_urls[each.key]}/${google_pubsub_topic.queue[each.value.trigger_topic].id}"
     oidc_token {
       service_account_email = google_service_account.pubsub_push.email
-      audience              = google_cloudfunctions2_function.function[each.key].service_config[0].uri
+      audience              = local.function_urls[each.key]
     }
   }
 
@@ -114,10 +116,10 @@ resource "google_pubsub_subscription" "dead_letter_push" {
   message_retention_duration = "604800s"
 
   push_config {
-    push_endpoint = "${google_cloudfunctions2_function.function[each.key].service_config[0].uri}/${google_pubsub_topic.dead_letter[each.value.trigger_topic].id}"
+    push_endpoint = "${local.function_urls[each.key]}/${google_pubsub_topic.dead_letter[each.value.trigger_topic].id}"
     oidc_token {
       service_account_email = google_service_account.pubsub_push.email
-      audience              = google_cloudfunctions2_function.function[each.key].service_config[0].uri
+      audience              = local.function_urls[each.key]
     }
   }
 

@@ -4,7 +4,8 @@
 #
 #   source    images read by GET /stats/{image}/{func}; or an existing bucket
 #   uploads   team images (teams/{team}/{id}.{ext}) and direct uploads (incoming/)
-#   derived   batch job outputs and cached conversions
+#   derived   batch job outputs, cached conversions and responses too large for
+#             the gateway (responses/, signed-URL redirects)
 #   gcf-source  zipped functions/ for the gen2 builds
 #   access-logs usage and storage logs of the buckets above
 
@@ -64,9 +65,12 @@ resource "google_storage_bucket" "source" {
     }
   }
 
-  logging {
-    log_bucket        = google_storage_bucket.access_logs.name
-    log_object_prefix = "source/"
+  dynamic "logging" {
+    for_each = var.usage_logs ? [1] : []
+    content {
+      log_bucket        = google_storage_bucket.access_logs.name
+      log_object_prefix = "source/"
+    }
   }
 
   depends_on = [google_project_service.apis]
@@ -123,9 +127,12 @@ resource "google_storage_bucket" "uploads" {
     max_age_seconds = 3600
   }
 
-  logging {
-    log_bucket        = google_storage_bucket.access_logs.name
-    log_object_prefix = "uploads/"
+  dynamic "logging" {
+    for_each = var.usage_logs ? [1] : []
+    content {
+      log_bucket        = google_storage_bucket.access_logs.name
+      log_object_prefix = "uploads/"
+    }
   }
 
   depends_on = [google_project_service.apis]
@@ -143,6 +150,30 @@ resource "google_storage_bucket" "derived" {
     enabled = true
   }
 
+  # Responses over API Gateway's 32 MiB cap (the images function writes the
+  # body under responses/DAY/ and redirects to a signed URL valid for an hour):
+  # a day-partitioned copy lives at least a day past its last signing and goes
+  # two days after it was written, its noncurrent version a day later.
+  lifecycle_rule {
+    condition {
+      age            = 2
+      matches_prefix = ["responses/"]
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = 1
+      matches_prefix             = ["responses/"]
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
   lifecycle_rule {
     condition {
       days_since_noncurrent_time = var.noncurrent_version_retention_days
@@ -152,9 +183,12 @@ resource "google_storage_bucket" "derived" {
     }
   }
 
-  logging {
-    log_bucket        = google_storage_bucket.access_logs.name
-    log_object_prefix = "derived/"
+  dynamic "logging" {
+    for_each = var.usage_logs ? [1] : []
+    content {
+      log_bucket        = google_storage_bucket.access_logs.name
+      log_object_prefix = "derived/"
+    }
   }
 
   depends_on = [google_project_service.apis]
@@ -191,16 +225,25 @@ resource "google_storage_bucket" "function_source" {
     }
   }
 
-  logging {
-    log_bucket        = google_storage_bucket.access_logs.name
-    log_object_prefix = "gcf-source/"
+  dynamic "logging" {
+    for_each = var.usage_logs ? [1] : []
+    content {
+      log_bucket        = google_storage_bucket.access_logs.name
+      log_object_prefix = "gcf-source/"
+    }
   }
 
   depends_on = [google_project_service.apis]
 }
 
-# GCS usage logs are written by this Google group (documented writer of usage logs).
+# GCS usage logs are written by this Google group (documented writer of usage
+# logs). An organization policy of Domain Restricted Sharing
+# (constraints/iam.allowedPolicyMemberDomains) refuses members outside the
+# organization's domains, google.com included, and the apply would stop here:
+# var.usage_logs = false leaves the grant and the buckets' logging out.
 resource "google_storage_bucket_iam_member" "access_logs_writer" {
+  count = var.usage_logs ? 1 : 0
+
   bucket = google_storage_bucket.access_logs.name
   role   = "roles/storage.objectCreator"
   member = "group:cloud-storage-analytics@google.com"

@@ -102,3 +102,37 @@ variable "labels" {
   type        = map(string)
   default     = {}
 }
+
+variable "target" {
+  description = "Where the functions run: \"functions\" (Cloud Functions gen2, built from functions/ by Cloud Functions) or \"run\" (one Cloud Run service per function, all from the Dockerfile image var.image, which Cloud Build builds and pushes). The gateway, identities, grants, triggers and queues are the same for both."
+  type        = string
+  default     = "functions"
+
+  validation {
+    condition     = contains(["functions", "run"], var.target)
+    error_message = "target: \"functions\" or \"run\"."
+  }
+}
+
+variable "image" {
+  description = "target = \"run\": the container image every service runs, e.g. REGION-docker.pkg.dev/PROJECT/PREFIX/functions:SHA (what cloudbuild.yaml pushes; scripts/deploy.sh passes it). Unused with target = \"functions\"."
+  type        = string
+  default     = ""
+}
+
+variable "min_instances" {
+  description = "Instances kept warm per function, by function name (e.g. { stats = 1 }); a function not named keeps 0 (scale to zero, cold starts). Warm instances are billed while idle."
+  type        = map(number)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for n in values(var.min_instances) : n >= 0 && floor(n) == n])
+    error_message = "min_instances: whole numbers, 0 or more."
+  }
+}
+
+variable "usage_logs" {
+  description = "Deliver Cloud Storage usage logs of the buckets to the access-logs bucket. Needs objectCreator for group:cloud-storage-analytics@google.com on that bucket, which an organization policy of Domain Restricted Sharing (constraints/iam.allowedPolicyMemberDomains) refuses: set false there (no usage logs; Cloud Audit Logs still record data access when enabled)."
+  type        = bool
+  default     = true
+}

@@ -94,6 +94,12 @@ class Config:
         "Largest upload request body (413 above); Cloud Functions caps requests at 32 MiB.",
     )
     max_files_per_request: int = _setting("APERTURE_MAX_FILES_PER_REQUEST", 100, "Files in one upload request.")
+    max_response_bytes: int = _setting(
+        "APERTURE_MAX_RESPONSE_BYTES",
+        30 * 1024 * 1024,
+        "Largest download body answered directly; API Gateway refuses responses over 32 MiB, so a larger one "
+        "is copied to the derived bucket and answered with a redirect to a signed URL (0: always answer).",
+    )
     upload_retain_bytes: int = _setting(
         "APERTURE_UPLOAD_RETAIN_BYTES",
         256 * 1024 * 1024,

@@ -282,7 +282,17 @@ class Container:
     def image_service(self) -> ImageService:
         from aperture.services.images import ImageService
 
-        return ImageService(self.images, self.objects, self.counters, self.deleter, max_pixels=self.config.max_pixels)
+        config = self.config
+        return ImageService(
+            self.images,
+            self.objects,
+            self.counters,
+            self.deleter,
+            max_pixels=config.max_pixels,
+            max_response_bytes=config.max_response_bytes,
+            derived_bucket=config.derived_bucket,
+            signer=self.url_signer,
+        )
 
     @_once
     def job_limits(self) -> JobLimits:

@@ -3,9 +3,10 @@
 Path templates follow API Gateway's rules ({var} one segment, {var=**} any
 number), an operation with `security: api_key` needs an `x-api-key` header,
 and each request is proxied to the function named by its x-google-backend
-address. Like `x-google-allow: all`, a request whose method or path is not in
-the spec still reaches a backend (the path's, else the spec's default), so the
-function answers its own 404/405 exactly as it would in the cloud.
+address. Like API Gateway (ESPv2) without `x-google-allow: all`, only what the
+spec declares reaches a function: a path no template matches is answered 404,
+and a method the matched path does not declare 405 with an `Allow` header
+listing the declared ones, both by the gateway itself, before any key check.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ HOP_BY_HOP = {
 }
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 API_KEY_HEADER = "x-api-key"
+SESSION = web.AppKey("session", ClientSession)
 
 # An authenticator sees the key (or None) and the matched operation, and
 # answers None to let the request through or (status, message) to refuse it.
@@ -50,7 +52,6 @@ class Route:
     template: str
     regex: re.Pattern
     operations: dict[str, Operation]
-    backend: str
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,13 @@ def backend_name(x_google_backend: dict) -> str:
 
 
 def template_regex(template: str) -> re.Pattern:
+    segments = template.strip("/").split("/")
     parts = []
-    for segment in template.strip("/").split("/"):
+    for index, segment in enumerate(segments):
         match = re.fullmatch(r"\{([A-Za-z_][A-Za-z0-9_]*)(=\*\*|=\*)?\}", segment)
+        if (segment == "**" or (match and match.group(2) == "=**")) and index != len(segments) - 1:
+            # API Gateway refuses the whole config over such a template: so does the local stack.
+            raise ValueError(f"{template}: '**' must be the last segment of a path template")
         if match is None:
             parts.append(re.escape(segment))
         elif match.group(2) == "=**":
@@ -79,24 +84,25 @@ def template_regex(template: str) -> re.Pattern:
     return re.compile("^/" + "/".join(parts) + "/?$")
 
 
-def load_routes(spec: dict) -> tuple[list[Route], str]:
-    default_backend = backend_name(spec["x-google-backend"])
+def load_routes(spec: dict) -> list[Route]:
+    default = spec.get("x-google-backend")
     global_security = bool(spec.get("security"))
     routes = []
     for template, item in spec.get("paths", {}).items():
         operations = {}
-        path_backend = default_backend
         for method, op in item.items():
             if method not in METHODS:
                 continue
-            backend = backend_name(op.get("x-google-backend", spec["x-google-backend"]))
-            path_backend = backend
+            backend_spec = op.get("x-google-backend", default)
+            if backend_spec is None:
+                raise ValueError(f"{method.upper()} {template}: no x-google-backend and no default")
+            backend = backend_name(backend_spec)
             secured = any("api_key" in s for s in op.get("security", [])) if "security" in op else global_security
             operations[method.upper()] = Operation(method.upper(), op.get("operationId", ""), backend, secured)
-        routes.append(Route(template, template_regex(template), operations, path_backend))
+        routes.append(Route(template, template_regex(template), operations))
     # Literal segments beat wildcards, as in API Gateway: try more specific first.
     routes.sort(key=lambda r: (r.template.count("{"), -len(r.template)))
-    return routes, default_backend
+    return routes
 
 
 def match(routes: list[Route], path: str) -> Route | None:
@@ -106,9 +112,21 @@ def match(routes: list[Route], path: str) -> Route | None:
     return None
 
 
-def error(status: int, message: str, request_id: str) -> web.Response:
+def request_path(request: web.Request) -> str:
+    """The path as sent, percent-escapes kept: templates match it segment by
+    segment, so an escaped "/" (%2F) stays inside its segment, as in ESPv2."""
+    return request.raw_path.split("?", 1)[0]
+
+
+def allowed_methods(route: Route) -> str:
+    return ", ".join(sorted(route.operations))
+
+
+def error(status: int, message: str, request_id: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response(
-        {"error": {"code": status, "message": message}}, status=status, headers={"X-Request-Id": request_id}
+        {"error": {"code": status, "message": message}},
+        status=status,
+        headers={**(headers or {}), "X-Request-Id": request_id},
     )
 
 
@@ -119,30 +137,41 @@ async def require_key_present(key: str | None, route: Route, request: web.Reques
 def create_app(
     spec: dict, backends: dict[str, str], authenticator: Authenticator = require_key_present
 ) -> web.Application:
-    routes, default_backend = load_routes(spec)
+    routes = load_routes(spec)
     # Long request lines reach the functions, which answer with their own 400 reasons.
     app = web.Application(client_max_size=0, handler_args={"max_line_size": 65536, "max_field_size": 65536})
 
     async def on_startup(app: web.Application) -> None:
-        app["session"] = ClientSession(
+        app[SESSION] = ClientSession(
             connector=TCPConnector(limit=256, keepalive_timeout=30),
             timeout=ClientTimeout(total=600),
             auto_decompress=False,
         )
 
     async def on_cleanup(app: web.Application) -> None:
-        await app["session"].close()
+        await app[SESSION].close()
 
     async def proxy(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
         request["request_id"] = request_id
-        route = match(routes, request.path)
+        path = request_path(request)
+        route = match(routes, path)
         operation = route.operations.get(request.method) if route else None
-        backend = operation.backend if operation else (route.backend if route else default_backend)
+        backend = operation.backend if operation else "-"
         status = 0
         try:
-            if operation is not None and operation.secured:
+            # What the spec does not declare never reaches a function (API Gateway
+            # answers these itself; there is no x-google-allow: all).
+            if route is None:
+                status = 404
+                return error(404, f"no route for {request.method} {path}", request_id)
+            if operation is None:
+                status = 405
+                allow = allowed_methods(route)
+                message = f"method {request.method} is not allowed on {route.template}; use {allow}"
+                return error(405, message, request_id, {"Allow": allow})
+            if operation.secured:
                 refusal = await authenticator(request.headers.get(API_KEY_HEADER), route, request)
                 if refusal is not None:
                     status = refusal[0]
@@ -151,7 +180,7 @@ def create_app(
             if base is None:
                 status = 502
                 return error(502, f"backend {backend!r} is not running", request_id)
-            response = await _forward(request, app["session"], base, request_id)
+            response = await _forward(request, app[SESSION], base, request_id)
             status = response.status
             return response
         finally:

@@ -8,6 +8,13 @@ from pathlib import Path
 import pytest
 
 from tests.support.tools import require
+from tests.support.uploads import (
+    BUILD_OUTPUTS,
+    SOURCES,
+    TERRAFORM_VARIABLE_FILES,
+    gcloudignore_excluded,
+    git_ignored_paths,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CLOUDBUILD = ROOT / "cloudbuild.yaml"
@@ -56,13 +63,48 @@ def test_steps_test_build_push_deploy_in_order(build):
             assert ids[earlier] in wait, f"step {ids[later]} does not wait for {ids[earlier]}"
 
 
+def _test_step(build: dict) -> dict:
+    return next(s for s in build["steps"] if re.search(r"\bmake test\b", _script(s)))
+
+
 def test_the_test_step_has_the_emulators(build):
-    step = next(s for s in build["steps"] if re.search(r"\bmake test\b", _script(s)))
+    step = _test_step(build)
     assert step["name"].startswith("gcr.io/google.com/cloudsdktool/google-cloud-cli:")
     tag = step["name"].split(":", 1)[1]
     tag = re.sub(r"\$\{(_\w+)\}", lambda m: build["substitutions"][m.group(1)], tag)
     assert "emulators" in tag, "the test image needs Java and the gcloud emulators"
     assert "python3" in _script(step)
+
+
+def _python_version_of_the_functions() -> str:
+    """X.Y of the deployed runtime: Cloud Functions' pythonXY and the Dockerfile's base."""
+    functions_tf = (ROOT / "infra" / "functions.tf").read_text()
+    runtime = re.search(r'runtime\s*=\s*"python(\d)(\d+)"', functions_tf)
+    assert runtime, "no pythonXY runtime in infra/functions.tf"
+    version = f"{runtime.group(1)}.{runtime.group(2)}"
+    base = re.search(r"^FROM python:(\d+\.\d+)", (ROOT / "Dockerfile").read_text(), re.M)
+    assert base and base.group(1) == version, f"Dockerfile base {base and base.group(1)} vs runtime {version}"
+    return version
+
+
+def test_the_test_image_is_pinned_and_tests_under_the_functions_python(build):
+    """The floating `emulators` tag moved to a Python 3.13 base while the
+    functions run 3.11: the image is pinned (a release tag or a digest), and the
+    step installs and checks the functions' Python by name and runs make with it."""
+    step = _test_step(build)
+    image = re.sub(r"\$\{(_\w+)\}", lambda m: build["substitutions"][m.group(1)], step["name"])
+    reference = image.split(":", 1)[1]
+    assert re.fullmatch(r"\d+\.\d+\.\d+-emulators(@sha256:[0-9a-f]{64})?|emulators@sha256:[0-9a-f]{64}", reference), (
+        f"{image}: pin the test image to a gcloud release (N.N.N-emulators) or a digest"
+    )
+    version = _python_version_of_the_functions()
+    script = _script(step)
+    python = f"python{version}"
+    apt = re.search(r"apt-get install[^\n]*?((?:\s+[\w.+-]+)+)", script.replace("\\\n", " "))
+    assert apt and python in apt.group(1).split(), f"the test step must install {python} by name"
+    assert f"{python}-venv" in script.split(), "make creates .venv with the venv module"
+    assert re.search(rf"{re.escape(python)} -c .*version_info\[:2\] == \({version.replace('.', ', ')}\)", script)
+    assert re.search(rf"\bmake test PYTHON={re.escape(python)}\b", script), "make would pick the image's python3"
 
 
 def test_image_goes_to_artifact_registry_tagged_by_commit(build):
@@ -109,6 +151,65 @@ def test_options_and_substitutions(build):
     assert not unused, f"unused substitutions: {unused}"
     for name, value in build["substitutions"].items():
         assert value is not None, f"{name} needs a default"
+
+
+def _apply_vars(text: str) -> set[str]:
+    """Names of the -var flags of the `terraform ... apply` command in text."""
+    command = re.search(r"terraform\b[^\n]*\bapply\b(?:[^\n]*\\\n)*[^\n]*", text)
+    assert command, "no terraform apply"
+    return set(re.findall(r"-var[= ]\"?(\w+)=", command.group(0)))
+
+
+def test_the_cloud_build_apply_gets_the_variables_of_the_first_apply(build):
+    """scripts/deploy.sh applies once from the operator's machine, then Cloud
+    Build applies again: whatever the first apply was given (its -var flags,
+    TF_EXTRA_ARGS, the variable files Terraform loads from infra/) the second
+    must get too, or it undoes the first (a foreign source bucket would be
+    swapped for a new one, its trigger re-created...)."""
+    deploy = (ROOT / "scripts" / "deploy.sh").read_text()
+    step = next(s for s in build["steps"] if "terraform apply" in _script(s))
+    script = _script(step)
+    # the same -var flags
+    assert _apply_vars(deploy) == _apply_vars(script)
+    # TF_EXTRA_ARGS: into the first apply, and as _TF_EXTRA_ARGS into the build's
+    assert re.search(r"terraform -chdir=infra apply(?:[^\n]*\\\n)*[^\n]*\$\{TF_EXTRA_ARGS:-\}", deploy)
+    assert "${_TF_EXTRA_ARGS}" in script
+    submit = re.search(r"gcloud builds submit(?:[^\n]*\\\n)*[^\n]*", deploy).group(0)
+    substitutions = re.search(r'--substitutions "([^"]*)"', submit).group(1)
+    delimiter = ","
+    if substitutions.startswith("^"):  # gcloud's alternative delimiter: ^D^K=V D K=V
+        delimiter, substitutions = substitutions[1:].split("^", 1)
+    passed = dict(pair.split("=", 1) for pair in substitutions.split(delimiter))
+    assert passed.get("_TF_EXTRA_ARGS") == "${TF_EXTRA_ARGS:-}", passed
+    assert delimiter != ",", "-var values may contain commas: pass the substitutions with another delimiter"
+    assert set(passed) - {"SHORT_SHA"} <= set(build["substitutions"]), "substitutions the build does not declare"
+    # the variable files Terraform reads by itself are uploaded with the source
+    uploaded = {path: not excluded for path, excluded in gcloudignore_excluded(TERRAFORM_VARIABLE_FILES).items()}
+    assert all(uploaded.values()), f".gcloudignore keeps these from the Cloud Build apply: {uploaded}"
+    assert step.get("dir") == "infra", "Terraform loads terraform.tfvars from its working directory"
+
+
+def test_uploads_carry_no_local_build_output():
+    """`gcloud builds submit` uploads the tree minus .gcloudignore: the tool
+    venv, caches and build output stay home, sources go."""
+    excluded = gcloudignore_excluded(BUILD_OUTPUTS + SOURCES)
+    leaking = [path for path in BUILD_OUTPUTS if not excluded[path]]
+    assert not leaking, f".gcloudignore uploads local build output: {leaking}"
+    dropped = [path for path in SOURCES if excluded[path]]
+    assert not dropped, f".gcloudignore drops sources Cloud Build needs: {dropped}"
+
+
+def test_uploads_carry_nothing_git_ignores_here():
+    """And whatever git ignores in this working tree (what `make` and the tools
+    actually left here) is not uploaded either, except the Terraform variable
+    files, which are uploaded on purpose."""
+    ignored = [path for path in git_ignored_paths() if not path.startswith("infra/terraform.tfvars")]
+    if not ignored:
+        pytest.skip("not a git working tree, or nothing ignored in it")
+    probes = [path + "probe" if path.endswith("/") else path for path in ignored]
+    excluded = gcloudignore_excluded(probes)
+    leaking = [path for path, probe in zip(ignored, probes, strict=True) if not excluded[probe]]
+    assert not leaking, f"git ignores these, but gcloud builds submit would upload them: {leaking}"
 
 
 def test_make_deploy_runs_the_documented_script():

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.uploads import BUILD_OUTPUTS, SOURCES, docker_excluded, dockerignore_patterns, git_ignored_paths
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -88,6 +90,25 @@ def test_runs_functions_framework_by_target(instructions):
 def test_build_context_is_only_functions():
     ignore = (ROOT / ".dockerignore").read_text().split()
     assert "*" in ignore and "!functions/" in ignore, ".dockerignore must whitelist functions/ only"
+
+
+def test_build_context_carries_no_local_build_output():
+    """In Cloud Build the context is /workspace after `make test` (.venv,
+    .venv-tools, .aperture, caches): only the sources under functions/ go in,
+    none of the build output or caches inside functions/ either."""
+    patterns = dockerignore_patterns()
+    leaking = [path for path in BUILD_OUTPUTS if not docker_excluded(path, patterns)]
+    assert not leaking, f".dockerignore sends local build output to the image: {leaking}"
+    wanted = [path for path in SOURCES if path.startswith("functions/")]
+    assert wanted
+    dropped = [path for path in wanted if docker_excluded(path, patterns)]
+    assert not dropped, f".dockerignore drops sources the image needs: {dropped}"
+    others = [path for path in SOURCES if not path.startswith("functions/")]
+    assert all(docker_excluded(path, patterns) for path in others), "only functions/ belongs in the context"
+    # and whatever git ignores under functions/ in this working tree
+    here = [path + "probe" if path.endswith("/") else path for path in git_ignored_paths()]
+    leaking = [path for path in here if path.startswith("functions/") and not docker_excluded(path, patterns)]
+    assert not leaking, f"git ignores these, but they would go into the image: {leaking}"
 
 
 def test_function_requirements_provide_functions_framework():

@@ -202,6 +202,8 @@ REQUIRED_RESOURCE_TYPES = {
     "google_service_account",
     "google_project_iam_member",
     "google_cloudfunctions2_function",
+    "google_cloud_run_v2_service",
+    "google_project_iam_custom_role",
     "google_eventarc_trigger",
     "google_cloud_run_v2_service_iam_member",
     "google_service_account_iam_member",
@@ -251,7 +253,13 @@ def test_required_resource_types_exist(tf: Tf):
     assert "archive_file" in tf.data, "the functions/ zip must come from data.archive_file"
 
 
-TABLE_MAPS = ("local.functions", "local.http_functions", "local.event_functions")
+TABLE_MAPS = (
+    "local.functions",
+    "local.http_functions",
+    "local.event_functions",
+    "local.cloud_functions",
+    "local.run_functions",
+)
 
 
 def test_every_reference_resolves(tf: Tf, functions):
@@ -443,7 +451,7 @@ def test_function_grants_are_scoped(tf: Tf, functions):
         "roles/datastore.user",
         "roles/eventarc.eventReceiver",
         "roles/aiplatform.user",
-        "roles/serviceusage.apiKeysAdmin",
+        KEY_ISSUER_ROLE,
     }
     for name, entry in functions.items():
         roles = set(entry["project_roles"])
@@ -460,9 +468,10 @@ def test_function_grants_are_scoped(tf: Tf, functions):
     # (image embeddings) and search (query embeddings, re-embedding), only.
     with_vertex = {n for n, e in functions.items() if "roles/aiplatform.user" in e["project_roles"]}
     assert with_vertex == {"process", "search"}
-    assert "roles/serviceusage.apiKeysAdmin" not in {
-        r for n, e in functions.items() if n != "admin" for r in e["project_roles"]
-    }
+    # API keys: only admin, and through the custom role, never the predefined admin role
+    with_keys = {n for n, e in functions.items() if KEY_ISSUER_ROLE in e["project_roles"]}
+    assert with_keys == {"admin"}
+    assert not any(r.startswith("roles/serviceusage.apiKeys") for e in functions.values() for r in e["project_roles"])
     # project-wide grants come from the table, plus the documented service-agent/build ones
     project_members = tf.resources["google_project_iam_member"]
     assert set(project_members) == {"function", "build", "build_staging_reader", "gcs_pubsub_publisher"}
@@ -471,13 +480,43 @@ def test_function_grants_are_scoped(tf: Tf, functions):
     assert "roles/logging.logWriter" in str(tf.attr(project_members["build"], "for_each"))
 
 
+KEY_ISSUER_ROLE = "${local.key_issuer_role}"
+# What GoogleKeyIssuer (aperture/storage/key_issuers.py) calls: create_key and
+# its operation, get_key_string (when create's answer lacks the string),
+# delete_key and its operation. Nothing that lists or looks keys up.
+KEY_ISSUER_PERMISSIONS = {
+    "apikeys.keys.create",
+    "apikeys.keys.getKeyString",
+    "apikeys.keys.delete",
+    "serviceusage.operations.get",
+}
+
+
+def test_the_admin_key_permission_is_a_custom_role_with_only_what_key_issuing_calls(tf: Tf):
+    role = tf.resource("google_project_iam_custom_role", "key_issuer")
+    assert set(tf.attr(role, "permissions")) == KEY_ISSUER_PERMISSIONS
+    assert tf.attr(role, "role_id") == "${local.key_issuer_role_id}"
+    assert tf.locals["key_issuer_role"] == "projects/${var.project_id}/roles/${local.key_issuer_role_id}"
+    # role ids allow [a-zA-Z0-9_.] only: the prefix's dashes become underscores
+    assert tf.locals["key_issuer_role_id"] == '${replace(local.prefix, "-", "_")}_key_issuer'
+    for prefix in (DEFAULT_PREFIX, "a-b-c-d-e-f-g-h"):
+        assert re.fullmatch(r"[a-zA-Z0-9_.]{3,64}", prefix.replace("-", "_") + "_key_issuer"), prefix
+    # the grant waits for the role (its name is spelt out, so no reference orders them)
+    grant = tf.resource("google_project_iam_member", "function")
+    assert "google_project_iam_custom_role.key_issuer" in str(tf.attr(grant, "depends_on"))
+    # the methods the issuer calls are the ones those permissions allow
+    source = (ROOT / "functions" / "aperture" / "storage" / "key_issuers.py").read_text()
+    called = set(re.findall(r"self\._client\.(\w+)\(", source))
+    assert called == {"create_key", "get_key_string", "delete_key"}, called
+
+
 def test_http_functions_are_invoked_only_by_the_gateway(tf: Tf, functions):
     invokers = tf.resources["google_cloud_run_v2_service_iam_member"]
     gateway = invokers["gateway_invoker"]
     assert tf.attr(gateway, "for_each") == "${local.http_functions}"
     assert tf.attr(gateway, "role") == "roles/run.invoker"
     assert tf.attr(gateway, "member") == "${google_service_account.gateway.member}"
-    assert "service_config[0].service" in tf.attr(gateway, "name")
+    assert tf.attr(gateway, "name") == "${local.function_services[each.key]}"
     assert set(invokers) == {"gateway_invoker", "self_invoker", "push_invoker"}
     self_invoker = invokers["self_invoker"]
     assert tf.attr(self_invoker, "member") == "${google_service_account.function[each.key].member}"
@@ -485,7 +524,8 @@ def test_http_functions_are_invoked_only_by_the_gateway(tf: Tf, functions):
     push = invokers["push_invoker"]
     assert tf.attr(push, "for_each") == "${local.push_functions}"
     assert tf.attr(push, "member") == "${google_service_account.pubsub_push.member}"
-    assert "service_config[0].service" in tf.attr(push, "name")
+    assert tf.attr(push, "name") == "${local.function_services[each.key]}"
+    assert tf.attr(self_invoker, "name") == "${local.function_services[each.key]}"
     fn = tf.resource("google_cloudfunctions2_function", "function")
     ingress = tf.attr(tf.blocks(fn, "service_config")[0], "ingress_settings")
     assert "ALLOW_ALL" in ingress and "ALLOW_INTERNAL_ONLY" in ingress
@@ -645,7 +685,7 @@ def test_functions_are_built_from_the_functions_directory(tf: Tf):
     assert "data.archive_file.functions" in tf.attr(obj, "source")
     assert "data.archive_file.functions" in tf.attr(obj, "name"), "content hash in the name redeploys on change"
     fn = tf.resource("google_cloudfunctions2_function", "function")
-    assert tf.attr(fn, "for_each") == "${local.functions}"
+    assert tf.attr(fn, "for_each") == "${local.cloud_functions}", "the table's functions, with var.target = functions"
     assert tf.attr(fn, "name") == "${each.key}"
     build = tf.blocks(fn, "build_config")[0]
     assert tf.attr(build, "runtime") == "python311"
@@ -784,7 +824,8 @@ def _oidc(tf: Tf, subscription: dict) -> tuple[str, dict]:
     return tf.attr(push[0], "push_endpoint"), token[0]
 
 
-FUNCTION_URI = "google_cloudfunctions2_function.function[each.key].service_config[0].uri"
+# The function's run.app URL, whichever target runs it (main.tf).
+FUNCTION_URI = "local.function_urls[each.key]"
 
 
 def test_jobs_topic_and_its_dead_letter_topic(tf: Tf):
@@ -994,7 +1035,15 @@ def test_firestore_composite_indexes(tf: Tf):
         assert tf.attr(body, "database") == "${google_firestore_database.default.name}"
 
 
-VECTOR_INDEX_FIELDS = (("team", "ASCENDING"), ("embedding_model", "ASCENDING"), ("embedding", "VECTOR"))
+# __name__ before the vector field: Firestore returns a vector index that way,
+# and declared otherwise the provider would replace it on every apply
+# (tests/infra/test_apply_semantics.py).
+VECTOR_INDEX_FIELDS = (
+    ("team", "ASCENDING"),
+    ("embedding_model", "ASCENDING"),
+    ("__name__", "ASCENDING"),
+    ("embedding", "VECTOR"),
+)
 
 
 def test_firestore_vector_index(tf: Tf):
@@ -1008,7 +1057,7 @@ def test_firestore_vector_index(tf: Tf):
     name, collection, path, config = vectors[0]
     assert (collection, path) == ("images", "embedding")
     # find_nearest pre-filters on team and embedding_model (ImageStore.nearest):
-    # the index leads with both, in that order, and ends with the vector
+    # the index leads with both, in that order, and ends with __name__ and the vector
     fields = _tf_indexes(tf)[name][1]
     assert tuple((f, "VECTOR" if kind.startswith("VECTOR") else kind) for f, kind in fields) == VECTOR_INDEX_FIELDS
     # Built for the deployed provider's vectors: a 384-d index under 512-d
@@ -1109,9 +1158,9 @@ def test_every_vector_query_has_its_index(tf: Tf):
     for where, collection, fields, operators, vector in queries:
         assert collection, f"{where}: no COLLECTION in its module"
         assert set(operators) <= {"=="}, f"{where}: vector pre-filters must be equality filters, not {operators}"
-        wanted = tuple((f, "ASCENDING") for f in fields)
+        wanted = (*((f, "ASCENDING") for f in fields), ("__name__", "ASCENDING"))
         assert (collection, (*wanted, (vector, "VECTOR${local.embedding_dimensions}"))) in declared, (
-            f"{where}: no Terraform vector index {collection}({', '.join(fields)}, {vector})"
+            f"{where}: no Terraform vector index {collection}({', '.join(fields)}, __name__, {vector})"
         )
         assert (collection, (*wanted, (vector, "VECTOR"))) in local, (
             f"{where}: no vector index {collection}({', '.join(fields)}, {vector}) in firestore.indexes.json"
@@ -1170,12 +1219,15 @@ def test_api_gateway(tf: Tf):
             assert "google-beta" in str(tf.attr(body, "provider")), f"{rtype}.{name} needs google-beta"
     config = tf.resource("google_api_gateway_api_config", "aperture")
     document = tf.blocks(tf.blocks(config, "openapi_documents")[0], "document")[0]
-    contents = tf.attr(document, "contents")
-    compact = re.sub(r"\s+", "", contents)
-    assert compact.startswith("${base64encode(templatefile(")
+    assert tf.attr(document, "contents") == "${base64encode(local.openapi_document)}"
+    # openapi.yaml rendered with the project and region (the backends of the
+    # functions target); gateway.tf readdresses them for the run target
+    compact = re.sub(r"\s+", "", tf.locals["openapi_functions"])
+    assert compact.startswith("${templatefile(")
     assert "${path.module}/openapi.yaml" in compact
     assert "var.project_id" in compact and "var.region" in compact
     assert re.search(r"project'?\"?[:=]", compact) and re.search(r"region'?\"?[:=]", compact)
+    assert "local.openapi_functions" in tf.locals["openapi_document"]
     lifecycle = tf.blocks(config, "lifecycle")[0]
     assert tf.attr(lifecycle, "create_before_destroy") is True
     backend = tf.blocks(tf.blocks(config, "gateway_config")[0], "backend_config")[0]

@@ -66,10 +66,25 @@ def test_missing_image_is_404(gateway, seeded):
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
 def test_other_methods_are_405(gateway, seeded, method):
+    # The route declares GET and HEAD only: the gateway answers, as API Gateway does.
     response = gateway.request(method, "/stats/IMG_1.jpg/mean")
 
     assert_json_error(response, 405)
-    assert "GET" in response.headers["Allow"]
+    assert response.headers["Allow"] == "GET, HEAD"
+
+
+@pytest.mark.parametrize("path", ["/nope", "/stats", "/v1/nope", "/v1/images/a/b/c"])
+def test_undeclared_paths_are_404(gateway, path):
+    # No x-google-allow: a path no route declares never reaches a function.
+    for method in ("GET", "POST"):
+        assert_json_error(gateway.request(method, path, headers={"x-api-key": "any"}), 404)
+
+
+def test_head_reaches_the_stats_function(gateway, seeded):
+    response = gateway.head("/stats/IMG_1.jpg/mean")
+
+    assert response.status_code == 200
+    assert response.headers["ETag"]
 
 
 @pytest.mark.parametrize("suffix", ["dir/sub/photo.png", "a..b.png", "x/../y.png", "../up.png", "dots/./here.png"])

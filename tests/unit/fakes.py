@@ -620,10 +620,16 @@ class FakeUrlSigner:
 
     def __init__(self) -> None:
         self.signed: list[tuple[str, str, dt.datetime, str]] = []
+        self.read_links: list[tuple[str, str, dt.datetime, str | None]] = []
 
     def put_url(self, bucket: str, name: str, expires_at: dt.datetime, content_type: str) -> str:
         self.signed.append((bucket, name, expires_at, content_type))
         return f"https://storage.test/{bucket}/{name}?expires={int(expires_at.timestamp())}&type={content_type}"
+
+    def get_url(self, bucket: str, name: str, expires_at: dt.datetime, *, disposition: str | None = None) -> str:
+        """Recorded in `read_links` as (bucket, name, expires_at, disposition)."""
+        self.read_links.append((bucket, name, expires_at, disposition))
+        return f"https://storage.test/{bucket}/{name}?method=GET&expires={int(expires_at.timestamp())}"
 
 
 # -- aperture.storage.jobs.JobStore ------------------------------------------------------

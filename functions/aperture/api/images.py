@@ -1,6 +1,12 @@
 """The `images` function (spec S8): list, metadata, delete, download and
 convert, statistics on team images, and the team's upload statistics.
 
+A download (the original or a conversion) whose body is over
+APERTURE_MAX_RESPONSE_BYTES, which API Gateway would refuse (its responses are
+capped at 32 MiB), is answered with 307 and a signed URL of a copy in the
+derived bucket (`ImageService.deliver`); a HEAD has no body and is answered as
+before.
+
 Every route goes through the key check (`api.auth.keyed`); a record of another team is answered
 exactly like a missing one (404 "image not found").
 """
@@ -25,7 +31,7 @@ from aperture.domain import transforms
 from aperture.domain.errors import ApiError
 from aperture.domain.records import IMAGE_ID, ImageRecord, Principal
 from aperture.runtime.timing import Timings
-from aperture.services.images import ImageService
+from aperture.services.images import Body, ImageService
 
 if TYPE_CHECKING:
     from aperture.container import Container
@@ -104,8 +110,13 @@ class ImagesApi:
         }
         if request.if_none_match.contains_weak(record.id):
             return flask.Response(status=304, headers=headers)
-        data = b"" if request.method == "HEAD" else self.images.read(info)
-        response = flask.Response(data, status=200, mimetype=record.mime_type, headers=headers)
+        if request.method == "HEAD":
+            body = Body()
+        else:
+            body = self.images.original(record, info)
+            if body.url:
+                return _redirect(body.url, headers)
+        response = flask.Response(body.data, status=200, mimetype=record.mime_type, headers=headers)
         response.headers["Content-Length"] = str(info.size)
         return response
 
@@ -137,8 +148,14 @@ class ImagesApi:
         timings = Timings()
         out = self.images.render(record, pipeline, fmt.extension, timings)
         headers["Server-Timing"] = timings.header()
-        headers["Content-Disposition"] = f'inline; filename="{record.id}.{out.extension}"'
-        return flask.Response(out.data, status=200, mimetype=out.mime_type, headers=headers)
+        filename = f"{record.id}.{out.extension}"
+        headers["Content-Disposition"] = f'inline; filename="{filename}"'
+        if request.method == "HEAD":
+            return flask.Response(out.data, status=200, mimetype=out.mime_type, headers=headers)
+        body = self.images.deliver(etag, out.data, out.mime_type, out.extension, filename)
+        if body.url:
+            return _redirect(body.url, headers)
+        return flask.Response(body.data, status=200, mimetype=out.mime_type, headers=headers)
 
     def image_stats(self, request: flask.Request, principal: Principal, image: str, func: str) -> flask.Response:
         parse_stat_request(request, func)  # a bad function or channel is refused before any lookup
@@ -152,6 +169,17 @@ class ImagesApi:
 
     def upload_stats(self, request: flask.Request, principal: Principal) -> flask.Response:
         return json_response(self.images.upload_stats(principal.team, today()))
+
+
+# -- responses ---------------------------------------------------------------------
+
+
+def _redirect(url: str, headers: dict[str, str]) -> flask.Response:
+    """307 to a signed URL of the body (too large for the gateway). The URL
+    expires, so the redirect itself is never cached; the ETag stays, so a
+    client holding the body still gets its 304."""
+    kept = {k: v for k, v in headers.items() if k in ("ETag", "Server-Timing", "X-Content-Type-Options")}
+    return flask.Response(status=307, headers={**kept, "Location": url, "Cache-Control": "private, no-store"})
 
 
 # -- query parameters and cursors -------------------------------------------------

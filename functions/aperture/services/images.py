@@ -7,6 +7,9 @@ answered exactly like a missing one (404 "image not found").
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aperture.domain import transforms
@@ -20,8 +23,23 @@ if TYPE_CHECKING:  # repositories are injected; their modules bring the Google c
     from aperture.storage.counters import TeamCounters
     from aperture.storage.images import ImageStore
     from aperture.storage.objects import ObjectStore
+    from aperture.storage.url_signing import UrlSigner
 
 STATS_DAYS = 30
+# Bodies over the response limit are copied to the derived bucket under
+# responses/DAY/ (the bucket's lifecycle deletes them two days on) and handed
+# out as a V4 signed GET URL valid this long.
+RESPONSES_PREFIX = "responses/"
+RESPONSE_LINK_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class Body:
+    """What a download answers: the bytes, or, when they are over the response
+    limit (API Gateway refuses responses over 32 MiB), a signed URL of a copy."""
+
+    data: bytes = b""
+    url: str | None = None
 
 
 class ImageService:
@@ -33,12 +51,21 @@ class ImageService:
         deleter: ImageDeleter,
         *,
         max_pixels: int,
+        max_response_bytes: int = 0,
+        derived_bucket: str = "",
+        signer: UrlSigner | None = None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
     ):
         self._images = images
         self._objects = objects
         self._counters = counters
         self._deleter = deleter
         self._max_pixels = max_pixels
+        # 0 (or no signer): every body is answered directly, whatever its size.
+        self._max_response_bytes = max_response_bytes if signer is not None and derived_bucket else 0
+        self._derived = derived_bucket
+        self._signer = signer
+        self._clock = clock
 
     def find(self, team: str, image_id: str) -> ImageRecord:
         """The team's record, or 404, identical for malformed, missing and other teams' ids."""
@@ -76,6 +103,34 @@ class ImageService:
 
     def read(self, info: ObjectInfo) -> bytes:
         return self._objects.read(info)
+
+    def original(self, record: ImageRecord, info: ObjectInfo) -> Body:
+        """The stored bytes of `record` (as `info` found them), or a signed URL of a copy when too large."""
+        data = self._objects.read(info)
+        return self.deliver(record.id, data, record.mime_type, record.extension, f"{record.id}.{record.extension}")
+
+    def deliver(self, key: str, data: bytes, content_type: str, extension: str, filename: str) -> Body:
+        """`data` as a response body; over the response limit, a signed URL instead.
+
+        The copy is written create-only to the derived bucket under a name made
+        of the day and `key` (what determines the bytes: the image id, or its id,
+        pipeline and format), so repeated downloads of a day share one object;
+        a name already taken holds the same bytes. The URL is signed for
+        RESPONSE_LINK_SECONDS and the copy lives two days (infra/storage.tf)."""
+        if not self._max_response_bytes or len(data) <= self._max_response_bytes:
+            return Body(data)
+        assert self._signer is not None
+        now = self._clock()
+        digest = hashlib.sha256(f"{key}\0{extension}".encode()).hexdigest()
+        name = f"{RESPONSES_PREFIX}{now:%Y-%m-%d}/{digest}.{extension}"
+        self._objects.create(self._derived, name, data, content_type)
+        url = self._signer.get_url(
+            self._derived,
+            name,
+            now + dt.timedelta(seconds=RESPONSE_LINK_SECONDS),
+            disposition=f'inline; filename="{filename}"',
+        )
+        return Body(url=url)
 
     def render(
         self, record: ImageRecord, pipeline: transforms.Pipeline, extension: str, timings: Timings

@@ -1,4 +1,6 @@
-"""V4 signed URLs for direct uploads to the bucket, behind one interface.
+"""V4 signed URLs, behind one interface: PUT for direct uploads to the
+bucket, GET for response bodies too large for the gateway (a copy in the
+derived bucket, services.images.ImageService.deliver).
 
 * `local`: signs with an RSA key made for this instance; fake-gcs-server does
   not verify signatures, but the URLs have the real V4 shape.
@@ -17,6 +19,10 @@ from google.cloud import storage
 
 class UrlSigner(Protocol):
     def put_url(self, bucket: str, name: str, expires_at: dt.datetime, content_type: str) -> str: ...
+
+    def get_url(self, bucket: str, name: str, expires_at: dt.datetime, *, disposition: str | None = None) -> str:
+        """A URL that reads the object until `expires_at`, answered with `disposition` as Content-Disposition."""
+        ...
 
 
 class LocalUrlSigner:
@@ -44,16 +50,17 @@ class LocalUrlSigner:
         )
 
     def put_url(self, bucket: str, name: str, expires_at: dt.datetime, content_type: str) -> str:
+        return self._sign(bucket, name, expiration=expires_at, method="PUT", content_type=content_type)
+
+    def get_url(self, bucket: str, name: str, expires_at: dt.datetime, *, disposition: str | None = None) -> str:
+        return self._sign(bucket, name, expiration=expires_at, method="GET", response_disposition=disposition)
+
+    def _sign(self, bucket: str, name: str, **options) -> str:
         return (
             self._client.bucket(bucket)
             .blob(name)
             .generate_signed_url(
-                version="v4",
-                method="PUT",
-                expiration=expires_at,
-                content_type=content_type,
-                credentials=self._credentials,
-                api_access_endpoint=self._endpoint,
+                version="v4", credentials=self._credentials, api_access_endpoint=self._endpoint, **options
             )
         )
 
@@ -63,6 +70,12 @@ class IamUrlSigner:
         self._client = client
 
     def put_url(self, bucket: str, name: str, expires_at: dt.datetime, content_type: str) -> str:
+        return self._sign(bucket, name, expiration=expires_at, method="PUT", content_type=content_type)
+
+    def get_url(self, bucket: str, name: str, expires_at: dt.datetime, *, disposition: str | None = None) -> str:
+        return self._sign(bucket, name, expiration=expires_at, method="GET", response_disposition=disposition)
+
+    def _sign(self, bucket: str, name: str, **options) -> str:
         import google.auth
         import google.auth.transport.requests
 
@@ -73,11 +86,9 @@ class IamUrlSigner:
             .blob(name)
             .generate_signed_url(
                 version="v4",
-                method="PUT",
-                expiration=expires_at,
-                content_type=content_type,
                 service_account_email=credentials.service_account_email,
                 access_token=credentials.token,
+                **options,
             )
         )
 

@@ -317,6 +317,8 @@ class Container:
             derived_bucket=config.derived_bucket,
             limits=limits,
             clock=lambda: dt.datetime.now(dt.timezone.utc),
+            signer=self.url_signer,
+            max_response_bytes=config.max_response_bytes,
         )
 
     @_once

@@ -82,9 +82,11 @@ class JobsApi:
         return json_response(self._view(request, self.jobs.cancel(principal, job_id)))
 
     def output(self, request: flask.Request, principal: Principal, job_id: str, name: str) -> flask.Response:
-        info, data = self.jobs.output(principal, job_id, name)
+        info, body = self.jobs.output(principal, job_id, name)
+        if body.url is not None:  # over API Gateway's response limit: the client follows the link
+            return flask.Response(status=307, headers={"Location": body.url, "Cache-Control": "private, no-store"})
         return flask.Response(
-            data,
+            body.data,
             status=200,
             mimetype=info.content_type or "application/octet-stream",
             headers={

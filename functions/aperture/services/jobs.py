@@ -10,6 +10,7 @@ redelivered or duplicated message neither counts twice nor rewrites an output.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import secrets
 import socket
@@ -22,15 +23,16 @@ from aperture.domain.imaging import pixels
 from aperture.domain.jobs import Counts, JobItem, JobLimits, JobRecord
 from aperture.domain.records import IMAGE_ID, ImageRecord, ImageStatus, ObjectInfo, Principal
 from aperture.runtime import logs
+from aperture.services.images import RESPONSE_LINK_SECONDS, Body
 
 if TYPE_CHECKING:  # repositories are injected; their modules bring the Google clients
-    import datetime as dt
     from collections.abc import Callable
 
     from aperture.storage.images import ImageStore
     from aperture.storage.jobs import JobStore
     from aperture.storage.objects import ObjectStore
     from aperture.storage.queue import JobQueue
+    from aperture.storage.url_signing import UrlSigner
 
 MAX_PAGE = 100
 
@@ -53,6 +55,8 @@ class JobService:
         derived_bucket: str,
         limits: JobLimits,
         clock: Callable[[], dt.datetime],
+        signer: UrlSigner | None = None,
+        max_response_bytes: int = 0,
     ):
         self._store = store
         self._queue = queue
@@ -61,6 +65,8 @@ class JobService:
         self._derived = derived_bucket
         self._limits = limits
         self._clock = clock
+        self._signer = signer
+        self._max_response_bytes = max_response_bytes
 
     def submit(self, principal: Principal, body: Any) -> JobRecord:
         principal.require_role("member")
@@ -148,15 +154,22 @@ class JobService:
         self._store.cancel(job_id)
         return self.get(principal, job_id)
 
-    def output(self, principal: Principal, job_id: str, name: str) -> tuple[ObjectInfo, bytes]:
-        """One output of a finished item of the caller's job."""
+    def output(self, principal: Principal, job_id: str, name: str) -> tuple[ObjectInfo, Body]:
+        """One output of a finished item of the caller's job: its bytes, or, over the response
+        limit (API Gateway refuses responses over 32 MiB), a signed URL of the object itself."""
         view = self.get(principal, job_id)
         if not any(name in item.outputs for item in view.items or ()):
             raise ApiError(404, "output not found")
         info = self._objects.info(self._derived, jobs.prefix(principal.team, job_id) + name)
         if info is None:
             raise ApiError(404, "output not found")
-        return info, self._objects.read(info)
+        if self._signer is not None and 0 < self._max_response_bytes < info.size:
+            expires = self._clock() + dt.timedelta(seconds=RESPONSE_LINK_SECONDS)
+            leaf = name.rsplit("/", 1)[-1]
+            return info, Body(
+                url=self._signer.get_url(info.bucket, info.name, expires, disposition=f'attachment; filename="{leaf}"')
+            )
+        return info, Body(self._objects.read(info))
 
 
 @dataclass(frozen=True)

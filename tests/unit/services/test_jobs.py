@@ -16,7 +16,7 @@ from aperture.domain.jobs import Counts, ItemState, JobLimits, JobStatus
 from aperture.domain.records import ImageRecord, Principal
 from aperture.services.jobs import Faults, InjectedFault, JobService, JobWorker
 from tests.support.images import encode, random_image
-from tests.unit.fakes import raising
+from tests.unit.fakes import FakeUrlSigner, raising
 from tests.unit.services.helpers import BY, DERIVED, MAX_PIXELS, OTHER_TEAM, TEAM, UPLOADS, png, upload_service
 
 START = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
@@ -428,10 +428,40 @@ def test_output_gives_a_finished_items_bytes(service, worker, uploaded):
     submitted = service.submit(MEMBER, job((uploaded().id, "thumbs/a.png"), operations=("resize=50",)))
     worker.run(submitted.job_id, 0)
 
-    info, data = service.output(MEMBER, submitted.job_id, "thumbs/a.png")
+    info, body = service.output(MEMBER, submitted.job_id, "thumbs/a.png")
 
     assert (info.bucket, info.name) == (DERIVED, f"jobs/{TEAM}/{submitted.job_id}/thumbs/a.png")
-    assert Image.open(io.BytesIO(data)).size == (19, 12)  # 37x23 halved, rounded
+    assert body.url is None
+    assert Image.open(io.BytesIO(body.data)).size == (19, 12)  # 37x23 halved, rounded
+
+
+def test_an_output_over_the_response_limit_is_a_signed_link_to_the_object(
+    job_store, job_queue, images, objects, worker, uploaded
+):
+    signer = FakeUrlSigner()
+    service = JobService(
+        job_store,
+        job_queue,
+        images,
+        objects,
+        derived_bucket=DERIVED,
+        limits=JobLimits(),
+        clock=lambda: START,
+        signer=signer,
+        max_response_bytes=10,
+    )
+    submitted = service.submit(
+        MEMBER,
+        job(
+            (uploaded().id, "big.png"),
+        ),
+    )
+    worker.run(submitted.job_id, 0)
+
+    info, body = service.output(MEMBER, submitted.job_id, "big.png")
+
+    assert body.data == b"" and body.url is not None
+    assert signer.read_links == [(DERIVED, info.name, START + dt.timedelta(hours=1), 'attachment; filename="big.png"')]
 
 
 def test_output_of_an_item_not_finished_is_not_found(service, uploaded):

@@ -48,10 +48,13 @@ class FakeApi:
         answers = self.routes.get(key)
         if not answers:
             raise AssertionError(f"unexpected request {key}")
-        status, body = answers.pop(0) if len(answers) > 1 else answers[0]
+        status, body, *extra = answers.pop(0) if len(answers) > 1 else answers[0]
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         if status >= 300:
-            raise urllib.error.HTTPError(request.full_url, status, "Reason", Message(), io.BytesIO(raw))
+            headers = Message()
+            for name, value in (extra[0] if extra else {}).items():
+                headers[name] = value
+            raise urllib.error.HTTPError(request.full_url, status, "Reason", headers, io.BytesIO(raw))
         return FakeAnswer(status, raw)
 
     def sent(self, method: str, path: str) -> list:
@@ -499,6 +502,21 @@ def test_get_out_downloads_every_output_into_folders(api, tmp_path):
     downloads = [r for r in api.requests if "/outputs/" in r.full_url]
     assert {r.full_url for r in downloads} == {f"{BASE}/v1/jobs/{JOB}/outputs/{urllib.parse.quote(n)}" for n in names}
     assert all(r.get_header("X-api-key") == KEY for r in downloads)
+
+
+def test_an_output_over_the_gateways_limit_is_fetched_from_its_signed_link_without_the_key(api, tmp_path):
+    signed = "https://storage.test/derived/jobs/big.png?X-Goog-Signature=abc"
+    api.on("GET", f"/v1/jobs/{JOB}", (200, job("done", [item(0, "done", ["big.png"])], done=1)))
+    api.on("GET", f"/v1/jobs/{JOB}/outputs/big.png", (307, b"", {"Location": signed}))
+    api.on("GET", "/derived/jobs/big.png", (200, b"the big bytes"))
+    out = tmp_path / "downloads"
+
+    result = invoke("jobs", "get", JOB, "--out", str(out))
+
+    assert result.exit_code == 0, result.output
+    assert (out / "big.png").read_bytes() == b"the big bytes"
+    [fetched] = [r for r in api.requests if r.full_url == signed]
+    assert fetched.get_header("X-api-key") is None
 
 
 @pytest.mark.parametrize("name", ["../escape.png", "/etc/passwd", "a//b.png", "a/./b.png", "a\\..\\b.png", "C:x.png"])

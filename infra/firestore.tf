@@ -99,6 +99,112 @@ resource "google_firestore_index" "images_team_labels_created" {
   }
 }
 
+# ImageStore.list adds each of its filters (format ==, camera ==, labels
+# array_contains) only when asked, so any two or all three can come together,
+# each with or without a created_at range. An index per combination: merging
+# the single-filter indexes above is not documented for a range filter or
+# array_contains (tests/infra/test_query_indexes.py).
+
+resource "google_firestore_index" "images_team_format_camera_created" {
+  project     = var.project_id
+  database    = google_firestore_database.default.name
+  collection  = "images"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "team"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "format"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "camera"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "created_at"
+    order      = "DESCENDING"
+  }
+}
+
+resource "google_firestore_index" "images_team_format_labels_created" {
+  project     = var.project_id
+  database    = google_firestore_database.default.name
+  collection  = "images"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "team"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "format"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path   = "labels"
+    array_config = "CONTAINS"
+  }
+  fields {
+    field_path = "created_at"
+    order      = "DESCENDING"
+  }
+}
+
+resource "google_firestore_index" "images_team_camera_labels_created" {
+  project     = var.project_id
+  database    = google_firestore_database.default.name
+  collection  = "images"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "team"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "camera"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path   = "labels"
+    array_config = "CONTAINS"
+  }
+  fields {
+    field_path = "created_at"
+    order      = "DESCENDING"
+  }
+}
+
+resource "google_firestore_index" "images_team_format_camera_labels_created" {
+  project     = var.project_id
+  database    = google_firestore_database.default.name
+  collection  = "images"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "team"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "format"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "camera"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path   = "labels"
+    array_config = "CONTAINS"
+  }
+  fields {
+    field_path = "created_at"
+    order      = "DESCENDING"
+  }
+}
+
 # --- images: semantic search (S10) --------------------------------------------
 # ImageStore.nearest: find_nearest over `embedding` (as long as the deployed
 # provider's vectors, local.embedding_dimensions; cosine distance chosen at

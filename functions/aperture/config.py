@@ -84,6 +84,17 @@ class Config:
         60,
         "A key's last-used time is rewritten at most this often (one write per key, not per request).",
     )
+    key_cache_seconds: int = _setting(
+        "APERTURE_KEY_CACHE_SECONDS",
+        5,
+        "Seconds an instance remembers a key record it read, so most requests skip the Firestore read; a key "
+        "revoked through another instance stops here within this bound (through this one: at once). 0: no cache.",
+    )
+    key_cache_entries: int = _setting(
+        "APERTURE_KEY_CACHE_ENTRIES",
+        10_000,
+        "Key records an instance remembers at most (the least recently used go first).",
+    )
     max_json_bytes: int = _setting("APERTURE_MAX_JSON_BYTES", 65_536, "Largest JSON request body accepted (413 above).")
     max_file_bytes: int = _setting(
         "APERTURE_MAX_FILE_BYTES", 25 * 1024 * 1024, "Largest single uploaded file (413 above)."

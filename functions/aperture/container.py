@@ -200,7 +200,14 @@ class Container:
     def access(self) -> Access:
         from aperture.services.access import Access
 
-        return Access(self.identity, self.audit_log, touch_seconds=self.config.key_touch_seconds)
+        config = self.config
+        return Access(
+            self.identity,
+            self.audit_log,
+            touch_seconds=config.key_touch_seconds,
+            cache_seconds=config.key_cache_seconds,
+            cache_entries=config.key_cache_entries,
+        )
 
     @_once
     def upload_limits(self) -> Limits:
@@ -225,9 +232,12 @@ class Container:
 
     @_once
     def provisioning(self) -> Provisioning:
+        from aperture.services.access import RevocationForgets
         from aperture.services.provisioning import Provisioning
 
-        return Provisioning(self.identity, self.key_issuer)
+        # A key revoked here leaves this instance's key cache at once (other instances: within the TTL).
+        identity = RevocationForgets(self.identity, self.access)
+        return Provisioning(identity, self.key_issuer)  # type: ignore[arg-type]  # IdentityStore, revoke_key wrapped
 
     @_once
     def link_service(self) -> LinkService:

@@ -1,30 +1,25 @@
 """One function, one handler, served twice: /open without auth and /guarded
-behind `aperture.services.access.team_route` (the real key check, mapping and audit)."""
+behind `aperture.api.auth.keyed` over the container's `Access` (the real key
+check with its per-instance key cache, the team mapping and the audit)."""
 
 import functools
 
 import flask
 import functions_framework
-from google.cloud import firestore
 
-from aperture.services.access import Access, team_route
-from aperture.storage.audit import AuditLog
-from aperture.storage.identity import IdentityStore
-
-
-@functools.cache
-def _access() -> Access:
-    db = firestore.Client()
-    return Access(IdentityStore(db), AuditLog(db))
+from aperture.api.auth import keyed
+from aperture.container import instance
 
 
 def _answer(request: flask.Request) -> flask.Response:
     return flask.jsonify({"ok": True, "path": request.path})
 
 
-_guarded = team_route(_access)(lambda request, principal: _answer(request))
+@functools.cache
+def _guarded():
+    return keyed(instance().access, lambda request, principal: _answer(request))
 
 
 @functions_framework.http
 def target(request: flask.Request):
-    return _guarded(request) if request.path == "/guarded" else _answer(request)
+    return _guarded()(request) if request.path == "/guarded" else _answer(request)

@@ -1,10 +1,12 @@
 """Benchmark of authentication (issue: teams, users, keys).
 
-Target: the key check and team mapping add at most 5 ms at the median to a
-request on the local stack. The same handler is served through the same
-gateway twice: once on an operation without security, once on one that needs
-`x-api-key` (the gateway's edge check, then the function's fresh Firestore
-check, team mapping and audit).
+Target (issue #19, item 6): the key check and team mapping add at most 1 ms at
+the median to a request on the local stack. The same handler is served through
+the same gateway twice, in the same run: once on an operation without security
+(the baseline), once on one that needs `x-api-key` (the gateway's edge check,
+then the function's key check through its per-instance key cache, team mapping
+and audit). `APERTURE_KEY_CACHE_SECONDS=0` in the environment measures the
+check without the cache (a Firestore read per request).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from devstack.processes import free_port, http_ok, port_open, spawn, wait_until
 from devstack.stack import OPENAPI
 
 REQUESTS = 400
+TARGET_MS = 1.0
 
 
 def bench_spec(base: dict) -> dict:
@@ -43,6 +46,7 @@ def main() -> int:
     with local_stack() as stack:
         from google.cloud import firestore
 
+        from aperture.config import Config
         from aperture.services import provisioning
         from aperture.storage.identity import IdentityStore
         from aperture.storage.key_issuers import LocalKeyIssuer
@@ -106,11 +110,13 @@ def main() -> int:
             guarded_times += timed(lambda: get("/guarded", {"x-api-key": key}), 1)
         without, with_auth = median_ms(open_times), median_ms(guarded_times)
         added = with_auth - without
+        cache_seconds = Config.from_env(stack.function_env()).key_cache_seconds
         print(__doc__.strip().splitlines()[0])
         print(
-            f"median over {REQUESTS} requests: without auth {without:.2f} ms, with auth {with_auth:.2f} ms; "
-            f"added {added:.2f} ms (ratio {with_auth / without:.2f}x; target <= 5 ms) {verdict(added <= 5)}"
+            f"median over {REQUESTS} requests: without auth {without:.2f} ms, with auth {with_auth:.2f} ms "
+            f"(ratio {with_auth / without:.2f}x; key cache {cache_seconds} s)"
         )
+        print(f"median auth overhead: {added:.2f} ms (target <= {TARGET_MS:g} ms) {verdict(added <= TARGET_MS)}")
     return 0
 
 

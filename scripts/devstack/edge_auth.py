@@ -3,8 +3,8 @@
 A request to a secured operation needs an `x-api-key` that names a live key;
 otherwise the gateway answers 401 itself and audits the attempt (the function
 never sees it). Good keys are remembered for a few seconds, like API Gateway's
-own key-validity cache; revocation still takes effect at once because every
-function re-checks the key in Firestore (`aperture.services.access`).
+own key-validity cache; revocation reaches the functions within their key cache
+bound (APERTURE_KEY_CACHE_SECONDS, `aperture.services.access`).
 """
 
 from __future__ import annotations

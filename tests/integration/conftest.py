@@ -18,7 +18,13 @@ def stack(tmp_path_factory):
     # Source-bucket prewarming is off so stats tests see their own computations;
     # tests/integration/test_processing.py exercises it in-process. Job items whose
     # output names contain `fails-once` / `poison` fail once / always (test_jobs.py).
-    env = {"APERTURE_PREWARM_SOURCE": "false", "APERTURE_JOB_FAULTS": "once:fails-once,always:poison"}
+    # Key records are remembered 1 s per function instance (5 s deployed), so tests of
+    # revocation seen by another instance wait for a short bound (test_auth.py).
+    env = {
+        "APERTURE_PREWARM_SOURCE": "false",
+        "APERTURE_JOB_FAULTS": "once:fails-once,always:poison",
+        "APERTURE_KEY_CACHE_SECONDS": "1",
+    }
     stack = Stack(Ports.free(), log_dir=tmp_path_factory.mktemp("stack-logs"), extra_env=env)
     stack.start()
     previous = {k: os.environ.get(k) for k in stack.client_env()}

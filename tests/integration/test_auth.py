@@ -171,6 +171,29 @@ def test_key_lifecycle(gateway, firestore_client, make_caller):
     assert_error(after, 401)
 
 
+def test_a_revoked_key_stops_at_the_revoking_instance_at_once_and_elsewhere_within_the_cache_bound(
+    stack, gateway, make_caller
+):
+    """Each function instance remembers key records for APERTURE_KEY_CACHE_SECONDS
+    (docs/data-model.md, "Keys"): the admin instance that revoked refuses the key at once,
+    the images instance, which remembers it as good, within that bound."""
+    bound = float(stack.extra_env["APERTURE_KEY_CACHE_SECONDS"])
+    admin = make_caller("team-a", "admin")
+    victim = make_caller("team-a", "member")
+    assert gateway.get("/v1/me", headers=victim.headers).status_code == 200  # remembered by admin
+    assert gateway.get("/v1/images", headers=victim.headers).status_code == 200  # and by images
+
+    revoke = call(gateway, "DELETE", "/v1/keys/{key}", admin, key=victim.key_id)
+    revoked_at = time.monotonic()
+    assert revoke.status_code == 200 and revoke.json()["revoked"] is True
+
+    assert_error(gateway.get("/v1/me", headers=victim.headers), 401)
+    while (elsewhere := gateway.get("/v1/images", headers=victim.headers)).status_code == 200:
+        assert time.monotonic() - revoked_at < bound + 2.0, "revocation not seen by another instance in time"
+        time.sleep(0.05)
+    assert_error(elsewhere, 401)
+
+
 def test_last_used_is_recorded(gateway, identity, make_caller):
     caller = make_caller("team-a", "member")
 

@@ -1,17 +1,29 @@
 """Who is calling: the one key check, shared by every /v1 route and the local gateway's edge.
 
 `check` maps a presented `x-api-key` to its key record or to the reason it is
-refused, fresh from Firestore on every call, so a revoked key stops at once.
+refused. A record read from Firestore (good or revoked) is remembered for
+`cache_seconds` in a bounded per-instance cache keyed by the key's hash, so
+most requests make no Firestore read; a key revoked through another instance
+is therefore refused here within `cache_seconds` of the revocation, and one
+revoked through this instance at once (`forget`, wired to the revoke path by
+`RevocationForgets`). A hash Firestore does not know is not remembered: a key
+created a moment ago on another instance must work at once, and a negative
+entry would save nothing against someone trying random keys.
 `authenticate` is `check` plus the key's last-used time, rewritten at most
-every `touch_seconds`, off the request path. `audit` records an attempt with
-its final status, whatever the outcome.
+every `touch_seconds` per key and instance, off the request path. `audit`
+records an attempt with its final status, whatever the outcome.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from cachetools import TTLCache
 
 from aperture.domain import keys
 from aperture.domain.records import AccessAttempt, ApiKey, Principal
@@ -36,11 +48,31 @@ def principal_of(key: ApiKey) -> Principal:
 
 
 class Access:
-    def __init__(self, identity: IdentityStore, audit: AuditLog, *, touch_seconds: int = 60):
+    def __init__(
+        self,
+        identity: IdentityStore,
+        audit: AuditLog,
+        *,
+        touch_seconds: int = 60,
+        cache_seconds: float = 0,
+        cache_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        """`cache_seconds` 0 reads every key from Firestore (the local gateway's edge check, which keeps
+        its own memory of good keys); the functions get `APERTURE_KEY_CACHE_SECONDS` from the container."""
         self._identity = identity
         self._audit = audit
         self._touch = dt.timedelta(seconds=touch_seconds)
         self._toucher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="key-touch")
+        self._lock = threading.Lock()  # TTLCache is not thread-safe; request threads share it
+        self._cached: TTLCache[str, ApiKey] | None = (
+            TTLCache(cache_entries, cache_seconds, timer=clock) if cache_seconds > 0 else None
+        )
+        # Bumped by `forget`: a read that started before a revocation is not remembered after it.
+        self._forgets = 0
+        # Keys whose last-used write this instance submitted: a remembered record's
+        # `last_used_at` is stale, so it alone would submit one write per request.
+        self._touched: TTLCache[str, bool] = TTLCache(cache_entries, touch_seconds, timer=clock)
 
     def check(self, presented: str | None) -> tuple[ApiKey | None, str | None]:
         """(key, None) when the key is good, else (key or None, reason it is refused)."""
@@ -48,7 +80,7 @@ class Access:
             return None, MISSING
         if not keys.well_formed(presented):
             return None, MALFORMED
-        key = self._identity.key_by_hash(keys.key_hash(presented))
+        key = self._key(keys.key_hash(presented))
         if key is None or not keys.matches(presented, key.key_hash):
             return None, UNKNOWN
         if key.revoked:
@@ -62,16 +94,61 @@ class Access:
             self._maybe_touch(key)
         return key, refusal
 
+    def forget(self, key_hash: str) -> None:
+        """Drop a key from this instance's cache (it was just revoked here): its next check reads Firestore."""
+        with self._lock:
+            self._forgets += 1
+            if self._cached is not None:
+                self._cached.pop(key_hash, None)
+
     def audit(self, attempt: AccessAttempt) -> None:
         self._audit.record(attempt)
 
+    def _key(self, key_hash: str) -> ApiKey | None:
+        if self._cached is None:
+            return self._identity.key_by_hash(key_hash)
+        with self._lock:
+            key = self._cached.get(key_hash)
+            forgets = self._forgets
+        if key is not None:
+            return key
+        key = self._identity.key_by_hash(key_hash)
+        if key is not None:
+            with self._lock:
+                if forgets == self._forgets:
+                    self._cached[key_hash] = key
+        return key
+
     def _maybe_touch(self, key: ApiKey) -> None:
         now = dt.datetime.now(dt.timezone.utc)
-        if key.last_used_at is None or now - key.last_used_at > self._touch:
-            self._toucher.submit(self._touch_quietly, key)
+        if key.last_used_at is not None and now - key.last_used_at <= self._touch:
+            return
+        with self._lock:
+            if key.key_hash in self._touched:
+                return
+            self._touched[key.key_hash] = True
+        self._toucher.submit(self._touch_quietly, key)
 
     def _touch_quietly(self, key: ApiKey) -> None:
         try:
             self._identity.touch_key(key)
         except Exception:
             logs.exception("last-used update failed", key_id=key.key_id)
+
+
+class RevocationForgets:
+    """An identity store as the revoke path sees it: revoking a key also drops it from `access`'s
+    cache, so a key revoked through this instance is refused here at once (elsewhere: within the TTL)."""
+
+    def __init__(self, identity: IdentityStore, access: Access):
+        self._identity = identity
+        self._access = access
+
+    def revoke_key(self, key: ApiKey) -> ApiKey:
+        try:
+            return self._identity.revoke_key(key)
+        finally:
+            self._access.forget(key.key_hash)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._identity, name)

@@ -1,7 +1,9 @@
-"""Access: the one key check for /v1 (missing, malformed, unknown, revoked, good), last-used and audit."""
+"""Access: the one key check for /v1 (missing, malformed, unknown, revoked, good), its per-instance
+key cache (TTL on a fake clock, bound, revocation), last-used and audit."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
@@ -16,10 +18,11 @@ from aperture.services.access import (
     REVOKED,
     UNKNOWN,
     Access,
+    RevocationForgets,
     principal_of,
     refusal_message,
 )
-from aperture.services.provisioning import bootstrap
+from aperture.services.provisioning import Provisioning, bootstrap
 from tests.unit.services.helpers import TEAM
 
 
@@ -174,3 +177,181 @@ def test_every_attempt_is_audited(access, audit):
     access.audit(attempt)
 
     assert audit.attempts == [attempt]
+
+
+# -- the per-instance key cache -------------------------------------------------------
+
+TTL = 5
+
+
+class Clock:
+    """A monotonic clock the test moves by hand: TTLs without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def reads(identity) -> list[str]:
+    """The key hashes `identity.key_by_hash` was asked for (one per Firestore read)."""
+    asked: list[str] = []
+    real = identity.key_by_hash
+
+    def counting(digest):
+        asked.append(digest)
+        return real(digest)
+
+    identity.key_by_hash = counting
+    return asked
+
+
+@pytest.fixture
+def cached(identity, audit, clock) -> Access:
+    return Access(identity, audit, touch_seconds=60, cache_seconds=TTL, cache_entries=100, clock=clock)
+
+
+def test_a_good_key_is_read_once_and_then_remembered(cached, member, reads, clock):
+    key, secret = member
+
+    answers = [cached.check(secret) for _ in range(5)]
+    clock.advance(TTL - 0.01)
+    answers.append(cached.check(secret))
+
+    assert answers == [(key, None)] * 6
+    assert reads == [key.key_hash]
+
+
+def test_a_remembered_key_is_read_again_once_its_ttl_is_over(cached, member, reads, clock):
+    key, secret = member
+    cached.check(secret)
+
+    clock.advance(TTL)
+    cached.check(secret)
+
+    assert reads == [key.key_hash, key.key_hash]
+
+
+def test_a_key_revoked_elsewhere_is_refused_here_within_the_ttl(cached, identity, member, clock):
+    """Another instance revokes (a straight Firestore write): this one answers from memory until
+    the entry it read expires, never later."""
+    key, secret = member
+    cached.check(secret)
+    identity.revoke_key(key)
+
+    clock.advance(TTL - 0.01)
+    within = cached.check(secret)
+    clock.advance(0.01)
+    after = cached.check(secret)
+
+    assert within == (key, None)
+    assert after[1] == REVOKED
+
+
+def test_a_key_revoked_through_this_instance_is_refused_at_once(cached, identity, issuer, member):
+    key, secret = member
+    _, _, admin, _ = bootstrap(identity, issuer, team_id=TEAM, email="admin@example.com", role="admin")
+    provisioning = Provisioning(RevocationForgets(identity, cached), issuer)
+    assert cached.check(secret) == (key, None)
+
+    provisioning.revoke_key(principal_of(admin), key.key_id)
+
+    assert cached.check(secret)[1] == REVOKED
+
+
+def test_forget_drops_a_remembered_key(cached, member, reads):
+    key, secret = member
+    cached.check(secret)
+
+    cached.forget(key.key_hash)
+    cached.check(secret)
+
+    assert reads == [key.key_hash, key.key_hash]
+
+
+def test_a_read_that_raced_a_revocation_here_is_not_remembered(cached, identity, member, reads):
+    """The read saw the key good, the revocation landed and forgot it meanwhile: caching that
+    read would keep the revoked key alive for a whole TTL on the instance that revoked it."""
+    key, secret = member
+    real = identity.key_by_hash
+
+    def read_then_revoked_meanwhile(digest):
+        found = real(digest)
+        identity.revoke_key(key)
+        cached.forget(digest)
+        return found
+
+    identity.key_by_hash = read_then_revoked_meanwhile
+    assert cached.check(secret) == (key, None)  # it was good when read
+    identity.key_by_hash = real
+
+    assert cached.check(secret)[1] == REVOKED
+
+
+def test_a_revoked_key_is_remembered_as_revoked(cached, identity, member, reads):
+    """Revocation is final, so a revoked record is as safe to keep as a good one."""
+    key, secret = member
+    identity.revoke_key(key)
+
+    assert [cached.check(secret)[1] for _ in range(3)] == [REVOKED] * 3
+    assert reads == [key.key_hash]
+
+
+def test_unknown_keys_are_not_remembered(cached, identity, issuer, reads):
+    """A key is created on one instance and used on another at once: a negative entry would
+    refuse it for a TTL; and someone trying random keys never repeats one."""
+    presented = keys.generate()
+
+    assert cached.check(presented) == (None, UNKNOWN)
+    assert cached.check(presented) == (None, UNKNOWN)
+    assert reads == [keys.key_hash(presented)] * 2
+
+
+def test_a_key_created_after_an_unknown_lookup_works_at_once(cached, identity, member):
+    key, secret = member
+    not_yet = dataclasses.replace(key, key_id="key_new", key_hash="")
+    presented = keys.generate()
+    assert cached.check(presented) == (None, UNKNOWN)
+
+    identity.add_key(dataclasses.replace(not_yet, key_hash=keys.key_hash(presented)))
+
+    assert cached.check(presented)[1] is None
+
+
+def test_the_cache_is_bounded(identity, audit, issuer, clock, reads):
+    access = Access(identity, audit, cache_seconds=TTL, cache_entries=2, clock=clock)
+    made = [bootstrap(identity, issuer, team_id=TEAM, email=f"u{i}@example.com")[2:] for i in range(3)]
+
+    for _, secret in made:
+        access.check(secret)
+    access.check(made[0][1])  # the least recently used went when the third came in
+
+    assert reads == [k.key_hash for k, _ in made] + [made[0][0].key_hash]
+
+
+def test_no_cache_reads_every_time(access, member, reads):
+    key, secret = member
+
+    for _ in range(3):
+        access.check(secret)
+
+    assert reads == [key.key_hash] * 3
+
+
+def test_a_remembered_record_does_not_rewrite_last_used_on_every_request(identity, audit, issuer, clock, member):
+    """The remembered record keeps the `last_used_at` it was read with (none here): one write per
+    key and `touch_seconds` all the same, not one per request."""
+    key, secret = member
+    access = Access(identity, audit, touch_seconds=60, cache_seconds=TTL, clock=clock)
+
+    assert touches_after(access, identity, issuer, *[secret] * 5) == [key.key_id]

@@ -131,7 +131,7 @@ terraform -chdir=infra init -input=false -reconfigure \
 first_apply() {
   # shellcheck disable=SC2086 # TF_EXTRA_ARGS is a list of arguments
   terraform -chdir=infra apply -input=false -auto-approve \
-    -var "project_id=$PROJECT_ID" -var "region=$REGION" -var "name_prefix=$PREFIX" \
+    -var "project_id=$PROJECT_ID" -var "region=$REGION" -var "name_prefix=$PREFIX" -var "image=$IMAGE" \
     ${TF_EXTRA_ARGS:-} "$@"
 }
 ONLY=()

@@ -7,7 +7,7 @@ TOOLS := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)/scripts
 
-.PHONY: run test lint bench prereqs venv clean deploy
+.PHONY: run test lint bench prereqs browser venv clean deploy
 
 # functions/requirements.txt installs from inside functions/, where its local path
 # (native/jpegrows) resolves, as in Cloud Functions and the Dockerfile.
@@ -43,7 +43,20 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy functions/aperture/domain functions/aperture/services
 	$(VENV)/bin/lint-imports
 
-test: prereqs lint $(TOOLS_STAMP)
+# The browser tests (tests/browser) drive Debian's chromium through Playwright
+# (Playwright's own browser download cannot work offline). Installed with apt
+# when missing; a machine where that is impossible is told what to install.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium for the browser tests"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null || exit 1; \
+	  else \
+	    echo "missing $(CHROMIUM): install Debian's chromium package (apt-get install chromium) for the browser tests" >&2; exit 1; \
+	  fi; }
+
+test: prereqs lint browser $(TOOLS_STAMP)
 	CHECKOV=$(CURDIR)/$(TOOLS)/bin/checkov $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: prereqs

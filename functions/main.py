@@ -37,6 +37,11 @@ def jobs(request):
     return handler("jobs")(request)
 
 
+@functions_framework.http
+def web(request):
+    return handler("web")(request)
+
+
 @functions_framework.cloud_event
 def process(event: CloudEvent) -> None:
     handler("process")(event)

@@ -116,6 +116,7 @@ locals {
   #             and the two vision calls overlap)
   #   transform 874 MiB (resize=50 + split + blur), one item at a time -> 2Gi
   #   admin, jobs  no pixels: small JSON and Firestore
+  #   web       static files only
   # Minimum instances are 0 unless var.min_instances names the function.
   # ---------------------------------------------------------------------------
   functions = {
@@ -233,6 +234,25 @@ locals {
       buckets         = { derived = "roles/storage.objectViewer" }
       topics          = { jobs = "roles/pubsub.publisher" }
       project_roles   = ["roles/datastore.user"]
+      sign_urls       = false
+      trigger_buckets = []
+      trigger_topic   = ""
+    }
+    # The web page and Swagger UI (S11): static files packed in the function
+    # source, no data access of its own (the page calls the API with the key
+    # the user enters), so no bucket, topic or Firestore grant.
+    web = {
+      entry_point     = "web"
+      kind            = "http"
+      memory          = "256Mi"
+      cpu             = "1"
+      timeout         = 60
+      max_instances   = 5
+      concurrency     = 40
+      env             = {}
+      buckets         = {}
+      topics          = {}
+      project_roles   = []
       sign_urls       = false
       trigger_buckets = []
       trigger_topic   = ""

@@ -42,6 +42,7 @@ FUNCTIONS: dict[str, Function] = {
         Function("images", HTTP, "aperture.api.images:build", "list, metadata, download, convert, stats, delete (S8)"),
         Function("search", HTTP, "aperture.api.search:build", "natural-language search and more-like-this (S10)"),
         Function("jobs", HTTP, "aperture.api.jobs:build", "batch jobs: submit, follow, cancel, outputs (S9)"),
+        Function("web", HTTP, "aperture.api.web:build", "the web page at /, Swagger UI at /docs (S11)"),
         Function(
             "process",
             CLOUDEVENT,

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "deployment.md"
 HEADROOM = 1.25
 # Functions that never decode an image (JSON, Firestore, small objects).
-NO_PIXELS = {"admin", "jobs"}
+NO_PIXELS = {"admin", "jobs", "web"}
 # Cloud Run (and so gen2) limits: memory per vCPU and the allowed CPU values.
 MAX_MIB_PER_CPU = 4096
 CPUS = {"1", "2", "4", "6", "8"}

@@ -16,6 +16,7 @@ locals {
     "logging.googleapis.com",              # structured logs
     "pubsub.googleapis.com",               # Eventarc transport (storage triggers), the jobs queue (S9)
     "run.googleapis.com",                  # gen2 functions run on Cloud Run
+    "secretmanager.googleapis.com",        # the image-link signing secret (secrets.tf)
     "servicecontrol.googleapis.com",       # API Gateway key checks
     "servicemanagement.googleapis.com",    # API Gateway managed service
     "storage.googleapis.com",              # buckets

@@ -68,6 +68,18 @@ resource "google_cloud_run_v2_service" "function" {
           value = env.value
         }
       }
+      dynamic "env" {
+        for_each = each.value.link_secret ? [local.link_secret_name] : []
+        content {
+          name = "APERTURE_LINK_SECRET"
+          value_source {
+            secret_key_ref {
+              secret  = env.value
+              version = "latest"
+            }
+          }
+        }
+      }
     }
   }
 
@@ -83,6 +95,7 @@ resource "google_cloud_run_v2_service" "function" {
     google_project_iam_member.function,
     google_storage_bucket_iam_member.function,
     google_pubsub_topic_iam_member.function,
+    google_secret_manager_secret_iam_member.link_signing,
   ]
 }
 

@@ -125,6 +125,16 @@ resource "google_cloudfunctions2_function" "function" {
     # this project at their run.app URL: internal.
     ingress_settings      = each.value.kind == "http" ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"
     environment_variables = merge(local.common_env, each.value.env)
+
+    dynamic "secret_environment_variables" {
+      for_each = each.value.link_secret ? [local.link_secret_name] : []
+      content {
+        key        = "APERTURE_LINK_SECRET"
+        project_id = var.project_id
+        secret     = secret_environment_variables.value
+        version    = "latest"
+      }
+    }
   }
 
   # kind = "event" with trigger_buckets: the first bucket; the others are
@@ -157,6 +167,7 @@ resource "google_cloudfunctions2_function" "function" {
     google_project_iam_member.function,
     google_storage_bucket_iam_member.function,
     google_pubsub_topic_iam_member.function,
+    google_secret_manager_secret_iam_member.link_signing,
     google_project_iam_member.gcs_pubsub_publisher,
   ]
 }

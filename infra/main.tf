@@ -100,6 +100,8 @@ locals {
   #   trigger_buckets  kind=event: buckets whose finalize events it receives
   #   trigger_topic    kind=event: topic key whose messages are pushed to it,
   #                    dead-lettered after local.max_delivery_attempts ("" none)
+  #   link_secret      signs or checks image links: APERTURE_LINK_SECRET from
+  #                    Secret Manager (secrets.tf), readable by it alone
   #
   # Sizing: from the MEASURED peak memory of each function's heaviest path on
   # a 100 MP image (APERTURE_MAX_PIXELS), scripts/bench/memory.py, whose table
@@ -135,6 +137,7 @@ locals {
       sign_urls       = false
       trigger_buckets = []
       trigger_topic   = ""
+      link_secret     = false
     }
     admin = {
       entry_point     = "admin"
@@ -151,6 +154,7 @@ locals {
       sign_urls       = false
       trigger_buckets = []
       trigger_topic   = ""
+      link_secret     = false
     }
     upload = {
       entry_point     = "upload"
@@ -167,6 +171,7 @@ locals {
       sign_urls       = true
       trigger_buckets = []
       trigger_topic   = ""
+      link_secret     = false
     }
     # Downloads and conversions; a body over API Gateway's 32 MiB response cap
     # (APERTURE_MAX_RESPONSE_BYTES) is written to derived (create-only,
@@ -187,6 +192,7 @@ locals {
       sign_urls       = true
       trigger_buckets = []
       trigger_topic   = ""
+      link_secret     = true
     }
     # Semantic search (S10): GET /v1/search, /v1/search/model,
     # /v1/images/{id}/similar and POST /v1/images/{id}/embedding (re-embedding,
@@ -217,6 +223,7 @@ locals {
       sign_urls       = false
       trigger_buckets = []
       trigger_topic   = ""
+      link_secret     = true
     }
     # Batch jobs (S9): reads images/jobs in Firestore and job outputs in the
     # derived bucket (downloads); publishes one message per item to the jobs
@@ -237,6 +244,7 @@ locals {
       sign_urls       = false
       trigger_buckets = []
       trigger_topic   = ""
+      link_secret     = true
     }
     # The web page and Swagger UI (S11): static files packed in the function
     # source, no data access of its own (the page calls the API with the key
@@ -256,6 +264,7 @@ locals {
       sign_urls       = false
       trigger_buckets = []
       trigger_topic   = ""
+      link_secret     = false
     }
     process = {
       entry_point     = "process"
@@ -272,6 +281,7 @@ locals {
       sign_urls       = false
       trigger_buckets = ["uploads", "source"]
       trigger_topic   = ""
+      link_secret     = false
     }
     # One batch-job item per message of the jobs topic (Pub/Sub push,
     # pubsub.tf). Reads the input from uploads; writes outputs to derived
@@ -296,6 +306,7 @@ locals {
       sign_urls       = false
       trigger_buckets = []
       trigger_topic   = "jobs"
+      link_secret     = false
     }
   }
 

@@ -2,7 +2,7 @@
 # `make deploy`: from an empty project to a working URL (docs/deployment.md, section 3).
 # Needs gcloud (authenticated as a project owner) and terraform on PATH.
 #   make deploy PROJECT_ID=my-project [REGION=us-central1] [PREFIX=aperture] [TARGET=functions|run]
-for tool in gcloud terraform git curl; do
+for tool in gcloud terraform git curl openssl; do
   command -v "$tool" >/dev/null || { echo "make deploy needs $tool on PATH" >&2; exit 2; }
 done
 cd "$(dirname "$0")/.."
@@ -52,7 +52,7 @@ gcloud services enable --project "$PROJECT_ID" \
   storage.googleapis.com cloudbuild.googleapis.com artifactregistry.googleapis.com \
   pubsub.googleapis.com eventarc.googleapis.com run.googleapis.com cloudfunctions.googleapis.com \
   apigateway.googleapis.com servicemanagement.googleapis.com servicecontrol.googleapis.com \
-  iamcredentials.googleapis.com firestore.googleapis.com
+  iamcredentials.googleapis.com firestore.googleapis.com secretmanager.googleapis.com
 
 # 2. Remote state: a private, versioned bucket (Terraform cannot create its own backend).
 gcloud storage buckets describe "gs://$STATE_BUCKET" --project "$PROJECT_ID" >/dev/null 2>&1 ||
@@ -78,6 +78,7 @@ DEPLOYER_ROLES=(
   roles/logging.logWriter
   roles/pubsub.admin
   roles/run.admin
+  roles/secretmanager.admin
   roles/servicemanagement.admin
   roles/serviceusage.serviceUsageAdmin
   roles/storage.admin
@@ -112,10 +113,20 @@ gcloud projects add-iam-policy-binding "$PROJECT_ID" --member "serviceAccount:$D
 #    Grants earlier versions of this script made and this one does not (an
 #    unconditional projectIamAdmin would void the condition above).
 for role in roles/cloudbuild.builds.builder roles/cloudfunctions.admin roles/eventarc.admin \
-  roles/secretmanager.admin roles/resourcemanager.projectIamAdmin; do
+  roles/resourcemanager.projectIamAdmin; do
   gcloud projects remove-iam-policy-binding "$PROJECT_ID" --member "serviceAccount:$DEPLOYER" \
     --role "$role" --condition None --quiet >/dev/null 2>&1 || true
 done
+
+# 3b. The secret that signs image links (infra/secrets.tf): made here, once,
+#    with 48 random bytes, so its value never passes through Terraform's state.
+#    Terraform grants the functions that use it read access to it alone.
+LINK_SECRET="${PREFIX}-link-signing"
+gcloud secrets describe "$LINK_SECRET" --project "$PROJECT_ID" >/dev/null 2>&1 ||
+  gcloud secrets create "$LINK_SECRET" --project "$PROJECT_ID" --replication-policy automatic
+if [ -z "$(gcloud secrets versions list "$LINK_SECRET" --project "$PROJECT_ID" --filter state=enabled --limit 1 --format 'value(name)')" ]; then
+  openssl rand -base64 48 | gcloud secrets versions add "$LINK_SECRET" --project "$PROJECT_ID" --data-file=- >/dev/null
+fi
 
 # 4. First apply from the operator's machine: creates the Artifact Registry
 #    repository the build pushes to, the buckets, Firestore, the functions and

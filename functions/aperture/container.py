@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # the real imports stay inside the builders: cold starts pay 
 
     from aperture.domain.imaging.validation import Limits
     from aperture.domain.jobs import JobLimits
+    from aperture.domain.links import Links
     from aperture.services.access import Access
     from aperture.services.deletion import ImageDeleter
     from aperture.services.images import ImageService
@@ -177,6 +178,15 @@ class Container:
         from aperture.storage.url_signing import signer_for
 
         return signer_for(self.config.url_signer, self.storage, self.config.storage_public_url)
+
+    @_once
+    def links(self) -> Links:
+        import secrets
+
+        from aperture.domain.links import Links
+
+        secret = self.config.link_secret.encode() or secrets.token_bytes(32)
+        return Links(secret, window=self.config.link_seconds)
 
     @_once
     def key_issuer(self) -> KeyIssuer:
@@ -361,7 +371,9 @@ class Container:
     def deleter(self) -> ImageDeleter:
         from aperture.services.deletion import ImageDeleter
 
-        return ImageDeleter(self.objects, self.images, self.counters, self.histograms)
+        return ImageDeleter(
+            self.objects, self.images, self.counters, self.histograms, derived_bucket=self.config.derived_bucket
+        )
 
 
 @functools.cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shlex
 import shutil
 import sys
@@ -79,6 +80,9 @@ class Stack:
     # ~2 s between the emulator's pushes (measured; docs/decisions.md).
     transform_workers: int = 2
     children: list[Child] = field(default_factory=list)
+    # Signs the image links the functions hand out (Secret Manager in the
+    # cloud): one per stack, shared by every function, never given to clients.
+    link_secret: str = field(default_factory=lambda: secrets.token_urlsafe(48), repr=False)
 
     # addresses ---------------------------------------------------------------
     @property
@@ -112,6 +116,7 @@ class Stack:
                 "APERTURE_JOBS_TOPIC": JOBS_TOPIC,
                 "APERTURE_PUBLIC_URL": self.gateway_url,
                 "APERTURE_STORAGE_PUBLIC_URL": f"http://127.0.0.1:{self.ports.storage}",
+                "APERTURE_LINK_SECRET": self.link_secret,
                 "PYTHONPATH": os.pathsep.join([str(FUNCTIONS_DIR), str(REPO / "scripts")]),
                 "PYTHONUNBUFFERED": "1",
             }

@@ -31,6 +31,9 @@ case "$tool $*" in
   "gcloud auth application-default print-access-token") [ -z "${NO_ADC:-}" ] || exit 1; echo token ;;
   "gcloud iam service-accounts describe"*) exit 1 ;;
   "gcloud storage buckets describe"*) exit 1 ;;
+  "gcloud secrets describe"*) exit 1 ;;
+  "openssl rand"*) echo c2VjcmV0 ;;
+  "gcloud secrets versions add"*) cat > "$STUB_DIR/secret" ;;
   "gcloud projects add-iam-policy-binding"*)
     for arg in "$@"; do
       case "$prev" in --condition-from-file) cp "$arg" "$STUB_DIR/condition.yaml" ;; esac
@@ -49,7 +52,7 @@ exit 0
 def run_deploy(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in ("gcloud", "terraform", "git", "curl", "sleep"):
+    for tool in ("gcloud", "terraform", "git", "curl", "sleep", "openssl"):
         (bin_dir / tool).write_text(STUB)
         (bin_dir / tool).chmod(0o755)
     config = tmp_path / "gcloud"
@@ -87,6 +90,8 @@ def test_a_first_deploy_in_order(tmp_path):
         ("gcloud", "storage", "buckets", "create", "gs://my-project-tfstate"),
         ("gcloud", "iam", "service-accounts", "create", "aperture-deployer"),
         ("gcloud", "projects", "add-iam-policy-binding", "my-project"),
+        ("gcloud", "secrets", "create", "aperture-link-signing"),
+        ("gcloud", "secrets", "versions", "add", "aperture-link-signing"),
         ("terraform", "-chdir=infra", "init"),
         ("terraform", "-chdir=infra", "apply"),
         ("gcloud", "builds", "submit"),
@@ -106,16 +111,16 @@ def test_a_first_deploy_in_order(tmp_path):
     # each deployer role granted once, unconditionally, except project IAM (conditional, from a file)
     grants = commands(calls, "gcloud", "projects", "add-iam-policy-binding")
     plain = [c[c.index("--role") + 1] for c in grants if "--condition" in c and c[c.index("--condition") + 1] == "None"]
-    assert "roles/resourcemanager.projectIamAdmin" not in plain and len(plain) == len(set(plain)) == 14
+    assert "roles/resourcemanager.projectIamAdmin" not in plain and len(plain) == len(set(plain)) == 15
     [conditional] = [c for c in grants if "--condition-from-file" in c]
     assert conditional[conditional.index("--role") + 1] == "roles/resourcemanager.projectIamAdmin"
     condition = require("yaml").safe_load((tmp_path / "condition.yaml").read_text())
     assert "'projects/my-project/roles/aperture_key_issuer'" in condition["expression"]
     removed = commands(calls, "gcloud", "projects", "remove-iam-policy-binding")
-    assert {c[c.index("--role") + 1] for c in removed} >= {
-        "roles/secretmanager.admin",
-        "roles/cloudbuild.builds.builder",
-    }
+    assert {c[c.index("--role") + 1] for c in removed} >= {"roles/cloudbuild.builds.builder"}
+    assert "roles/secretmanager.admin" in plain  # it sets who may read the link-signing secret
+    assert "secretmanager.googleapis.com" in enable
+    assert (tmp_path / "secret").read_text() == "c2VjcmV0\n"  # the value went by stdin, never argv
 
 
 def _apply_args(call: list[str]) -> list[str]:

@@ -44,16 +44,17 @@ NEEDED_BY = {
     "roles/pubsub.admin": {"google_pubsub_topic_iam_member", "google_pubsub_subscription_iam_member"},
     "roles/run.admin": {"google_cloud_run_v2_service_iam_member", "google_cloud_run_v2_service"},
     "roles/servicemanagement.admin": {"google_api_gateway_api"},
+    # IAM on the link-signing secret (setIamPolicy is in no narrower predefined role)
+    "roles/secretmanager.admin": {"google_secret_manager_secret_iam_member"},
     "roles/serviceusage.serviceUsageAdmin": {"google_project_service", "google_project_service_identity"},
     "roles/storage.admin": {"google_storage_bucket", "google_storage_bucket_iam_member"},
 }
 # Needed by Cloud Build itself (its logs, written as the deployer), not by a resource.
 BUILD_ROLES = {"roles/logging.logWriter"}
 # Held before, and never needed: a build as a user-specified account only writes
-# logs; nothing uses Secret Manager; no IAM is set on functions or triggers.
+# logs; no IAM is set on functions or triggers.
 DROPPED = {
     "roles/cloudbuild.builds.builder",
-    "roles/secretmanager.admin",
     "roles/cloudfunctions.admin",
     "roles/eventarc.admin",
 }

@@ -84,7 +84,9 @@ def test_health_answers_every_method():
     assert reached == [("stats", method, "/health") for method in methods]
 
 
-@pytest.mark.parametrize("path", ["/nope", "/docs/a/b", "/v1", "/v1/unknown", "/v1/images/abc/unknown", "/stats", "/HEALTH"])
+@pytest.mark.parametrize(
+    "path", ["/nope", "/docs/a/b", "/v1", "/v1/unknown", "/v1/images/abc/unknown", "/stats", "/HEALTH"]
+)
 def test_an_unknown_path_is_the_gateways_json_404(path):
     answers, reached = _exchange([("GET", path, {}), ("POST", path, {"x-api-key": "k"})])
     for answer in answers:

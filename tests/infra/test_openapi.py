@@ -337,16 +337,32 @@ def test_api_key_security_definition(spec):
 # Routes that are deliberately keyless: the upload link URL carries its own
 # unguessable bearer token and must work for people without a key (S6).
 KEYLESS_V1 = {"/v1/uploads/{token}"}
+# Downloads a signed link opens (S11): API Gateway cannot make the key optional
+# (no OR with api_key), so the function checks the key or the signature.
+SIGNED_LINK_V1 = {
+    ("/v1/images/{image}", "get"),
+    ("/v1/images/{image}/original", "get"),
+    ("/v1/jobs/{job_id}/outputs/{name=**}", "get"),
+}
 
 
 def test_every_v1_route_requires_the_api_key(spec):
     default = spec.get("security")
     for path, method, op in _operations(spec):
-        if not path.startswith("/v1/") or path in KEYLESS_V1:
+        if not path.startswith("/v1/") or path in KEYLESS_V1 or (path, method) in SIGNED_LINK_V1:
             continue
         security = op.get("security", default)
         assert security, f"{method} {path}: no security requirement"
         assert any("api_key" in requirement for requirement in security), f"{method} {path}: api_key not required"
+
+
+def test_signed_link_routes_declare_the_link_parameters_and_403(spec):
+    for path, method in SIGNED_LINK_V1:
+        op = spec["paths"][path][method]
+        assert "security" not in op or op["security"] == [], f"{method} {path}"
+        names = {p["name"] for p in op["parameters"] if p["in"] == "query"}
+        assert {"team", "exp", "sig"} <= names, f"{method} {path}"
+        assert {"401", "403", "404"} <= set(op["responses"]), f"{method} {path}"
 
 
 def test_only_terraform_template_variables():

@@ -272,6 +272,13 @@ class FakeObjectStore:
             if stored is not None and (generation is None or stored.generation == generation):
                 del self._objects[(bucket, name)]
 
+    def delete_prefix(self, bucket: str, prefix: str) -> int:
+        with self._lock:
+            names = [key for key in self._objects if key[0] == bucket and key[1].startswith(prefix)]
+            for key in names:
+                del self._objects[key]
+        return len(names)
+
     def read(self, info: ObjectInfo) -> bytes:
         """The bytes of exactly `info.generation`; Gone when that generation was deleted or replaced."""
         stored = self._generation(info)

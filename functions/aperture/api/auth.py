@@ -1,4 +1,5 @@
-"""The gate every /v1 route passes: key check, `Principal`, audit of the outcome.
+"""The gate every /v1 route passes: key check (or, on the routes that allow
+it, a signed link), `Principal`, audit of the outcome.
 
 Team isolation lives in `Principal.require_team` (aperture.domain.records): a
 resource of another team is reported exactly like a missing one.
@@ -12,12 +13,16 @@ from collections.abc import Callable
 import flask
 
 from aperture.api.errors import error_response, guarded
+from aperture.domain.links import LinkRefused, Links, has_signature
 from aperture.domain.records import AccessAttempt, ApiKey, Principal
 from aperture.runtime import logs
 from aperture.services.access import Access, principal_of, refusal_message
 
 API_KEY_HEADER = "x-api-key"
 KeyedHandler = Callable[[flask.Request, Principal], flask.Response]
+# The key id, user and role a signed link acts as: it reads the one thing its
+# signature names, as any member of the team could.
+LINK_PRINCIPAL = ("signed-link", "signed-link", "member")
 
 
 def client_ip(request: flask.Request) -> str | None:
@@ -27,7 +32,7 @@ def client_ip(request: flask.Request) -> str | None:
     return request.remote_addr
 
 
-def attempt(request: flask.Request, status: int, key: ApiKey | None, reason: str | None) -> AccessAttempt:
+def attempt(request: flask.Request, status: int, key: ApiKey | Principal | None, reason: str | None) -> AccessAttempt:
     return AccessAttempt(
         method=request.method,
         path=request.path,
@@ -42,11 +47,23 @@ def attempt(request: flask.Request, status: int, key: ApiKey | None, reason: str
     )
 
 
-def keyed(access: Access, handler: KeyedHandler) -> Callable[[flask.Request], flask.Response]:
-    """`handler` behind the key check: authenticate, run, audit the outcome."""
+def keyed(
+    access: Access,
+    handler: KeyedHandler,
+    links: Links | None = None,
+    signable: Callable[[str], bool] = lambda path: False,
+) -> Callable[[flask.Request], flask.Response]:
+    """`handler` behind the key check: authenticate, run, audit the outcome.
+
+    A request that carries `sig` on a path `signable` accepts is let in by
+    its signature instead (`Links.verify`), with no key and no key lookup;
+    anywhere else `sig` means nothing and the key is required."""
 
     @functools.wraps(handler)
     def wrapper(request: flask.Request) -> flask.Response:
+        params = list(request.args.items(multi=True))
+        if links is not None and signable(request.path) and has_signature(params):
+            return _by_link(request, params)
         key, refusal = access.authenticate(request.headers.get(API_KEY_HEADER))
         if key is None or refusal is not None:
             access.audit(attempt(request, 401, key, refusal))
@@ -56,6 +73,22 @@ def keyed(access: Access, handler: KeyedHandler) -> Callable[[flask.Request], fl
         principal = principal_of(key)
         response, reason = guarded(request, lambda: handler(request, principal))
         access.audit(attempt(request, response.status_code, key, reason))
+        return response
+
+    def _by_link(request: flask.Request, params: list[tuple[str, str]]) -> flask.Response:
+        assert links is not None
+        try:
+            grant = links.verify(request.method, request.path, params)
+        except LinkRefused as exc:
+            access.audit(attempt(request, exc.status, None, exc.message))
+            return error_response(exc.status, exc.message)
+        principal = Principal(LINK_PRINCIPAL[0], LINK_PRINCIPAL[1], grant.team, LINK_PRINCIPAL[2])
+        response, reason = guarded(request, lambda: handler(request, principal))
+        if response.status_code == 200:
+            # Anyone holding the link may read it until it expires, so shared
+            # caches may keep it that long (and no longer).
+            response.headers["Cache-Control"] = f"public, max-age={grant.seconds_left(links.clock())}"
+        access.audit(attempt(request, response.status_code, principal, reason))
         return response
 
     return wrapper

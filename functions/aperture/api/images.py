@@ -8,7 +8,11 @@ derived bucket (`ImageService.deliver`); a HEAD has no body and is answered as
 before.
 
 Every route goes through the key check (`api.auth.keyed`); a record of another team is answered
-exactly like a missing one (404 "image not found").
+exactly like a missing one (404 "image not found"). Downloads (a conversion or the original) also
+open by a signed link instead of a key (`api.image_links`, spec S11); listings and records carry
+such links (`thumbnail_url`, `original_url`), and `POST /v1/images/{id}/links` makes one for any
+format and operations. Conversions are kept in the rendition cache (`ImageService.rendition`):
+`X-Rendition-Cache: hit` says one was served from it.
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ from typing import TYPE_CHECKING
 import flask
 
 from aperture.api.auth import keyed
-from aperture.api.json_io import json_response, parse_time
+from aperture.api.image_links import ImageLinks, image_download
+from aperture.api.json_io import json_response, parse_time, read_json
 from aperture.api.routing import Router
 from aperture.api.stats import StatsAnswers, parse_stat_request
+from aperture.domain import links as signed
 from aperture.domain import transforms
 from aperture.domain.errors import ApiError
 from aperture.domain.records import IMAGE_ID, ImageRecord, Principal
@@ -47,19 +53,28 @@ def today() -> dt.date:
 def build(container: Container) -> Callable[[flask.Request], flask.Response]:
     """The `images` function's handler, over the container's services."""
     config = container.config
-    api = ImagesApi(container.image_service, StatsAnswers(container.team_stats, config.stats_cache_control))
-    return keyed(container.access, api.router)
+    links = ImageLinks(container.links, config.public_url)
+    api = ImagesApi(
+        container.image_service,
+        StatsAnswers(container.team_stats, config.stats_cache_control),
+        links,
+        max_json_bytes=config.max_json_bytes,
+    )
+    return keyed(container.access, api.router, container.links, image_download)
 
 
 class ImagesApi:
-    def __init__(self, images: ImageService, stats: StatsAnswers):
+    def __init__(self, images: ImageService, stats: StatsAnswers, links: ImageLinks, *, max_json_bytes: int = 65536):
         self.images = images
         self.stats = stats
+        self.links = links
+        self.max_json_bytes = max_json_bytes
         self.router = Router(
             [
                 ("/v1/images", ("GET",), self.list_images),
                 ("/v1/images/<image>", ("GET", "HEAD"), self.get_image),
                 ("/v1/images/<image>", ("DELETE",), self.delete_image),
+                ("/v1/images/<image>/links", ("POST",), self.create_link),
                 ("/v1/images/<image>/original", ("GET", "HEAD"), self.original),
                 ("/v1/images/<image>/stats/<func>", ("GET", "HEAD"), self.image_stats),
                 ("/v1/stats", ("GET",), self.upload_stats),
@@ -84,7 +99,9 @@ class ImagesApi:
         )
         page, more = records[:limit], len(records) > limit
         next_cursor = _encode_cursor(page[-1], filters, after, before) if more and page else None
-        return json_response({"images": [r.view() for r in page], "next_cursor": next_cursor})
+        base = self.links.base(request)
+        views = [{**r.view(), **self.links.record_urls(base, r)} for r in page]
+        return json_response({"images": views, "next_cursor": next_cursor})
 
     # -- one image ---------------------------------------------------------------
 
@@ -92,7 +109,39 @@ class ImagesApi:
         image_id, dot, extension = image.partition(".")
         if dot:
             return self.download_converted(request, principal, image_id, extension)
-        return json_response(self.images.find(principal.team, image_id).view())
+        record = self.images.find(principal.team, image_id)
+        return json_response({**record.view(), **self.links.record_urls(self.links.base(request), record)})
+
+    def create_link(self, request: flask.Request, principal: Principal, image: str) -> flask.Response:
+        """A signed link to the image, converted and transformed as asked, that opens without a key."""
+        body = read_json(request, max_bytes=self.max_json_bytes, allowed={"format", "ops", "expires_in"})
+        expires_in = body.get("expires_in", 3600)
+        low, high = signed.MIN_LINK_SECONDS, signed.MAX_LINK_SECONDS
+        if type(expires_in) is not int or not low <= expires_in <= high:
+            raise ApiError(400, f"expires_in must be an integer number of seconds from {low} to {high}")
+        fmt, ops = body.get("format"), body.get("ops")
+        if (fmt is not None and not isinstance(fmt, str)) or (ops is not None and not isinstance(ops, str)):
+            raise ApiError(400, "format and ops must be strings")
+        if ops is not None and fmt is None:
+            raise ApiError(400, "ops need a format (the original is served as uploaded)")
+        params: list[tuple[str, str]] = []
+        if fmt is not None:
+            try:
+                extension = transforms.output_format(fmt).extension
+                pipeline = transforms.parse_ops(ops or "")
+            except transforms.InvalidOperation as exc:
+                raise ApiError(400, str(exc)) from None
+            if pipeline.splits:
+                raise ApiError(400, "split gives four images: link one with split:tl, split:tr, split:bl or split:br")
+            path = f"/v1/images/{image}.{extension}"
+            params = [("ops", str(pipeline))] if pipeline.ops else []
+        else:
+            path = f"/v1/images/{image}/original"
+        record = self.images.find(principal.team, image)  # after the checks: a bad request costs no lookup
+        expires = int(self.links.links.clock().timestamp()) + expires_in
+        url = self.links.url(self.links.base(request), path.replace(image, record.id), record.team, params, expires)
+        expires_at = dt.datetime.fromtimestamp(expires, dt.timezone.utc).isoformat()
+        return json_response({"url": url, "expires_at": expires_at}, 201)
 
     def delete_image(self, request: flask.Request, principal: Principal, image: str) -> flask.Response:
         self.images.delete(self.images.find(principal.team, image))
@@ -126,7 +175,7 @@ class ImagesApi:
         """The image converted to `extension` with the `ops=` pipeline (or single-parameter forms) applied."""
         try:
             fmt = transforms.output_format(extension)
-            pipeline = transforms.parse_query(request.args.items(multi=True))
+            pipeline = transforms.parse_query(request.args.items(multi=True), ignore=signed.LINK_PARAMS)
         except transforms.InvalidOperation as exc:
             raise ApiError(400, str(exc)) from None
         if pipeline.splits:
@@ -146,13 +195,14 @@ class ImagesApi:
         if request.if_none_match.contains_weak(etag):
             return flask.Response(status=304, headers=headers)
         timings = Timings()
-        out = self.images.render(record, pipeline, fmt.extension, timings)
+        out = self.images.rendition(record, pipeline, fmt.extension, timings)
         headers["Server-Timing"] = timings.header()
+        headers["X-Rendition-Cache"] = "hit" if out.cached else "miss"
         filename = f"{record.id}.{out.extension}"
         headers["Content-Disposition"] = f'inline; filename="{filename}"'
         if request.method == "HEAD":
             return flask.Response(out.data, status=200, mimetype=out.mime_type, headers=headers)
-        body = self.images.deliver(etag, out.data, out.mime_type, out.extension, filename)
+        body = self.images.deliver_rendition(out, filename)
         if body.url:
             return _redirect(body.url, headers)
         return flask.Response(body.data, status=200, mimetype=out.mime_type, headers=headers)

@@ -15,11 +15,11 @@ import json
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import flask
 
 from aperture.api.auth import keyed
+from aperture.api.image_links import ImageLinks, job_output
 from aperture.api.json_io import json_response
 from aperture.api.routing import Router
 from aperture.domain.errors import ApiError
@@ -34,15 +34,16 @@ if TYPE_CHECKING:
 def build(container: Container) -> Callable[[flask.Request], flask.Response]:
     """The `jobs` function's handler, over the container's services."""
     config = container.config
-    api = JobsApi(container.job_service, max_json_bytes=config.max_job_json_bytes, public_url=config.public_url)
-    return keyed(container.access, api.router)
+    links = ImageLinks(container.links, config.public_url)
+    api = JobsApi(container.job_service, max_json_bytes=config.max_job_json_bytes, links=links)
+    return keyed(container.access, api.router, container.links, job_output)
 
 
 class JobsApi:
-    def __init__(self, jobs: JobService, *, max_json_bytes: int, public_url: str):
+    def __init__(self, jobs: JobService, *, max_json_bytes: int, links: ImageLinks):
         self.jobs = jobs
         self.max_json_bytes = max_json_bytes
-        self.public_url = public_url
+        self.links = links
         self.router = Router(
             [
                 ("/v1/jobs", ("POST",), self.submit),
@@ -54,7 +55,7 @@ class JobsApi:
         )
 
     def _base(self, request: flask.Request) -> str:
-        return self.public_url or request.host_url.rstrip("/")
+        return self.links.base(request)
 
     def submit(self, request: flask.Request, principal: Principal) -> flask.Response:
         job = self.jobs.submit(principal, self._body(request))
@@ -111,7 +112,8 @@ class JobsApi:
 
     def _view(self, request: flask.Request, view: JobView) -> dict[str, Any]:
         job, counts = view.job, view.counts
-        base = f"{self._base(request)}/v1/jobs/{job.job_id}"
+        root = self._base(request)
+        base = f"{root}/v1/jobs/{job.job_id}"
         out: dict[str, Any] = {
             "job_id": job.job_id,
             "status": counts.status().value,
@@ -130,11 +132,17 @@ class JobsApi:
             "status_url": base,
         }
         if view.items is not None:
-            out["items"] = [_item_view(base, item) for item in view.items]
+            expires = self.links.links.expiry()
+
+            def output_url(name: str) -> str:
+                path = f"/v1/jobs/{job.job_id}/outputs/{name}"
+                return self.links.url(root, path, job.team, [], expires)
+
+            out["items"] = [_item_view(output_url, item) for item in view.items]
         return out
 
 
-def _item_view(base: str, item: JobItem) -> dict[str, Any]:
+def _item_view(output_url: Callable[[str], str], item: JobItem) -> dict[str, Any]:
     view: dict[str, Any] = {
         "index": item.index,
         "input": item.input,
@@ -144,7 +152,8 @@ def _item_view(base: str, item: JobItem) -> dict[str, Any]:
         "attempts": item.attempts,
         "started_at": item.started_at,
         "finished_at": item.finished_at,
-        "outputs": [{"name": name, "url": f"{base}/outputs/{quote(name)}"} for name in item.outputs],
+        # Signed: the link opens without a key, in a browser or any download tool.
+        "outputs": [{"name": name, "url": output_url(name)} for name in item.outputs],
     }
     if item.error:
         view["error"] = item.error

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import flask
 
 from aperture.api.auth import keyed
+from aperture.api.image_links import ImageLinks
 from aperture.api.json_io import json_response, parse_time
 from aperture.api.routing import Router
 from aperture.domain.errors import ApiError
@@ -26,20 +27,20 @@ from aperture.services.search import MAX_LIMIT, Filters, Hit, SearchService
 if TYPE_CHECKING:
     from aperture.container import Container
 
-THUMBNAIL = "ops=resize:256x256"
 _LIMIT = re.compile(r"\d{1,4}")
 _SCORE = re.compile(r"-?(?:\d{1,3}(?:\.\d{1,9})?|\.\d{1,9})")
 
 
 def build(container: Container) -> Callable[[flask.Request], flask.Response]:
     """The `search` function's handler, over the container's services."""
-    return keyed(container.access, SearchApi(container.search, public_url=container.config.public_url).router)
+    links = ImageLinks(container.links, container.config.public_url)
+    return keyed(container.access, SearchApi(container.search, links=links).router)
 
 
 class SearchApi:
-    def __init__(self, search: SearchService, *, public_url: str):
+    def __init__(self, search: SearchService, *, links: ImageLinks):
         self.search = search
-        self.public_url = public_url
+        self.links = links
         self.router = Router(
             [
                 ("/v1/search", ("GET",), self.query),
@@ -79,14 +80,14 @@ class SearchApi:
         return json_response(self.search.reembed(principal.team, image))
 
     def _answer(self, request: flask.Request, hits: list[Hit]) -> flask.Response:
-        base = self.public_url or request.host_url.rstrip("/")
+        base = self.links.base(request)
         return json_response(
-            {"results": [_hit_view(base, hit) for hit in hits], "embedding_model": self.search.model},
+            {"results": [_hit_view(self.links, base, hit) for hit in hits], "embedding_model": self.search.model},
             headers={"Cache-Control": "private, no-store"},
         )
 
 
-def _hit_view(base: str, hit: Hit) -> dict[str, Any]:
+def _hit_view(links: ImageLinks, base: str, hit: Hit) -> dict[str, Any]:
     record = hit.record
     return {
         "id": record.id,
@@ -99,7 +100,7 @@ def _hit_view(base: str, hit: Hit) -> dict[str, Any]:
         "filename": record.filename,
         "camera": record.camera,
         "created_at": record.created_at,
-        "thumbnail_url": f"{base}/v1/images/{record.id}.jpg?{THUMBNAIL}",
+        "thumbnail_url": links.thumbnail(base, record),
     }
 
 

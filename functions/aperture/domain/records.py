@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,17 @@ EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,190}")
 def object_name(team: str, image_id: str, extension: str) -> str:
     """Where a team image lives in the uploads bucket; generated, never taken from a client."""
     return f"teams/{team}/{image_id}.{extension}"
+
+
+def rendition_prefix(team: str, image_id: str) -> str:
+    """Where an image's cached renditions live in the derived bucket (all deleted with the image)."""
+    return f"renditions/{team}/{image_id}/"
+
+
+def rendition_name(team: str, image_id: str, pipeline: str, extension: str) -> str:
+    """The cached rendition of (image, canonical pipeline, format): equal requests share one object."""
+    digest = hashlib.sha256(f"{pipeline}\0{extension}".encode()).hexdigest()[:40]
+    return f"{rendition_prefix(team, image_id)}{digest}.{extension}"
 
 
 # -- roles -------------------------------------------------------------------------

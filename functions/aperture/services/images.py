@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aperture.domain import transforms
-from aperture.domain.errors import ApiError
+from aperture.domain.errors import ApiError, Gone
 from aperture.domain.imaging import pixels
-from aperture.domain.records import IMAGE_ID, ImageRecord, ObjectInfo, Totals
+from aperture.domain.records import IMAGE_ID, ImageRecord, ObjectInfo, Totals, rendition_name
 from aperture.runtime.timing import Timings
 from aperture.services.deletion import ImageDeleter
 
@@ -40,6 +40,17 @@ class Body:
 
     data: bytes = b""
     url: str | None = None
+
+
+@dataclass(frozen=True)
+class Rendition:
+    """A converted image: rendered now, or read back from the rendition cache."""
+
+    data: bytes
+    mime_type: str
+    extension: str
+    cached: bool
+    name: str | None = None  # its object in the derived bucket, when stored there
 
 
 class ImageService:
@@ -131,6 +142,49 @@ class ImageService:
             disposition=f'inline; filename="{filename}"',
         )
         return Body(url=url)
+
+    def rendition(
+        self, record: ImageRecord, pipeline: transforms.Pipeline, extension: str, timings: Timings
+    ) -> Rendition:
+        """The image with `pipeline` applied as `extension`, from the rendition cache when it is there.
+
+        Renditions are kept in the derived bucket under (team, id, canonical
+        pipeline, format), written create-only after the first render, so a
+        gallery's thumbnails are rendered once whoever asks; the image's
+        deletion removes them (ImageDeleter). The source is content-addressed,
+        so a kept rendition never goes stale."""
+        name = rendition_name(record.team, record.id, str(pipeline), extension) if self._derived else None
+        if name is not None:
+            with timings.span("cache"):
+                cached = self._read_rendition(name)
+            if cached is not None:
+                return cached
+        out = self.render(record, pipeline, extension, timings)
+        if name is not None:
+            with timings.span("store"):
+                self._objects.create(self._derived, name, out.data, out.mime_type)
+        return Rendition(out.data, out.mime_type, out.extension, cached=False, name=name)
+
+    def _read_rendition(self, name: str) -> Rendition | None:
+        info = self._objects.info(self._derived, name)
+        if info is None:
+            return None
+        try:
+            data = self._objects.read(info)
+        except Gone:  # deleted with its image meanwhile: render it again
+            return None
+        extension = name.rsplit(".", 1)[-1]
+        mime_type = info.content_type or transforms.output_format(extension).mime_type
+        return Rendition(data, mime_type, transforms.output_format(extension).extension, cached=True, name=name)
+
+    def deliver_rendition(self, rendition: Rendition, filename: str) -> Body:
+        """A rendition as a response body; over the response limit, a signed URL of its cached object."""
+        if not self._max_response_bytes or len(rendition.data) <= self._max_response_bytes or rendition.name is None:
+            return self.deliver(filename, rendition.data, rendition.mime_type, rendition.extension, filename)
+        assert self._signer is not None
+        expires = self._clock() + dt.timedelta(seconds=RESPONSE_LINK_SECONDS)
+        disposition = f'inline; filename="{filename}"'
+        return Body(url=self._signer.get_url(self._derived, rendition.name, expires, disposition=disposition))
 
     def render(
         self, record: ImageRecord, pipeline: transforms.Pipeline, extension: str, timings: Timings

@@ -132,6 +132,17 @@ class ObjectStore:
         except (gexc.NotFound, gexc.PreconditionFailed):
             pass
 
+    def delete_prefix(self, bucket: str, prefix: str) -> int:
+        """Delete every object whose name starts with `prefix`; how many were deleted."""
+        deleted = 0
+        for blob in self._client.list_blobs(bucket, prefix=prefix):
+            try:
+                blob.delete()
+                deleted += 1
+            except gexc.NotFound:
+                pass  # deleted meanwhile: the outcome wanted
+        return deleted
+
     def copy(self, bucket: str, name: str, generation: int, target: str) -> bool:
         """Copy one generation to a new name, create-only; False when the target exists."""
         source = self._client.bucket(bucket)

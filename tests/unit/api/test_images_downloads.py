@@ -13,9 +13,11 @@ import flask
 import pytest
 from PIL import Image
 
+from aperture.api.image_links import ImageLinks
 from aperture.api.images import ImagesApi
 from aperture.api.stats import StatsAnswers
 from aperture.config import Config
+from aperture.domain.links import Links
 from aperture.domain.records import Principal
 from aperture.services.deletion import ImageDeleter
 from aperture.services.images import ImageService
@@ -44,7 +46,8 @@ def world():
             derived_bucket=DERIVED,
             signer=signer,
         )
-        return ImagesApi(service, StatsAnswers(StatsService(objects, histograms, max_pixels=MAX_PIXELS), "no-cache"))
+        stats = StatsAnswers(StatsService(objects, histograms, max_pixels=MAX_PIXELS), "no-cache")
+        return ImagesApi(service, stats, ImageLinks(Links(b"k" * 32), "https://api.example"))
 
     return api, record, objects, signer
 
@@ -105,6 +108,7 @@ def test_a_conversion_over_the_limit_is_a_redirect_with_the_same_bytes(world):
     assert direct.status_code == 200 and len(direct.get_data()) > 1000
     assert redirected.status_code == 307 and redirected.get_data() == b""
     [(bucket, name, _, disposition)] = signer.read_links
+    assert name.startswith(f"renditions/{record.team}/{record.id}/")  # the cached rendition itself, no copy
     assert redirected.headers["Location"].startswith(f"https://storage.test/{bucket}/{name}?")
     copy = objects.read(objects.info(DERIVED, name))
     assert copy == direct.get_data()
@@ -123,4 +127,5 @@ def test_a_small_conversion_is_answered_directly_even_with_a_small_limit(world):
     response = call(api(1000), f"/v1/images/{record.id}.jpg?resize=8x8")
 
     assert response.status_code == 200 and response.mimetype == "image/jpeg"
-    assert signer.read_links == [] and objects.names(DERIVED) == set()
+    # no copy under responses/ and no link: only the rendition cache's entry
+    assert signer.read_links == [] and [n.split("/")[0] for n in objects.names(DERIVED)] == ["renditions"]

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import urllib.parse
 
 import flask
 import pytest
 
 from aperture.api.errors import guarded
+from aperture.api.image_links import ImageLinks
 from aperture.api.search import SearchApi
 from aperture.domain.errors import ApiError
+from aperture.domain.links import Links
 from aperture.domain.records import ImageRecord, ImageStatus, Principal
 from aperture.services.search import Filters, Hit
 
@@ -74,13 +77,16 @@ class SpySearch:
         return {"id": image_id, "embedding_model": self.model, "changed": True}
 
 
+LINKS = Links(b"k" * 32)
+
+
 @pytest.fixture
 def spy() -> SpySearch:
     return SpySearch()
 
 
 def call(spy, method: str, path: str, query: dict | None = None, *, public_url: str = PUBLIC, role: str = "member"):
-    api = SearchApi(spy, public_url=public_url)
+    api = SearchApi(spy, links=ImageLinks(LINKS, public_url))
     request = flask.Request.from_values(base_url="http://search.internal", path=path, query_string=query, method=method)
     principal = Principal("key_0123456789abcdef", "usr_0123456789abcdef", TEAM, role)
     response, _ = guarded(request, lambda: api.router(request, principal))
@@ -97,6 +103,11 @@ def test_search_passes_the_query_and_defaults(spy):
     assert spy.calls == [("search", (TEAM, "cup of coffee"), {"limit": 20, "min_score": None, "filters": Filters()})]
     assert headers["Cache-Control"] == "private, no-store"
     assert body["embedding_model"] == "tiny:v1"
+    thumbnail = urllib.parse.urlsplit(body["results"][0].pop("thumbnail_url"))
+    assert f"{thumbnail.scheme}://{thumbnail.netloc}" == PUBLIC and thumbnail.path == f"/v1/images/{IMAGE}.jpg"
+    params = urllib.parse.parse_qsl(thumbnail.query)
+    assert params[0] == ("ops", "resize:256x256")
+    assert LINKS.verify("GET", thumbnail.path, params).team == TEAM  # signed: opens without a key
     assert body["results"] == [
         {
             "id": IMAGE,
@@ -109,7 +120,6 @@ def test_search_passes_the_query_and_defaults(spy):
             "filename": "mug.jpg",
             "camera": "Canon EOS",
             "created_at": "2024-05-01T12:00:00Z",
-            "thumbnail_url": f"{PUBLIC}/v1/images/{IMAGE}.jpg?ops=resize:256x256",
         }
     ]
 

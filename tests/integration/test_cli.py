@@ -24,16 +24,22 @@ from tests.support.images import encode, random_image
 SCRIPT = Path(sys.executable).parent / "aperture"
 
 
-@pytest.fixture
-def cli(stack):
-    """cli(*args, key=KEY) -> click Result; the environment holds only what is given."""
+def runner(stack):
+    """run(*args, key=KEY, input=TEXT) -> click Result; the environment holds only what is
+    given; `input` is stdin (answers to prompts)."""
 
-    def run(*args: str, key: str | None = None, **env: str | None):
+    def run(*args: str, key: str | None = None, input: str | None = None, **env: str | None):  # noqa: A002
         environ = {"APERTURE_URL": stack.gateway_url, "APERTURE_API_KEY": key, "DEMO_API_KEY": None}
         environ.update(env)
-        return CliRunner().invoke(main, list(args), env=environ, catch_exceptions=False)
+        return CliRunner().invoke(main, list(args), env=environ, input=input, catch_exceptions=False)
 
     return run
+
+
+@pytest.fixture
+def cli(stack):
+    """The CLI in-process against the stack (`runner`)."""
+    return runner(stack)
 
 
 def ok(result) -> str:

@@ -212,11 +212,16 @@ def test_jobs_and_outputs_are_invisible_to_other_teams(gateway, make_caller):
     job = wait_finished(
         gateway, alice, submit(gateway, alice, [{"input": image_id, "output": "o.png"}], ["grayscale"]).json()["job_id"]
     )
-    url = job["items"][0]["outputs"][0]["url"]
+    signed = job["items"][0]["outputs"][0]["url"]
+    keyed_url = signed.split("?", 1)[0]  # the output's path, without alice's signature
+    forged = signed.replace("team=team-a", "team=team-b")
 
     assert gateway.get(f"/v1/jobs/{job['job_id']}", headers=bob.headers).status_code == 404
     assert gateway.delete(f"/v1/jobs/{job['job_id']}", headers=bob.headers).status_code == 404
-    assert gateway.get(url, headers=bob.headers).status_code == 404
+    assert gateway.get(keyed_url, headers=bob.headers).status_code == 404
+    assert gateway.get(forged).status_code == 403
+    # the signed link itself is a bearer credential: whoever alice hands it to may read it, without a key
+    assert gateway.get(signed).status_code == 200
     assert gateway.get("/v1/jobs", headers=bob.headers).json()["jobs"] == []
     assert [j["job_id"] for j in gateway.get("/v1/jobs", headers=alice.headers).json()["jobs"]] == [job["job_id"]]
 

@@ -6,6 +6,7 @@ import io
 from importlib import resources
 
 import pytest
+import requests
 from PIL import Image
 
 from tests.support.api import settled, upload
@@ -57,7 +58,10 @@ def test_a_prompt_ranks_the_matching_photo_first(gateway, team_photos, query, ex
     results = response.json()["results"]
     assert results[0]["id"] == ids[expected], [(r["filename"], r["score"]) for r in results]
     assert results[0]["score"] > results[-1]["score"]
-    assert results[0]["thumbnail_url"].endswith(f"/v1/images/{ids[expected]}.jpg?ops=resize:256x256")
+    path, _, query = results[0]["thumbnail_url"].partition("?")
+    assert path.endswith(f"/v1/images/{ids[expected]}.jpg") and query.startswith("ops=resize%3A256x256&team=team-a&")
+    thumbnail = requests.get(results[0]["thumbnail_url"], timeout=60)  # a signed link: no key
+    assert thumbnail.status_code == 200 and thumbnail.headers["Content-Type"] == "image/jpeg"
     assert {"labels", "format", "size", "width", "height"} <= set(results[0])
 
 

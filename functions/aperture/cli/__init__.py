@@ -7,10 +7,12 @@ are a function that calls `settings.client().request(...)` and prints with
 when no key exists yet to call the API with. This module holds the shared
 parts and the identity commands (teams, users, keys, whoami, bootstrap);
 `aperture.cli.jobs` adds the `jobs` group (batch jobs, spec S9), `aperture.cli.search`
-the `search` and `reindex` commands (semantic search, spec S10).
+the `search` and `reindex` commands (semantic search, spec S10), `aperture.cli.images`
+`upload`, the `images` group, `get` and `stats` (spec S6, S8); `aperture.cli._retry` is
+the retry helper they share.
 
 Exit codes: 0 done, 1 the API (or the network, or Firestore) refused, or a
-watched job did not end `done`; 2 the command line or configuration is wrong
+watched job did not end `done`, or an upload had a rejected file; 2 the command line or configuration is wrong
 (no key, bad URL, bad option, a job file that is not JSON).
 Keys are never printed, except the one a command has just created.
 """
@@ -161,44 +163,52 @@ class ApiClient:
         except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets, cut answers
             raise self._unreachable(exc) from None
 
-    def download(self, path: str, dest: Path, *, chunk: int = 1 << 20) -> int:
-        """GET `path` into the file `dest`, streamed through a temporary file beside it (so an
-        interrupted download never leaves a partial file under the final name); the byte count.
-        `ApiError` for any non-2xx; `OSError` when `dest` cannot be written."""
+    def open_download(self, path: str):
+        """GET `path` as a stream of bytes (a file-like answer to close): the API's body, or, for a
+        307 to a signed storage URL (a body over the gateway's limit), that URL's, fetched without
+        the key. `ApiError` for any other non-2xx."""
         request = self._request("GET", path, None, {"Accept": "*/*"}, None)
         try:
-            answer = _opener.open(request, timeout=self.timeout)
+            return _opener.open(request, timeout=self.timeout)
         except urllib.error.HTTPError as exc:
             with exc:
                 response = Response(exc.code, exc.headers, exc.read(), str(exc.reason or ""))
             link = response.headers.get("Location") or ""
             if response.status == 307 and link.startswith(("https://", "http://")):
-                # A body over the gateway's limit: a signed URL of the bytes, fetched without the key.
-                answer = self._open_signed(link)
-            else:
-                raise ApiError.from_response(
-                    response.status, response.body, _redirect_note(response) or response.reason
-                )
+                return self._open_signed(link)
+            raise ApiError.from_response(
+                response.status, response.body, _redirect_note(response) or response.reason
+            ) from None
         except (OSError, http.client.HTTPException) as exc:
             raise self._unreachable(exc) from None
+
+    def download(self, path: str, dest: Path, *, chunk: int = 1 << 20) -> int:
+        """GET `path` into the file `dest`, streamed through a temporary file beside it (so an
+        interrupted download never leaves a partial file under the final name); the byte count.
+        `ApiError` for any non-2xx; `OSError` when `dest` cannot be written."""
+        answer = self.open_download(path)
         partial = dest.with_name(f".{dest.name}.part")
-        size = 0
         try:
             with answer, open(partial, "wb") as file:
-                while True:
-                    try:
-                        block = answer.read(chunk)
-                    except (OSError, http.client.HTTPException) as exc:
-                        raise self._unreachable(exc) from None
-                    if not block:
-                        break
-                    file.write(block)
-                    size += len(block)
+                size = self.copy(answer, file, chunk=chunk)
             os.replace(partial, dest)
         finally:
             with contextlib.suppress(OSError):
                 partial.unlink(missing_ok=True)
         return size
+
+    def copy(self, answer: Any, out: Any, *, chunk: int = 1 << 20) -> int:
+        """The rest of a download's body written to the binary file `out`; the byte count."""
+        size = 0
+        while True:
+            try:
+                block = answer.read(chunk)
+            except (OSError, http.client.HTTPException) as exc:
+                raise self._unreachable(exc) from None
+            if not block:
+                return size
+            out.write(block)
+            size += len(block)
 
     def _open_signed(self, link: str):
         """GET a signed storage URL (no API key, no redirects); ApiError for a non-2xx answer."""
@@ -455,7 +465,7 @@ KEY_COLUMNS = [
 )
 @click.version_option(VERSION, prog_name="aperture")
 def main() -> None:
-    """Operate Aperture: teams, users, API keys, batch jobs and search.
+    """Operate Aperture: teams, users, API keys, images, batch jobs and search.
 
     Every command but `bootstrap` calls the HTTP API at --url with the API key
     from --key. Run `aperture COMMAND --help` for a command's options.
@@ -727,9 +737,11 @@ def keys_revoke(settings: Settings, key_id: str) -> None:
     output(settings, key, lambda d: table([d], KEY_COLUMNS))
 
 
-# jobs and search (aperture/cli/jobs.py registers the `jobs` group on `main`,
-# aperture/cli/search.py the `search` and `reindex` commands) ---------------------------
+# jobs, search and images (aperture/cli/jobs.py registers the `jobs` group on `main`,
+# aperture/cli/search.py the `search` and `reindex` commands, aperture/cli/images.py
+# `upload`, the `images` group, `get` and `stats`) ---------------------------------------
 
+from aperture.cli import images as _images  # noqa: E402, F401  (upload, images, get, stats)
 from aperture.cli import jobs as _jobs  # noqa: E402, F401  (last: they import the helpers above)
 from aperture.cli import search as _search  # noqa: E402, F401
 

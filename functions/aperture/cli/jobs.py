@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -45,6 +45,7 @@ from aperture.cli import (
     segment,
     table,
 )
+from aperture.cli._retry import with_retries
 
 ACTIVE = frozenset({"queued", "running"})  # every other status is final
 STATES = ("done", "failed", "cancelled", "running", "queued")
@@ -53,11 +54,12 @@ UPLOAD_MAX_FILES = 100  # files per upload request (the API's APERTURE_MAX_FILES
 UPLOAD_MAX_BYTES = 31 * 1024 * 1024  # file bytes per request: bodies are capped at 32 MiB, framing included
 DOWNLOAD_WORKERS = 8
 POLL_RETRIES = 5  # consecutive failed polls (network, 429, 5xx) a watch rides out
-RETRYABLE = frozenset({429, 500, 502, 503, 504})
 SHOWN_PROBLEMS = 50  # per-item lines printed after a job that did not end done
 DEFAULT_INTERVAL = 1.0
 
-_sleep = time.sleep  # tests replace it
+T = TypeVar("T")
+
+_sleep = time.sleep  # between two polls of a watch (tests replace it; retries wait in _retry)
 
 
 # -- the job file --------------------------------------------------------------------
@@ -124,11 +126,12 @@ def with_ids(body: Mapping[str, Any], inputs: Sequence[LocalInput], ids: Mapping
 # -- uploads -------------------------------------------------------------------------
 
 
-def batches(sizes: Sequence[tuple[Path, int]], max_files: int, max_bytes: int) -> list[list[Path]]:
-    """Files grouped in order into requests of at most `max_files` files and `max_bytes` bytes
-    (a larger file goes alone, and the API says whether it takes it)."""
-    out: list[list[Path]] = []
-    current: list[Path] = []
+def batches(sizes: Sequence[tuple[T, int]], max_files: int, max_bytes: int) -> list[list[T]]:
+    """Files (of any kind, with their sizes) grouped in order into requests of at most
+    `max_files` files and `max_bytes` bytes (a larger file goes alone, and the API says
+    whether it takes it). `aperture upload` uses it too."""
+    out: list[list[T]] = []
+    current: list[T] = []
     used = 0
     for path, size in sizes:
         if current and (len(current) >= max_files or used + size > max_bytes):
@@ -323,17 +326,7 @@ def problems(job: Mapping[str, Any], limit: int = SHOWN_PROBLEMS) -> list[str]:
 
 def poll(client: ApiClient, job_id: str, retries: int = 0) -> dict[str, Any]:
     """`GET /v1/jobs/JOB_ID`, riding out `retries` network failures, 429s and 5xx in a row."""
-    for attempt in range(retries + 1):
-        try:
-            return client.request("GET", f"/v1/jobs/{segment(job_id)}")
-        except ApiError as exc:
-            if exc.status not in RETRYABLE or attempt == retries:
-                raise
-        except CliError:  # unreachable, timed out, a body that is not JSON
-            if attempt == retries:
-                raise
-        _sleep(min(2.0**attempt, 10.0))
-    raise AssertionError("unreachable")
+    return with_retries(lambda: client.request("GET", f"/v1/jobs/{segment(job_id)}"), retries)
 
 
 def follow(settings: Settings, client: ApiClient, job_id: str, interval: float) -> dict[str, Any]:

@@ -18,22 +18,19 @@ from __future__ import annotations
 
 import functools
 import sys
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import click
 
 from aperture.cli import ApiClient, ApiError, CliError, Settings, fields, main, output, pass_settings, segment, table
+from aperture.cli._retry import with_retries
 
 PAGE = 200  # images per GET /v1/images page (the API's largest)
 RETRIES = 5  # consecutive transient failures (network, 429, 5xx) ridden out per request
-RETRYABLE = frozenset({429, 500, 502, 503, 504})
 FATAL = frozenset({401, 403})  # the key stopped working: no later request would do better
 SHOWN_FAILURES = 50
-
-_sleep = time.sleep  # tests replace it
 
 
 # -- search -----------------------------------------------------------------------------
@@ -116,7 +113,7 @@ def plan(client: ApiClient, model: str) -> Plan:
     cursor = None
     while True:
         page = with_retries(
-            functools.partial(client.request, "GET", "/v1/images", params={"limit": PAGE, "cursor": cursor})
+            functools.partial(client.request, "GET", "/v1/images", params={"limit": PAGE, "cursor": cursor}), RETRIES
         )
         for image in page.get("images") or []:
             if not isinstance(image, dict) or not isinstance(image.get("id"), str):
@@ -130,21 +127,6 @@ def plan(client: ApiClient, model: str) -> Plan:
         cursor = page.get("next_cursor")
         if not cursor:
             return found
-
-
-def with_retries(call: Callable[[], Any], retries: int = RETRIES) -> Any:
-    """`call()`, riding out `retries` network failures, 429s and 5xx in a row, with backoff."""
-    for attempt in range(retries + 1):
-        try:
-            return call()
-        except ApiError as exc:
-            if exc.status not in RETRYABLE or attempt == retries:
-                raise
-        except CliError:  # unreachable, timed out, a body that is not JSON
-            if attempt == retries:
-                raise
-        _sleep(min(2.0**attempt, 10.0))
-    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -162,7 +144,7 @@ class Outcome:
 def reembed(client: ApiClient, image: Mapping[str, Any], outcome: Outcome) -> None:
     """POST /v1/images/{id}/embedding for one image, its result counted in `outcome`."""
     try:
-        answer = with_retries(lambda: client.request("POST", f"/v1/images/{segment(image['id'])}/embedding"))
+        answer = with_retries(lambda: client.request("POST", f"/v1/images/{segment(image['id'])}/embedding"), RETRIES)
     except ApiError as exc:
         if exc.status in FATAL:
             raise
@@ -225,7 +207,7 @@ def reindex(settings: Settings, dry_run: bool) -> None:
     client = settings.client()
     outcome = Outcome()
     try:
-        model = with_retries(lambda: client.request("GET", "/v1/search/model"))["embedding_model"]
+        model = with_retries(lambda: client.request("GET", "/v1/search/model"), RETRIES)["embedding_model"]
         click.echo(f"current embedding model: {model}; reading your team's images", err=True)
         found = plan(client, model)
         click.echo(

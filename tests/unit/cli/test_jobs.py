@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from aperture import cli
+from aperture.cli import _retry as cli_retry
 from aperture.cli import jobs as cli_jobs
 
 KEY = "apk_" + "k" * 43
@@ -66,6 +67,7 @@ def api(monkeypatch):
     fake = FakeApi()
     monkeypatch.setattr(cli, "_opener", fake)
     monkeypatch.setattr(cli_jobs, "_sleep", lambda seconds: None)
+    monkeypatch.setattr(cli_retry, "_sleep", lambda seconds: None)
     return fake
 
 

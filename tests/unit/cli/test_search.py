@@ -10,6 +10,7 @@ import urllib.parse
 import pytest
 
 from aperture import cli
+from aperture.cli import _retry as cli_retry
 from aperture.cli import search as cli_search
 from tests.unit.cli.test_jobs import FakeApi, invoke
 
@@ -21,7 +22,7 @@ OLD = "local:minilm-efficientnet:384"
 def api(monkeypatch):
     fake = FakeApi()
     monkeypatch.setattr(cli, "_opener", fake)
-    monkeypatch.setattr(cli_search, "_sleep", lambda seconds: None)
+    monkeypatch.setattr(cli_retry, "_sleep", lambda seconds: None)
     return fake
 
 

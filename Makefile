@@ -43,7 +43,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy functions/aperture/domain functions/aperture/services
 	$(VENV)/bin/lint-imports
 
-# The browser tests (tests/browser) drive Debian's chromium through Playwright
+# The browser tests (tests/integration/test_browser.py) drive Debian's chromium through Playwright
 # (Playwright's own browser download cannot work offline). Installed with apt
 # when missing; a machine where that is impossible is told what to install.
 CHROMIUM ?= /usr/bin/chromium

@@ -34,6 +34,7 @@ CAT_SIZE = Image.open(io.BytesIO(CAT[2])).size
 # assertions poll up to 20 s rather than Playwright's default 5 s.
 expect.set_options(timeout=20_000)
 
+
 @pytest.fixture(scope="module")
 def browser():
     with sync_playwright() as playwright:

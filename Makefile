@@ -7,7 +7,7 @@ TOOLS := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)/scripts
 
-.PHONY: run test lint bench prereqs browser venv clean deploy
+.PHONY: run test lint bench fuzz prereqs browser venv clean deploy
 
 # functions/requirements.txt installs from inside functions/, where its local path
 # (native/jpegrows) resolves, as in Cloud Functions and the Dockerfile.
@@ -64,6 +64,16 @@ bench: prereqs
 	@for script in scripts/bench/[a-z]*.py; do \
 	  case $$script in */benchlib.py|*/search_set.py) continue;; esac; \
 	  echo "== $$script"; $(PY) $$script || exit 1; \
+	done
+
+# Longer fuzzing runs than `make test`'s bounded ones: every scripts/fuzz/*.py
+# (api.py: schemathesis against the API on its own local stack; parsers.py:
+# atheris over the upload validator and the operation parsers; FUZZ_ARGS,
+# e.g. FUZZ_ARGS="--seconds 600", go to each script).
+fuzz: prereqs
+	$(PY) -m pip install --quiet -r requirements-fuzz.txt
+	@for script in scripts/fuzz/[a-z]*.py; do \
+	  echo "== $$script"; $(PY) $$script $(FUZZ_ARGS) || exit 1; \
 	done
 
 deploy:

@@ -51,7 +51,27 @@ class Config:
         "Largest width*height decoded; bigger images answer 422 (decompression-bomb guard).",
     )
     stats_memory_entries: int = _setting(
-        "APERTURE_STATS_MEMORY_ENTRIES", 512, "Histograms kept in the in-process LRU cache per instance."
+        "APERTURE_STATS_MEMORY_ENTRIES",
+        512,
+        "Most images whose histograms the in-process LRU cache keeps per instance (each counts as at least "
+        "APERTURE_STATS_MEMORY_BYTES / this many bytes).",
+    )
+    stats_memory_bytes: int = _setting(
+        "APERTURE_STATS_MEMORY_BYTES",
+        256 * 1024 * 1024,
+        "Bytes of histograms the in-process LRU cache keeps per instance (and per cache: source and team "
+        "statistics have one each); an image's histograms larger than this are not kept in memory.",
+    )
+    max_output_pixels: int = _setting(
+        "APERTURE_MAX_OUTPUT_PIXELS",
+        100_000_000,
+        "Largest width*height of any image a conversion or job operation makes, intermediate or final (400 above).",
+    )
+    max_render_bytes: int = _setting(
+        "APERTURE_MAX_RENDER_BYTES",
+        1024 * 1024 * 1024,
+        "Largest memory one conversion or job item is estimated to need, from the header and the plan, before "
+        "decoding (400 above); 1 GiB fits the images function's 4 GiB instance at concurrency 3.",
     )
     stats_cache_control: str = _setting(
         "APERTURE_STATS_CACHE_CONTROL",
@@ -128,6 +148,12 @@ class Config:
     )
     max_metadata_bytes: int = _setting(
         "APERTURE_MAX_METADATA_BYTES", 256 * 1024, "Largest total EXIF/XMP/comment/text metadata in an upload."
+    )
+    max_jpeg_scans: int = _setting(
+        "APERTURE_MAX_JPEG_SCANS",
+        32,
+        "Most scans a JPEG upload may have (422 above): each scan of a progressive JPEG is a pass over every "
+        "coefficient, and encoders write about 10.",
     )
     public_url: str = _setting(
         "APERTURE_PUBLIC_URL", "", "Base URL clients reach the API at (the gateway); upload links point there."

@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # the real imports stay inside the builders: cold starts pay 
     from aperture.domain.imaging.validation import Limits
     from aperture.domain.jobs import JobLimits
     from aperture.domain.links import Links
+    from aperture.domain.transforms import Limits as RenderLimits
     from aperture.services.access import Access
     from aperture.services.deletion import ImageDeleter
     from aperture.services.images import ImageService
@@ -230,6 +231,7 @@ class Container:
             max_frames=config.max_frames,
             max_animation_pixels=config.max_animation_pixels,
             max_metadata_bytes=config.max_metadata_bytes,
+            max_jpeg_scans=config.max_jpeg_scans,
         )
 
     @_once
@@ -274,6 +276,7 @@ class Container:
             self.histograms,
             max_pixels=config.max_pixels,
             memory_entries=config.stats_memory_entries,
+            memory_bytes=config.stats_memory_bytes,
             max_stored_bytes=config.histogram_max_bytes,
         )
 
@@ -312,7 +315,16 @@ class Container:
             max_response_bytes=config.max_response_bytes,
             derived_bucket=config.derived_bucket,
             signer=self.url_signer,
+            render_limits=self.render_limits,
         )
+
+    @_once
+    def render_limits(self) -> RenderLimits:
+        """The budget of every render (conversions and job items): output pixels and memory."""
+        from aperture.domain.transforms import Limits
+
+        config = self.config
+        return Limits(max_output_pixels=config.max_output_pixels, max_render_bytes=config.max_render_bytes)
 
     @_once
     def job_limits(self) -> JobLimits:
@@ -352,6 +364,7 @@ class Container:
             derived_bucket=config.derived_bucket,
             max_pixels=config.max_pixels,
             limits=self.job_limits,
+            render_limits=self.render_limits,
             faults=Faults.parse(config.job_faults),
         )
 

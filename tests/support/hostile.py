@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import zipfile
@@ -45,6 +46,154 @@ def polyglot_png_html() -> bytes:
     return encode(random_image("RGB")) + b"<html><script>alert(1)</script></html>"
 
 
+def _zip() -> bytes:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("payload.html", "<script>alert(1)</script>")
+    return archive.getvalue()
+
+
+def _save(frames: list[Image.Image], fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    frames[0].save(buffer, fmt, save_all=len(frames) > 1, append_images=frames[1:], **options)
+    return buffer.getvalue()
+
+
+@functools.lru_cache
+def _gif_frame(width: int, height: int) -> bytes:
+    """One image descriptor and its LZW data: a width x height frame of colour 0 (a few KB)."""
+    data = _save([Image.new("P", (width, height), 0)], "GIF")
+    return data[data.index(b"\x2c", 19) : -1]
+
+
+# A frame whose LZW data stops at once: any decoder fails on it ("truncated").
+UNDECODABLE_GIF_DATA = b"\x02\x02\x4c\x01\x00"
+
+
+def gif_small_first_frame(frames: int, size=(4000, 4000), decodable: bool = True) -> bytes:
+    """A 1x1 GIF (first frame 1x1) followed by `frames` frames of `size`: Pillow grows the canvas."""
+    head = _save([Image.new("P", (1, 1), 0)], "GIF")[:-1]
+    if decodable:
+        later = _gif_frame(*size)
+    else:
+        later = b"\x2c" + struct.pack("<HHHHB", 0, 0, *size, 0) + UNDECODABLE_GIF_DATA
+    return head + later * frames + b"\x3b"
+
+
+def tiff_small_first_page(pages: int, size=(4000, 4000)) -> bytes:
+    """A 1x1 first page, then `pages` pages of `size` whose strips are absent (the file
+    ends after the directories: a decoder cannot read them)."""
+    ifds = bytearray()
+    count = pages + 1
+    first = 8
+    entry_size = 2 + 8 * 12 + 4
+    for n in range(count):
+        width, height = (1, 1) if n == 0 else size
+        following = 0 if n == count - 1 else first + (n + 1) * entry_size
+        entries = [
+            (256, 4, 1, width),
+            (257, 4, 1, height),
+            (258, 3, 1, 8),
+            (259, 3, 1, 1),
+            (262, 3, 1, 1),
+            (273, 4, 1, 0),  # strip at offset 0, zero bytes: nothing to decode
+            (278, 4, 1, height),
+            (279, 4, 1, 0),
+        ]
+        ifds += struct.pack("<H", len(entries))
+        for tag, kind, n_values, value in entries:
+            ifds += struct.pack("<HHII", tag, kind, n_values, value)
+        ifds += struct.pack("<I", following)
+    return b"II*\x00" + struct.pack("<I", first) + bytes(ifds)
+
+
+def progressive_jpeg(size=(320, 240), seed=0) -> bytes:
+    return encode(random_image("RGB", size=size, seed=seed), "JPEG", quality=90, progressive=True)
+
+
+def jpeg_bogus_progression(repeats: int = 5) -> bytes:
+    """A progressive JPEG whose last scan (and its table) is sent `repeats` more times: libjpeg
+    only warns ("Inconsistent progression sequence"), Pillow decodes it silently, and every
+    repeat costs a pass over the whole coefficient buffer."""
+    data = progressive_jpeg()
+    end = data.rindex(b"\xff\xd9")
+    last_table = data.rindex(b"\xff\xc4", 0, data.rindex(b"\xff\xda"))
+    return data[:end] + data[last_table:end] * repeats + data[end:]
+
+
+def jpeg_many_scans(scans: int = 64, decodable_data: bool = False) -> bytes:
+    """A greyscale progressive JPEG with a legal progression of `scans` scans (DC, then AC
+    coefficients one by one, then their refinements). The entropy-coded data of each scan is a
+    few junk bytes: only the structure can refuse it before decoding."""
+    gray = encode(random_image("L", size=(64, 64), seed=5), "JPEG", quality=90, progressive=True)
+    first_scan = gray.index(b"\xff\xda")
+    script = [(0, 0, 0, 0)] + [(k, k, 0, 1) for k in range(1, 64)] + [(k, k, 1, 0) for k in range(1, 64)]
+    body = bytearray()
+    for first, last, high, low in script[:scans]:
+        body += b"\xff\xda" + struct.pack(">HBBBBBB", 8, 1, 1, 0x00, first, last, high << 4 | low)
+        body += b"\x00" * 8
+    return gray[:first_scan] + bytes(body) + b"\xff\xd9"
+
+
+def jpeg_with_hidden_image() -> bytes:
+    """A JPEG, then a second whole JPEG: the file ends in FFD9, like the first image."""
+    return jpeg(seed=30) + jpeg(size=(32, 32), seed=31)
+
+
+def jpeg_hiding_zip_before_eoi() -> bytes:
+    return jpeg(seed=32) + _zip() + b"\xff\xd9"
+
+
+def polyglot_gif_zip() -> bytes:
+    return _save([random_image("RGB", seed=33).convert("P")], "GIF") + _zip()
+
+
+def polyglot_webp_html() -> bytes:
+    return encode(random_image("RGB", seed=34), "WEBP") + b"<html><script>alert(1)</script></html>"
+
+
+def polyglot_tiff_zip() -> bytes:
+    return encode(random_image("RGB", seed=35), "TIFF") + _zip()
+
+
+def polyglot_bmp_zip() -> bytes:
+    return encode(random_image("RGB", seed=36), "BMP") + _zip()
+
+
+def icc_blob(size: int = 300_000) -> bytes:
+    """Bytes embedded as an ICC profile (never parsed as one by the validator)."""
+    return bytes(range(256)) * (size // 256)
+
+
+def with_huge_icc(fmt: str, size: int = 300_000) -> bytes:
+    """An image of `fmt` carrying an ICC profile of `size` bytes."""
+    image = random_image("RGB", seed=37)
+    if fmt == "GIF":  # an ICCRGBG1012 application extension, as browsers read it
+        data = _save([image.convert("P")], "GIF")
+        blob = icc_blob(size)
+        blocks = b"".join(bytes([len(c)]) + c for c in (blob[i : i + 255] for i in range(0, len(blob), 255)))
+        extension = b"\x21\xff\x0bICCRGBG1012" + blocks + b"\x00"
+        at = data.index(b"\x2c", 13)
+        return data[:at] + extension + data[at:]
+    if fmt == "BMP":
+        return bmp_v5_with_profile(icc_blob(size))
+    return encode(image, fmt, icc_profile=icc_blob(size))
+
+
+def bmp_v5_with_profile(profile: bytes, size=(8, 4)) -> bytes:
+    """A 24-bit BMP with a BITMAPV5HEADER and an embedded ICC profile after its pixels."""
+    width, height = size
+    stride = (width * 3 + 3) // 4 * 4
+    pixels = bytes(stride * height)
+    offset = 14 + 124
+    header = struct.pack("<IiiHHIIiiII", 124, width, height, 1, 24, 0, len(pixels), 2835, 2835, 0, 0)
+    header += bytes(16) + struct.pack("<I", 0x4D424544) + bytes(36 + 12)  # masks, 'MBED', endpoints, gamma
+    # intent, then the profile's offset (from the start of this header) and size
+    header += struct.pack("<IIII", 4, 124 + len(pixels), len(profile), 0)
+    total = offset + len(pixels) + len(profile)
+    return b"BM" + struct.pack("<IHHI", total, 0, 0, offset) + header + pixels + profile
+
+
 # name -> (filename, bytes, expected per-file status code)
 def corpus() -> dict[str, tuple[str, bytes, int]]:
     full = jpeg(size=(400, 300))
@@ -63,6 +212,22 @@ def corpus() -> dict[str, tuple[str, bytes, int]]:
         "polyglot png+html": ("poly.png", polyglot_png_html(), 422),
         "pdf": ("doc.jpg", b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF", 422),
         "ico (format not allowed)": ("icon.png", _ico(), 422),
+        "gif with a 1x1 first frame and large later frames": ("grow.gif", gif_small_first_frame(40), 422),
+        "tiff with a 1x1 first page and large later pages": ("pages.tif", tiff_small_first_page(40), 422),
+        "progressive jpeg with 64 scans": ("scans.jpg", jpeg_many_scans(64), 422),
+        "jpeg with a bogus progression": ("bogus.jpg", jpeg_bogus_progression(), 422),
+        "jpeg hiding a second jpeg": ("twice.jpg", jpeg_with_hidden_image(), 422),
+        "jpeg hiding a zip before a last FFD9": ("hidden.jpg", jpeg_hiding_zip_before_eoi(), 422),
+        "polyglot gif+zip": ("poly.gif", polyglot_gif_zip(), 422),
+        "polyglot webp+html": ("poly.webp", polyglot_webp_html(), 422),
+        "polyglot tiff+zip": ("poly.tif", polyglot_tiff_zip(), 422),
+        "polyglot bmp+zip": ("poly.bmp", polyglot_bmp_zip(), 422),
+        "png with a huge icc profile": ("icc.png", with_huge_icc("PNG"), 422),
+        "jpeg with a huge icc profile": ("icc.jpg", with_huge_icc("JPEG"), 422),
+        "webp with a huge icc profile": ("icc.webp", with_huge_icc("WEBP"), 422),
+        "tiff with a huge icc profile": ("icc.tif", with_huge_icc("TIFF"), 422),
+        "gif with a huge icc profile": ("icc.gif", with_huge_icc("GIF"), 422),
+        "bmp with a huge icc profile": ("icc.bmp", with_huge_icc("BMP"), 422),
         "filename with NUL": ("evil\x00.jpg", jpeg(seed=21), 400),
         "filename of 300 characters": ("a" * 296 + ".jpg", jpeg(seed=22), 400),
     }

@@ -29,7 +29,7 @@ import flask
 
 from aperture.api.auth import keyed
 from aperture.api.image_links import ImageLinks, image_download
-from aperture.api.json_io import json_response, parse_time, read_json
+from aperture.api.json_io import empty_response, json_response, parse_time, read_json
 from aperture.api.routing import Router
 from aperture.api.stats import StatsAnswers, parse_stat_request
 from aperture.domain import links as signed
@@ -43,6 +43,9 @@ if TYPE_CHECKING:
     from aperture.container import Container
 
 MAX_PAGE = 200
+# Statistics of a team's image: only its team may see them, so only the
+# client may keep them (and revalidates by ETag, as S4's answers do).
+TEAM_STATS_CACHE_CONTROL = "private, no-cache"
 
 
 def today() -> dt.date:
@@ -56,7 +59,8 @@ def build(container: Container) -> Callable[[flask.Request], flask.Response]:
     links = ImageLinks(container.links, config.public_url)
     api = ImagesApi(
         container.image_service,
-        StatsAnswers(container.team_stats, config.stats_cache_control),
+        # A team's image: its statistics are private (the source bucket's, S4, are public).
+        StatsAnswers(container.team_stats, TEAM_STATS_CACHE_CONTROL),
         links,
         max_json_bytes=config.max_json_bytes,
     )
@@ -145,7 +149,7 @@ class ImagesApi:
 
     def delete_image(self, request: flask.Request, principal: Principal, image: str) -> flask.Response:
         self.images.delete(self.images.find(principal.team, image))
-        return flask.Response(status=204)
+        return empty_response(204)
 
     def original(self, request: flask.Request, principal: Principal, image: str) -> flask.Response:
         record = self.images.find(principal.team, image)
@@ -158,7 +162,7 @@ class ImagesApi:
             "X-Content-Type-Options": "nosniff",
         }
         if request.if_none_match.contains_weak(record.id):
-            return flask.Response(status=304, headers=headers)
+            return empty_response(304, headers)
         if request.method == "HEAD":
             body = Body()
         else:
@@ -193,7 +197,7 @@ class ImagesApi:
             "X-Content-Type-Options": "nosniff",
         }
         if request.if_none_match.contains_weak(etag):
-            return flask.Response(status=304, headers=headers)
+            return empty_response(304, headers)
         timings = Timings()
         out = self.images.rendition(record, pipeline, fmt.extension, timings)
         headers["Server-Timing"] = timings.header()
@@ -229,7 +233,7 @@ def _redirect(url: str, headers: dict[str, str]) -> flask.Response:
     expires, so the redirect itself is never cached; the ETag stays, so a
     client holding the body still gets its 304."""
     kept = {k: v for k, v in headers.items() if k in ("ETag", "Server-Timing", "X-Content-Type-Options")}
-    return flask.Response(status=307, headers={**kept, "Location": url, "Cache-Control": "private, no-store"})
+    return empty_response(307, {**kept, "Location": url, "Cache-Control": "private, no-store"})
 
 
 # -- query parameters and cursors -------------------------------------------------

@@ -11,7 +11,6 @@ Another team's job answers exactly like a missing one (404).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -20,10 +19,10 @@ import flask
 
 from aperture.api.auth import keyed
 from aperture.api.image_links import ImageLinks, job_output
-from aperture.api.json_io import json_response
+from aperture.api.json_io import empty_response, json_response, read_json_value
 from aperture.api.routing import Router
 from aperture.domain.errors import ApiError
-from aperture.domain.jobs import JobItem
+from aperture.domain.jobs import JOB_ID, JobItem
 from aperture.domain.records import Principal
 from aperture.services.jobs import JobService, JobView
 
@@ -73,7 +72,10 @@ class JobsApi:
         raw = request.args.get("limit", "20")
         if not re.fullmatch(r"\d{1,4}", raw):
             raise ApiError(400, "limit must be an integer from 1 to 100")
-        page, cursor = self.jobs.list(principal, limit=int(raw), start_after=request.args.get("cursor") or None)
+        start_after = request.args.get("cursor") or None
+        if start_after is not None and not JOB_ID.fullmatch(start_after):  # never a Firestore path ("a/b", "__x__")
+            raise ApiError(400, "cursor is not one of your jobs; start again without a cursor")
+        page, cursor = self.jobs.list(principal, limit=int(raw), start_after=start_after)
         return json_response({"jobs": [self._view(request, v) for v in page], "next_cursor": cursor})
 
     def get_job(self, request: flask.Request, principal: Principal, job_id: str) -> flask.Response:
@@ -85,7 +87,7 @@ class JobsApi:
     def output(self, request: flask.Request, principal: Principal, job_id: str, name: str) -> flask.Response:
         info, body = self.jobs.output(principal, job_id, name)
         if body.url is not None:  # over API Gateway's response limit: the client follows the link
-            return flask.Response(status=307, headers={"Location": body.url, "Cache-Control": "private, no-store"})
+            return empty_response(307, {"Location": body.url, "Cache-Control": "private, no-store"})
         return flask.Response(
             body.data,
             status=200,
@@ -98,17 +100,7 @@ class JobsApi:
         )
 
     def _body(self, request: flask.Request) -> Any:
-        if request.mimetype != "application/json":
-            raise ApiError(415, "send the job as application/json")
-        if request.content_length is not None and request.content_length > self.max_json_bytes:
-            raise ApiError(413, f"body is larger than {self.max_json_bytes} bytes")
-        raw = request.get_data(cache=False)[: self.max_json_bytes + 1]
-        if len(raw) > self.max_json_bytes:
-            raise ApiError(413, f"body is larger than {self.max_json_bytes} bytes")
-        try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise ApiError(400, "body is not valid JSON") from None
+        return read_json_value(request, max_bytes=self.max_json_bytes, what="the job")
 
     def _view(self, request: flask.Request, view: JobView) -> dict[str, Any]:
         job, counts = view.job, view.counts

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import flask
 
 from aperture.api.errors import json_errors
+from aperture.api.json_io import empty_response
 from aperture.domain import stats as statistics
 from aperture.domain.errors import ApiError, not_found
 from aperture.domain.imaging import pixels
@@ -108,7 +109,7 @@ def answer(
     etag = _etag(info.bucket, info.name, info.generation, func.name, channel, wants_json)
     headers = {"ETag": f'"{etag}"', "Cache-Control": cache_control, "Vary": "Accept"}
     if request.if_none_match.contains_weak(etag):  # If-None-Match compares weakly (RFC 9110)
-        return flask.Response(status=304, headers=headers)
+        return empty_response(304, headers)
     try:
         hists, source = service.histograms(info, need_luma=channel == "luma", timings=timings)
     except pixels.ImageError as exc:

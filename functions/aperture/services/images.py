@@ -66,6 +66,7 @@ class ImageService:
         derived_bucket: str = "",
         signer: UrlSigner | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
+        render_limits: transforms.Limits = transforms.DEFAULT_LIMITS,
     ):
         self._images = images
         self._objects = objects
@@ -77,6 +78,7 @@ class ImageService:
         self._derived = derived_bucket
         self._signer = signer
         self._clock = clock
+        self._render_limits = render_limits  # output pixels and memory budget of every render
 
     def find(self, team: str, image_id: str) -> ImageRecord:
         """The team's record, or 404, identical for malformed, missing and other teams' ids."""
@@ -195,7 +197,9 @@ class ImageService:
             data = self._objects.read(info)
         try:
             with timings.span("render"):
-                [out] = transforms.render(data, pipeline, extension, max_pixels=self._max_pixels)
+                [out] = transforms.render(
+                    data, pipeline, extension, max_pixels=self._max_pixels, limits=self._render_limits
+                )
         except transforms.InvalidOperation as exc:
             raise ApiError(400, str(exc)) from None
         except pixels.ImageError as exc:

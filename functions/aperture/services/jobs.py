@@ -10,6 +10,7 @@ redelivered or duplicated message neither counts twice nor rewrites an output.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import secrets
@@ -209,6 +210,7 @@ class JobWorker:
         derived_bucket: str,
         max_pixels: int,
         limits: JobLimits = JobLimits(),
+        render_limits: transforms.Limits = transforms.DEFAULT_LIMITS,
         faults: Faults = Faults(),
     ):
         self._store = store
@@ -216,6 +218,7 @@ class JobWorker:
         self._derived = derived_bucket
         self._max_pixels = max_pixels
         self._limits = limits
+        self._render_limits = render_limits  # output pixels and memory budget of every item
         self._faults = faults
         self._name = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -260,7 +263,17 @@ class JobWorker:
         if source is None:
             raise Gone(f"the input image {item.image_id} was deleted")
         pipeline = jobs.stored_pipeline(job.pipeline, self._limits)
-        rendered = transforms.render(self._objects.read(source), pipeline, item.extension, max_pixels=self._max_pixels)
+        rendered = transforms.render(
+            self._objects.read(source),
+            pipeline,
+            item.extension,
+            max_pixels=self._max_pixels,
+            limits=dataclasses.replace(
+                pipeline.limits,
+                max_output_pixels=self._render_limits.max_output_pixels,
+                max_render_bytes=self._render_limits.max_render_bytes,
+            ),
+        )
         names = jobs.outputs_of(item, pipeline)
         base = jobs.prefix(job.team, job.job_id)
         for name, out in zip(names, rendered):

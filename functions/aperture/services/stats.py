@@ -53,13 +53,19 @@ class StatsService:
         *,
         max_pixels: int,
         memory_entries: int = 512,
+        memory_bytes: int = 256 * 1024 * 1024,
         max_stored_bytes: int = 900_000,
     ):
         self._objects = objects
         self._store = store
         self._max_pixels = max_pixels
         self._max_stored_bytes = max_stored_bytes
-        self._memory: LRUCache = LRUCache(maxsize=memory_entries)
+        # Bounded by bytes (`histograms_size`), each entry counting at least memory_bytes / memory_entries,
+        # so it also holds at most memory_entries images; one larger than the whole cache is not kept.
+        floor = max(1, memory_bytes // max(1, memory_entries))
+        self._memory: LRUCache = LRUCache(
+            maxsize=memory_bytes, getsizeof=lambda value: max(floor, histograms_size(value))
+        )
         self._lock = threading.Lock()
         self._inflight: dict[tuple, Future] = {}
         # Each cold lookup's deferred work waits here for `finish` (at most FINISH_AFTER).
@@ -106,7 +112,7 @@ class StatsService:
         try:
             result, source = self._load(info, key, timings)
             with self._lock:
-                self._memory[key] = result
+                self._remember(key, result)
             future.set_result((result, source))
         except BaseException as exc:
             future.set_exception(exc)
@@ -115,6 +121,13 @@ class StatsService:
             with self._lock:
                 self._inflight.pop(key, None)
         return result, source
+
+    def _remember(self, key: tuple, result: ImageHistograms) -> None:
+        """Keep `result` in the memory cache (the caller holds the lock); too large for it: not kept."""
+        try:
+            self._memory[key] = result
+        except ValueError:  # cachetools: "value too large"
+            self._memory.pop(key, None)
 
     def _load(self, info: ObjectInfo, key: tuple, timings: Timings) -> tuple[ImageHistograms, str]:
         # Download and decode speculatively while Firestore is asked: on a miss
@@ -171,7 +184,7 @@ class StatsService:
             statistics.add_luma(image, bands)
             full = dataclasses.replace(partial, bands=bands, pending=None)
             with self._lock:
-                self._memory[key] = full
+                self._remember(key, full)
             pending.set_result(full)
         except BaseException as exc:
             pending.set_exception(exc)
@@ -185,6 +198,14 @@ class StatsService:
             self._store.put(info.bucket, info.name, info.generation, stored)
         except Exception:
             logs.exception("storing histograms failed", bucket=info.bucket, object=info.name)
+
+
+def histograms_size(result: ImageHistograms) -> int:
+    """Bytes the histograms of `result` hold (shared ones, e.g. ``all`` and ``l``, counted once)."""
+    seen: dict[int, int] = {}
+    for hist in result.bands.values():
+        seen[id(hist)] = hist.nbytes
+    return 1024 + sum(seen.values())
 
 
 def _from_stored(stored: StoredHistograms) -> ImageHistograms:

@@ -124,20 +124,31 @@ class UploadService:
         slots: LinkSlots | None = None,
         timings: Timings | None = None,
     ) -> FileResult:
-        """File one upload; with `slots` (upload links) it takes one of the link's slots."""
+        """File one upload; with `slots` (upload links) it takes one of the link's slots.
+
+        Through a link, the slot is taken before the file is validated and a file
+        refused by validation keeps it: a link admits at most `max_files` files
+        however many are refused, so it cannot be used to spend CPU without bound.
+        A duplicate (the same bytes were filed, so validated, before: found by
+        content id) takes no slot; a failed write gives its slot back.
+        """
         timings = timings or Timings()
+        slot = None
+        if slots is not None:
+            try:
+                shown = clean_filename(filename)
+            except Rejected as exc:
+                return FileResult((filename or "")[:MAX_FILENAME], REJECTED, error=exc.reason, status_code=exc.status)
+            image_id = hashlib.sha256(data).hexdigest()
+            if self._images.get(team, image_id) is not None:
+                return FileResult(shown, DUPLICATE, image_id, status_code=200)
+            slot = slots.claim()
+            if slot is None:
+                return FileResult(shown, REJECTED, error="this upload link has no files left", status_code=410)
         with timings.span("validate"):
             checked = self._check(filename, data)
         if isinstance(checked, FileResult):
-            return checked
-        slot = None
-        if slots is not None:
-            # Links count files: find duplicates before taking one of the link's slots.
-            if self._images.get(team, checked.image_id) is not None:
-                return FileResult(checked.shown, DUPLICATE, checked.image_id, status_code=200)
-            slot = slots.claim()
-            if slot is None:
-                return FileResult(checked.shown, REJECTED, error="this upload link has no files left", status_code=410)
+            return checked  # through a link, the refused file keeps its slot
         written = PendingWrite(checked, self._start_write(team, checked))
         with timings.span("write"):
             try:

@@ -73,12 +73,12 @@ def test_a_direct_upload_of_an_image_already_filed_is_a_duplicate_and_takes_no_s
     assert len(images.all()) == 1
 
 
-def test_a_direct_upload_that_is_not_an_image_is_rejected_and_takes_no_slot(objects, images, links, uploads, link):
+def test_a_direct_upload_that_is_not_an_image_is_rejected_and_uses_up_a_slot(objects, images, links, uploads, link):
     outcome = file(direct(objects, link, b"<html>not an image</html>"), objects, links, uploads)
 
     assert outcome.startswith("rejected: ")
     assert images.all() == [] and objects.names(UPLOADS) == set()
-    assert links.taken(link[1]) == set()
+    assert links.taken(link[1]) == {"0"}  # refused files count, so a link cannot buy unbounded validation
 
 
 def test_a_direct_upload_beyond_the_links_files_is_rejected(objects, images, links, uploads, link):

@@ -11,6 +11,7 @@ from google.api_core.exceptions import ServiceUnavailable
 
 from aperture.domain.imaging.validation import Rejected
 from aperture.domain.records import ImageStatus
+from aperture.services import uploads as uploads_module
 from aperture.services.uploads import (
     API_WRITE,
     CREATED,
@@ -282,13 +283,32 @@ def test_a_duplicate_link_upload_takes_no_slot(uploads, links):
     assert links.taken(digest) == set()
 
 
-def test_a_rejected_link_upload_takes_no_slot(uploads, links):
+def test_a_rejected_link_upload_uses_up_its_slot(uploads, links):
     slots, digest = link_slots(links)
 
     result = uploads.add(TEAM, "a.txt", b"not an image", BY, slots=slots)
 
     assert result.status == REJECTED
-    assert links.taken(digest) == set()
+    assert links.taken(digest) == {"0"}
+
+
+def test_hostile_files_through_a_link_use_up_its_files_and_then_are_not_validated(uploads, links, monkeypatch):
+    # Arrange: a link for 2 files, and 4 hostile files
+    slots, digest = link_slots(links, max_files=2)
+    files = [HOSTILE[name][1] for name in ("polyglot gif+zip", "jpeg with a bogus progression")] * 2
+    validated = []
+    real_validate = uploads_module.validate
+    monkeypatch.setattr(
+        uploads_module, "validate", lambda data, limits: validated.append(data) or real_validate(data, limits)
+    )
+
+    # Act
+    results = [uploads.add(TEAM, f"f{i}", data, BY, slots=slots) for i, data in enumerate(files)]
+
+    # Assert
+    assert [r.status_code for r in results] == [422, 422, 410, 410]
+    assert links.taken(digest) == {"0", "1"}
+    assert len(validated) == 2
 
 
 def test_a_link_with_no_slots_left_refuses_with_410_and_stores_nothing(uploads, links, images, objects):

@@ -92,6 +92,13 @@ class Histogram:
         return self.kind == "float" and bool(np.isnan(self.values[-1]))
 
     @property
+    def nbytes(self) -> int:
+        """Bytes this histogram holds in memory (its arrays, and the cumulative counts once computed)."""
+        cumulative = self.__dict__.get("_cumulative")
+        extra = cumulative.nbytes if cumulative is not None else self.counts.nbytes
+        return self.values.nbytes + self.counts.nbytes + extra
+
+    @property
     def distinct(self) -> int:
         """Number of distinct values (what the stored size grows with)."""
         return len(self.values)

@@ -46,6 +46,9 @@ class Limits:
     max_animation_pixels: width*height summed over the output frames of an
         animated result (all frames are held in memory by the encoders).
     max_blur: a blur's kernel size is clamped to this (thumbor clamps its radius at 150).
+    max_render_bytes: the memory a render is estimated to need at its peak
+        (decoded source, working images, operations' scratch, encoder), from
+        the header and the plan alone (`budget.estimate`); a 400 above.
     """
 
     max_ops: int = 20
@@ -54,6 +57,7 @@ class Limits:
     max_dimension: int = 65_500
     max_animation_pixels: int = 200_000_000
     max_blur: int = 301  # the kernel OpenCV derives from sigma 50
+    max_render_bytes: int = 1 << 30  # APERTURE_MAX_RENDER_BYTES: one of 3 renders on a 4 GiB instance
 
     def check_size(self, size: Size, what: str) -> None:
         width, height = size
@@ -89,6 +93,10 @@ class Operation(ABC):
 
     def output_size(self, size: Size) -> Size:
         return size
+
+    def scratch_bytes(self, size: Size, out: Size) -> int:
+        """Memory this step needs besides its input and output images (`budget.estimate`)."""
+        return 0
 
     def apply_many(self, image: Image.Image) -> list[Image.Image]:
         return [self.apply(image)]
@@ -149,7 +157,9 @@ def require(op: str, value: str | None, form: str) -> str:
 
 
 def number(value: float) -> str:
-    """Shortest canonical spelling of a parameter: 33, 2.5, 0.125."""
-    if value == int(value):
-        return str(int(value))
-    return repr(round(value, 9)).rstrip("0").rstrip(".")
+    """Shortest canonical spelling of a parameter: 33, 2.5, 0.125, 0.000001 (a plain decimal,
+    which the grammar parses again: never an exponent, which ``repr`` gives below 1e-4)."""
+    rounded = round(value, 9)
+    if rounded == int(rounded):
+        return str(int(rounded))
+    return format(rounded, ".9f").rstrip("0").rstrip(".")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from aperture.domain.transforms import formats
+from aperture.domain.transforms import budget, formats
 from aperture.domain.transforms.base import DEFAULT_LIMITS, InvalidOperation, Limits, Operation, Size, show
 from aperture.domain.transforms.blur import Blur
 from aperture.domain.transforms.crop import Crop
@@ -67,15 +67,22 @@ class Pipeline:
     def plan(self, size: Size) -> list[Size]:
         """The size of each output for an upright source of `size`; InvalidOperation if any
         step cannot apply or any intermediate image would break the limits. No pixels are touched."""
+        steps = self.steps(size)
+        return list(steps[-1][2]) if steps else [size]
+
+    def steps(self, size: Size) -> list[tuple[Operation, list[Size], list[Size]]]:
+        """Each operation with the sizes it takes and gives (checked as `plan` does), for `budget`."""
         sizes = [size]
+        steps = []
         for op in self.ops:
             planned = []
             for current in sizes:
                 for out in op.plan(current):
                     self.limits.check_size(out, str(op))
                     planned.append(out)
+            steps.append((op, sizes, planned))
             sizes = planned
-        return sizes
+        return steps
 
     def run(
         self, image: Image.Image, first_size: Size | None = None, first_box: Box | None = None
@@ -232,9 +239,24 @@ def _parse_named(
     if cls is None:
         raise InvalidOperation(f"unknown operation {show(key)} (operation {position}); known: {_KNOWN}")
     try:
-        return cls.parse(key, value, limits)
+        op = cls.parse(key, value, limits)
+        return None if op is None else _canonical(op, limits)
     except InvalidOperation as exc:
         raise InvalidOperation(f"operation {position}: {exc}") from None
+
+
+def _canonical(op: Operation, limits: Limits) -> Operation:
+    """The operation `op`'s canonical spelling names. A blur's sigma is spelled with 6 decimals,
+    so ``blur:3,0.1234567`` is ``blur:3,0.123457`` (and ``blur:1,0.0000001``, sigma 0, is
+    ``blur:1``): a pipeline holds nothing its ``str`` (the cache key) does not say, and
+    ``parse_ops(str(p)) == p`` (the round trip scripts/fuzz/parsers.py checks)."""
+    for _ in range(3):
+        name, found, value = str(op).partition(":")
+        again = _BY_NAME[name].parse(name, value if found else None, limits)
+        if again is None or again == op:
+            break
+        op = again
+    return op
 
 
 def _pipeline(ops: list[Operation | None], limits: Limits) -> Pipeline:
@@ -253,6 +275,7 @@ def render(
     output_format: str | None = None,
     *,
     max_pixels: int,
+    limits: Limits | None = None,
 ) -> list[Rendered]:
     """Decode `data`, apply the EXIF orientation then `pipeline`, encode as `output_format`.
 
@@ -263,16 +286,22 @@ def render(
     TooManyPixels (a 422) for a source that cannot be read or is over `max_pixels`.
     Animated GIF/WebP/APNG sources keep their frames when the output is GIF or
     WebP (each frame transformed alike); other outputs get the first frame.
+    `limits`: the budget to plan against (the service's: output pixels, render
+    memory), replacing the limits the pipeline was parsed with. The render's
+    peak memory is estimated from the header and the plan (`budget`) and a
+    400 given above `max_render_bytes`, before any pixel is decoded.
     """
     pipeline = pipeline if pipeline is not None else Pipeline()
+    if limits is not None and limits != pipeline.limits:
+        pipeline = Pipeline(pipeline.ops, limits)
     requested = formats.output_format(output_format) if output_format else None
     source = open_source(data, max_pixels=max_pixels)
     fmt = requested or formats.format_of_source(source.format)
     animated = source.animated and fmt.animation
-    sizes = pipeline.plan(source.size)
+    steps = pipeline.steps(source.size)
+    sizes = list(steps[-1][2]) if steps else [source.size]
     formats.check_sizes(fmt, sizes)
-    quality = pipeline.quality
-
+    frames = source.frames if animated else 1
     if animated:
         total = source.frames * sum(width * height for width, height in sizes)
         if total > pipeline.limits.max_animation_pixels:
@@ -280,6 +309,11 @@ def render(
                 f"the animation would be {total} pixels over its {source.frames} frames; "
                 f"the limit is {pipeline.limits.max_animation_pixels}"
             )
+    needed = budget.estimate(source.size, source.image.mode, steps, sizes, fmt.name, frames=frames, animated=animated)
+    budget.check(pipeline.limits, needed, source.size, sizes, fmt.name, frames)
+    quality = pipeline.quality
+
+    if animated:
         branches: list[list[Image.Image]] = [[] for _ in sizes]
         durations = []
         for frame, duration in all_frames(source):

@@ -1,9 +1,15 @@
 """resize — to fit a box, to an exact size, or by a percentage.
 
-    resize:512x512    fit inside 512x512, keeping the aspect ratio (may enlarge)
-    resize:512x       512 wide, height in proportion   (resize:x512: 512 high)
-    resize:512x512!   exactly 512x512 (aspect ratio not kept)
-    resize:50%        half the width and half the height (resize:50 is the same)
+    resize:512x512    fit inside 512x512, keeping the aspect ratio; never enlarges
+    resize:512x       512 wide, height in proportion   (resize:x512: 512 high); never enlarges
+    resize:512x512!   exactly 512x512 (aspect ratio not kept): may enlarge, as asked
+    resize:50%        half the width and half the height (resize:50 is the same);
+                      above 100% enlarges, as asked
+
+Enlarging is only done when the client spells a size or a scale that asks
+for it (``!`` or a percentage over 100), as imgproxy's ``enlarge`` defaults to
+off: a fit box larger than the image leaves it as it is. Every size is still
+capped by `Limits` (pixels, sides, and the render's memory budget).
 
 Lanczos resampling (Pillow premultiplies alpha). Sizes round half up and are
 never below 1 pixel. When a pipeline starts with a JPEG downscale, the
@@ -93,9 +99,17 @@ class Resize(Operation):
             return max(1, int(width * scale + 0.5)), max(1, int(height * scale + 0.5))
         box_w, box_h = self.width, self.height
         if box_w is not None and (box_h is None or box_w * height <= box_h * width):
+            if box_w >= width:
+                return size  # fitting never enlarges
             return box_w, max(1, (2 * height * box_w + width) // (2 * width))
         assert box_h is not None, "a box has a width, a height or both"
+        if box_h >= height:
+            return size
         return max(1, (2 * width * box_h + height) // (2 * height)), box_h
+
+    def scratch_bytes(self, size: Size, out: Size) -> int:
+        # Pillow resamples horizontally into an (output width x input height) image, then vertically.
+        return 4 * out[0] * size[1] if out != size else 0
 
     def apply(self, image: Image.Image) -> Image.Image:
         return self.resize_to(image, self.output_size(image.size))

@@ -107,8 +107,10 @@ def test_whole_sequential_scans_take_the_fast_path_and_others_do_not() -> None:
     truncated = baseline[: len(baseline) // 2]
     assert scan_start(truncated) is None
     with_marker = bytearray(baseline)
-    with_marker[len(baseline) // 2 : len(baseline) // 2 + 2] = b"\xff\xc0"
+    with_marker[len(baseline) // 2 : len(baseline) // 2 + 2] = b"\xff\xc4"
     assert scan_start(bytes(with_marker)) is None
+    with_marker[len(baseline) // 2 : len(baseline) // 2 + 2] = b"\xff\xc0"  # a frame header after a scan
+    assert refused(bytes(with_marker))
     unstuffed_last_byte = bytearray(baseline)
     unstuffed_last_byte[-3] = 0xFF  # a fill byte right before the end marker
     assert scan_start(bytes(unstuffed_last_byte)) is not None

@@ -20,7 +20,11 @@ from .test_source import oriented
         ("resize:50", (320, 240)),  # a bare number is a percentage (S9: resize=50)
         ("resize:12.5%", (80, 60)),
         ("resize:0.01%", (1, 1)),  # never below one pixel
-        ("resize:1280x1280", (1280, 960)),  # fitting may enlarge
+        ("resize:1280x1280", (640, 480)),  # fitting never enlarges
+        ("resize:1280x", (640, 480)),
+        ("resize:x960", (640, 480)),
+        ("resize:640x1000", (640, 480)),  # already fits: unchanged
+        ("resize:1280x1280!", (1280, 1280)),  # an exact size enlarges, as asked
         ("resize:150%", (960, 720)),
     ],
 )
@@ -71,10 +75,15 @@ def test_hostile_sizes_are_rejected_when_parsed(ops, reason):
         parse_ops(ops)
 
 
-@pytest.mark.parametrize("ops", ["resize:20000x20000", "resize:100000%", "resize:30000x"])
+@pytest.mark.parametrize("ops", ["resize:100000%", "resize:300%", "rotate:90|resize:300%"])
 def test_sizes_over_the_limit_for_this_image_are_rejected_before_decoding(ops):
     with pytest.raises(InvalidOperation, match=r"output would be \d+ pixels .*; the limit is 100000000"):
         parse_ops(ops).plan((4000, 3000))
+
+
+@pytest.mark.parametrize("ops", ["resize:20000x20000", "resize:30000x", "resize:x60000", "resize:4000x3000"])
+def test_fit_boxes_larger_than_the_image_leave_its_size(ops):
+    assert parse_ops(ops).plan((4000, 3000)) == [(4000, 3000)]
 
 
 def test_limits_are_configurable():

@@ -1,0 +1,58 @@
+"""The in-process histogram cache is bounded by bytes, not by entries."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from aperture.services.stats import COMPUTED, MEMORY, StatsService, histograms_size
+from tests.support.images import encode
+from tests.unit.services.helpers import MAX_PIXELS, SOURCE
+
+
+def float_tiff(seed: int, size: tuple[int, int] = (64, 64)) -> bytes:
+    """A float (F) TIFF of noise: one distinct value per pixel, the histogram's worst case."""
+    samples = np.random.default_rng(seed).random(size[::-1], dtype=np.float32)
+    return encode(Image.fromarray(samples, "F"), "TIFF")
+
+
+def lookup(stats: StatsService, info) -> str:
+    _, source = stats.histograms(info, need_luma=True)
+    return source
+
+
+def test_histograms_larger_than_the_whole_cache_are_answered_but_not_kept(objects, histograms):
+    info = objects.put(SOURCE, "noise.tiff", float_tiff(1))
+    stats = StatsService(objects, histograms, max_pixels=MAX_PIXELS, memory_bytes=10_000, memory_entries=512)
+
+    sources = [lookup(stats, info), lookup(stats, info)]
+
+    assert MEMORY not in sources
+
+
+def test_the_cache_evicts_the_least_recently_used_by_bytes(objects, histograms):
+    infos = [objects.put(SOURCE, f"noise-{seed}.tiff", float_tiff(seed)) for seed in range(3)]
+    probe = StatsService(objects, histograms, max_pixels=MAX_PIXELS, memory_bytes=1 << 30)
+    sizes = [histograms_size(probe.histograms(info, need_luma=True)[0]) for info in infos]
+    # Room for two images' histograms but not three; entries would allow 512.
+    stats = StatsService(
+        objects, histograms, max_pixels=MAX_PIXELS, memory_bytes=sizes[0] + sizes[1] + 100, memory_entries=512
+    )
+    for info in infos:
+        lookup(stats, info)
+    histograms.get = lambda *key: None  # nothing from Firestore: a miss in memory computes
+
+    assert sizes[0] > 64 * 64 * 4  # a float image's histogram: bytes per distinct value
+    assert lookup(stats, infos[2]) == MEMORY
+    assert lookup(stats, infos[0]) == COMPUTED  # evicted by bytes, though 512 entries would fit
+
+
+def test_entries_still_bound_the_cache_each_counting_at_least_its_share(objects, histograms):
+    infos = [objects.put(SOURCE, f"grey-{seed}.png", encode(Image.new("L", (8, 8), seed))) for seed in range(3)]
+    stats = StatsService(objects, histograms, max_pixels=MAX_PIXELS, memory_bytes=1 << 30, memory_entries=2)
+    for info in infos:
+        lookup(stats, info)
+    histograms.get = lambda *key: None
+
+    assert lookup(stats, infos[2]) == MEMORY
+    assert lookup(stats, infos[0]) == COMPUTED

@@ -3,8 +3,17 @@ request or event to the handler the registry builds from the instance's containe
 
 import functions_framework
 from cloudevents.http import CloudEvent
+from werkzeug.exceptions import NotFound
 
+from aperture.api.errors import error_response
 from aperture.functions import handler
+
+
+@functions_framework.errorhandler(NotFound)
+def not_found(error):
+    # functions-framework's own route cannot carry some paths (a control
+    # character in a segment) and answers them before any handler: as JSON too.
+    return error_response(404, "no route for this path")
 
 
 @functions_framework.http

@@ -188,7 +188,7 @@ def create_app(
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
-    app.router.add_route("*", "/{tail:.*}", proxy)
+    app.router.add_route("*", r"/{tail:[\s\S]*}", proxy)  # every path, control characters too
     return app
 
 

@@ -139,7 +139,10 @@ class StatsService:
             with timings.span("firestore"):
                 stored = self._store.get(info.bucket, info.name, info.generation)
             if stored is not None:
-                return _from_stored(stored), FIRESTORE
+                try:
+                    return _from_stored(stored), FIRESTORE
+                except ValueError:  # not ours or corrupt: computed again (the stored copy stays until its TTL)
+                    logs.warning("stored histograms unreadable", bucket=info.bucket, object=info.name)
             with timings.span("decode"):
                 image, fmt, frames, counted = decoding.result()
             return self._compute(image, fmt, frames, counted, key, info, timings), COMPUTED
@@ -182,6 +185,9 @@ class StatsService:
         try:
             bands = dict(partial.bands)
             statistics.add_luma(image, bands)
+            # Kept packed: a float image's millions of distinct values as compressed
+            # blocks (about its stored size), not as arrays of 20 bytes per value.
+            bands = statistics.pack(bands)
             full = dataclasses.replace(partial, bands=bands, pending=None)
             with self._lock:
                 self._remember(key, full)

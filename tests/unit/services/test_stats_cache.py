@@ -56,3 +56,34 @@ def test_entries_still_bound_the_cache_each_counting_at_least_its_share(objects,
 
     assert lookup(stats, infos[2]) == MEMORY
     assert lookup(stats, infos[0]) == COMPUTED
+
+
+def test_a_float_images_histograms_are_kept_packed_in_memory_and_in_firestore(objects, histograms):
+    # Arrange: 300x300 noise, 90,000 distinct values (more than one block)
+    info = objects.put(SOURCE, "big-noise.tiff", float_tiff(4, (300, 300)))
+    stats = StatsService(objects, histograms, max_pixels=MAX_PIXELS)
+
+    # Act
+    result, _ = stats.histograms(info, need_luma=True)
+    stored = histograms.get(info.bucket, info.name, info.generation)
+
+    # Assert
+    assert result.bands["all"].packed and result.bands["all"] is result.bands["luma"]
+    assert histograms_size(result) < 1024 + 2 * len(stored.payload)  # its compressed size, not 20 bytes a value
+    assert lookup(stats, info) == MEMORY
+
+
+def test_an_unreadable_stored_histogram_is_computed_again(objects, histograms):
+    # Arrange
+    from aperture.domain.records import StoredHistograms
+
+    info = objects.put(SOURCE, "grey.png", encode(Image.new("L", (8, 8), 7)))
+    histograms.put(info.bucket, info.name, info.generation, StoredHistograms(b"APH\x02garbage", 8, 8, "L", "PNG", 1))
+    stats = StatsService(objects, histograms, max_pixels=MAX_PIXELS)
+
+    # Act
+    result, source = stats.histograms(info, need_luma=True)
+
+    # Assert
+    assert source == COMPUTED
+    assert result.bands["all"].max() == 7

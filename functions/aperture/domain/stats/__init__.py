@@ -24,13 +24,16 @@ Pure domain code: numpy and Pillow only.
 """
 
 from aperture.domain.stats.bands import RowHistograms, add_luma, image_histograms, select
+from aperture.domain.stats.blocks import BLOCK
 from aperture.domain.stats.codec import HistogramTooLarge, deserialize, serialize, serialized_size
 from aperture.domain.stats.functions import StatFunction, UnknownFunction, format_value, parse_function
-from aperture.domain.stats.histogram import ALL, LUMA, Histogram, merge
+from aperture.domain.stats.histogram import ALL, LUMA, Histogram, merge, pack
 
 __all__ = [
     "Histogram",
     "merge",
+    "pack",
+    "BLOCK",
     "UnknownFunction",
     "StatFunction",
     "parse_function",

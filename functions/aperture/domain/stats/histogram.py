@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from typing import Literal
 
 import numpy as np
+
+from aperture.domain.stats.blocks import BLOCK, Blocks
 
 ALL = "all"
 LUMA = "luma"
@@ -17,33 +19,57 @@ LUMA = "luma"
 _SUPPORTED_KINDS = "uif"
 
 
-@dataclass(frozen=True, eq=False)
 class Histogram:
     """Exact value counts of one set of samples.
 
-    `values` holds the distinct sample values in ascending order (NaN, if
-    any, last), in the samples' own native-byte-order dtype (uint8, uint16,
-    int32, float32, ...): percentile arithmetic is done in that dtype, as
-    numpy does it. `counts[i]` is how many samples equal `values[i]` (always
-    > 0); `total` is their sum. `kind` is ``'int'`` or ``'float'``.
-    Both arrays are made read-only.
+    Conceptually `values` holds the distinct sample values in ascending order
+    (NaN, if any, last), in the samples' own native-byte-order `dtype` (uint8,
+    uint16, int32, float32, ...): percentile arithmetic is done in that dtype,
+    as numpy does it. `counts[i]` is how many samples equal `values[i]`
+    (always > 0); `total` is their sum. `kind` is ``'int'`` or ``'float'``.
+
+    Held either *open*, as two read-only arrays (what counting makes), or
+    *packed* (`pack`, and what `deserialize` gives for more than `BLOCK`
+    distinct values), as `Blocks`: compressed blocks of `BLOCK` pairs with an
+    index. Statistics never expand a packed histogram: min and max come from
+    the index, the mean is computed once (when packing) and kept, a median or
+    percentile decodes the one or two blocks holding its neighbours. `values`,
+    `counts` and `merge` do expand it (O(distinct) memory; tests and counting
+    use them, never a stored histogram's statistics).
     """
 
-    values: np.ndarray
-    counts: np.ndarray
-    total: int
-    kind: Literal["int", "float"]
-
-    def __post_init__(self) -> None:
-        if self.values.ndim != 1 or self.counts.ndim != 1 or len(self.values) != len(self.counts):
-            raise ValueError("values and counts must be 1-D arrays of the same length")
-        if len(self.values) == 0 or self.total <= 0:
+    def __init__(
+        self,
+        dtype: np.dtype,
+        total: int,
+        *,
+        arrays: tuple[np.ndarray, np.ndarray] | None = None,
+        blocks: Blocks | None = None,
+        mean: float | None = None,
+    ):
+        if (arrays is None) == (blocks is None):
+            raise ValueError("a histogram is either open (arrays) or packed (blocks)")
+        if dtype.kind not in _SUPPORTED_KINDS:
+            raise TypeError(f"unsupported sample dtype {dtype}")
+        if total <= 0:
             raise ValueError("a histogram needs at least one sample")
-        expected = "float" if self.values.dtype.kind == "f" else "int"
-        if self.kind != expected:
-            raise ValueError(f"kind {self.kind!r} does not match dtype {self.values.dtype}")
-        self.values.setflags(write=False)
-        self.counts.setflags(write=False)
+        if arrays is not None:
+            values, counts = arrays
+            if values.ndim != 1 or counts.ndim != 1 or len(values) != len(counts) or len(values) == 0:
+                raise ValueError("values and counts must be 1-D arrays of the same length")
+            if values.dtype != dtype:
+                raise ValueError(f"values are {values.dtype}, not {dtype}")
+            values.setflags(write=False)
+            counts.setflags(write=False)
+        elif blocks is not None and (blocks.dtype != dtype or blocks.total != total):
+            raise ValueError("blocks do not match the histogram")
+        self.dtype = dtype
+        self.total = total
+        self.kind: Literal["int", "float"] = "float" if dtype.kind == "f" else "int"
+        self._arrays = arrays
+        self._blocks = blocks
+        if mean is not None:
+            self.__dict__["_mean"] = mean
 
     # -- construction -----------------------------------------------------
 
@@ -54,7 +80,7 @@ class Histogram:
         if values.dtype.kind not in _SUPPORTED_KINDS:
             raise TypeError(f"unsupported sample dtype {values.dtype}")
         counts = np.asarray(counts, dtype=np.int64)
-        return cls(values, counts, int(counts.sum()), "float" if values.dtype.kind == "f" else "int")
+        return cls(values.dtype, int(counts.sum()), arrays=(values, counts))
 
     @classmethod
     def from_dense(cls, dense_counts: np.ndarray | list[int], dtype: np.dtype | type = np.uint8) -> Histogram:
@@ -81,56 +107,131 @@ class Histogram:
         values, counts = np.unique(flat, return_counts=True)
         return cls.from_pairs(values, counts)
 
-    # -- derived data (cached: a Histogram is immutable) --------------------
+    @classmethod
+    def from_chunks(
+        cls, chunks: Iterable[tuple[np.ndarray, np.ndarray]], dtype: np.dtype, *, mean: float | None = None
+    ) -> Histogram:
+        """Histogram of consecutive (values, counts) pieces of `BLOCK` pairs (the last may be shorter):
+        open if there is one piece, else packed (one piece in memory at a time)."""
+        pieces = iter(chunks)
+        first = next(pieces)
+        second = next(pieces, None)
+        if second is None:
+            return cls.from_pairs(*first)
+        blocks = Blocks.pack(itertools.chain([first, second], pieces), dtype)
+        return cls(dtype, blocks.total, blocks=blocks, mean=mean)
 
-    @functools.cached_property
-    def _cumulative(self) -> np.ndarray:
-        return np.cumsum(self.counts)
+    def pack(self) -> Histogram:
+        """This histogram as compressed blocks if it has more than `BLOCK` distinct values (else itself)."""
+        if self._blocks is not None or self.distinct <= BLOCK:
+            return self
+        return Histogram.from_chunks(self.chunks(), self.dtype, mean=self.mean())
 
-    @functools.cached_property
-    def _has_nan(self) -> bool:
-        return self.kind == "float" and bool(np.isnan(self.values[-1]))
+    # -- representation ----------------------------------------------------
+
+    @property
+    def packed(self) -> bool:
+        return self._blocks is not None
+
+    @property
+    def blocks(self) -> Blocks | None:
+        """The compressed blocks of a packed histogram (None when open)."""
+        return self._blocks
+
+    @property
+    def values(self) -> np.ndarray:
+        """The distinct values (expands a packed histogram: O(distinct) memory)."""
+        if self._arrays is not None:
+            return self._arrays[0]
+        return np.concatenate([values for values, _ in self.chunks()])
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Their counts, int64 (expands a packed histogram: O(distinct) memory)."""
+        if self._arrays is not None:
+            return self._arrays[1]
+        return np.concatenate([counts for _, counts in self.chunks()])
+
+    def chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(values, counts) in consecutive pieces of `BLOCK` pairs (the last may be shorter)."""
+        if self._blocks is not None:
+            yield from self._blocks.chunks()
+            return
+        values, counts = self._open()
+        for start in range(0, len(values), BLOCK):
+            yield values[start : start + BLOCK], counts[start : start + BLOCK]
+
+    def _open(self) -> tuple[np.ndarray, np.ndarray]:
+        assert self._arrays is not None, "an open histogram"
+        return self._arrays
 
     @property
     def nbytes(self) -> int:
-        """Bytes this histogram holds in memory (its arrays, and the cumulative counts once computed)."""
+        """Bytes this histogram holds in memory: its arrays and cumulative counts, or its compressed blocks."""
+        if self._blocks is not None:
+            return self._blocks.nbytes
+        values, counts = self._open()
         cumulative = self.__dict__.get("_cumulative")
-        extra = cumulative.nbytes if cumulative is not None else self.counts.nbytes
-        return self.values.nbytes + self.counts.nbytes + extra
+        extra = cumulative.nbytes if cumulative is not None else counts.nbytes
+        return values.nbytes + counts.nbytes + extra
 
     @property
     def distinct(self) -> int:
         """Number of distinct values (what the stored size grows with)."""
-        return len(self.values)
+        if self._blocks is not None:
+            return self._blocks.distinct
+        return len(self._open()[0])
 
-    def _nth(self, index: int) -> np.generic:
-        """The `index`-th (0-based) sample in sorted order, as a numpy scalar."""
-        position = int(np.searchsorted(self._cumulative, index, side="right"))
-        return self.values[position]
+    # -- derived data (cached: a Histogram is immutable) --------------------
+
+    @functools.cached_property
+    def _cumulative(self) -> np.ndarray:
+        return np.cumsum(self._open()[1])
+
+    def _first(self) -> np.generic:
+        if self._blocks is not None:
+            return self._blocks.firsts[0]
+        return self._open()[0][0]
+
+    def _last(self) -> np.generic:
+        if self._blocks is not None:
+            return self._blocks.lasts[-1]
+        return self._open()[0][-1]
+
+    @functools.cached_property
+    def _has_nan(self) -> bool:
+        return self.kind == "float" and bool(np.isnan(self._last()))
+
+    def _nth(self, *indices: int) -> list[np.generic]:
+        """The `indices`-th (0-based) samples in sorted order, as numpy scalars."""
+        if self._blocks is not None:
+            return self._blocks.nth(*indices)
+        values = self._open()[0]
+        return [values[int(np.searchsorted(self._cumulative, index, side="right"))] for index in indices]
 
     # -- statistics ------------------------------------------------------------
 
     def min(self) -> int | float:
         if self._has_nan:
             return math.nan
-        return _python(self.values[0])
+        return _python(self._first())
 
     def max(self) -> int | float:
         if self._has_nan:
             return math.nan
-        return _python(self.values[-1])
+        return _python(self._last())
 
     def mean(self) -> float:
         return self._mean
 
     @functools.cached_property
     def _mean(self) -> float:
-        # Cached: for F images with millions of distinct values it costs ~0.1 s.
+        # Cached, and kept by `pack` and `serialize`: for millions of distinct values it costs ~0.1 s.
         if self._has_nan:
             return math.nan
         if self.kind == "int":
-            return _exact_int_sum(self.values, self.counts) / self.total
-        return _float_mean(self.values, self.counts, self.total)
+            return sum(_exact_int_sum(values, counts) for values, counts in self.chunks()) / self.total
+        return _float_mean(self.chunks(), self.total, exact=self.distinct <= 1 << 20)
 
     def median(self) -> float:
         """np.median: the middle sample, or numpy's mean of the two middle ones."""
@@ -139,9 +240,9 @@ class Histogram:
         n = self.total
         half = n // 2
         if n % 2 == 1:
-            middle = self._nth(half)
+            (middle,) = self._nth(half)
             return float(middle)
-        low, high = self._nth(half - 1), self._nth(half)
+        low, high = self._nth(half - 1, half)
         with np.errstate(all="ignore"):
             if self.kind == "int":
                 # np.mean sums integers in float64.
@@ -170,27 +271,35 @@ class Histogram:
             previous_index = math.floor(virtual)
             next_index = previous_index + 1
             gamma = virtual - previous_index
-        low, high = self._nth(previous_index), self._nth(next_index)
+        low, high = self._nth(previous_index, next_index)
         return float(_lerp(low, high, float(gamma)))
 
     def merge(self, other: Histogram) -> Histogram:
         return merge([self, other])
 
     def __eq__(self, other: object) -> bool:
+        """Same samples; compared piece by piece, so packed histograms are not expanded."""
         if not isinstance(other, Histogram):
             return NotImplemented
-        return (
-            self.kind == other.kind
-            and self.total == other.total
-            and self.values.dtype == other.values.dtype
-            and np.array_equal(self.values, other.values, equal_nan=self.kind == "float")
-            and np.array_equal(self.counts, other.counts)
-        )
+        if (self.kind, self.total, self.dtype, self.distinct) != (other.kind, other.total, other.dtype, other.distinct):
+            return False
+        equal_nan = self.kind == "float"
+        for (values, counts), (other_values, other_counts) in zip(self.chunks(), other.chunks()):
+            if len(values) != len(other_values):  # pieces cut elsewhere: compare whole
+                return np.array_equal(self.values, other.values, equal_nan=equal_nan) and np.array_equal(
+                    self.counts, other.counts
+                )
+            if not (np.array_equal(values, other_values, equal_nan=equal_nan) and np.array_equal(counts, other_counts)):
+                return False
+        return True
 
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"Histogram(kind={self.kind!r}, dtype={self.values.dtype}, distinct={self.distinct}, total={self.total})"
+        form = "packed" if self.packed else "open"
+        return (
+            f"Histogram(kind={self.kind!r}, dtype={self.dtype}, distinct={self.distinct}, total={self.total}, {form})"
+        )
 
 
 def _native(values: np.ndarray) -> np.ndarray:
@@ -226,18 +335,34 @@ def _exact_int_sum(values: np.ndarray, counts: np.ndarray) -> int:
     return sum(int(v) * int(c) for v, c in zip(values.tolist(), counts.tolist()))
 
 
-def _float_mean(values: np.ndarray, counts: np.ndarray, total: int) -> float:
-    with np.errstate(all="ignore"):
-        wide = values.astype(np.float64)
-        if np.isinf(wide).any():
-            # inf and -inf cancel to NaN, as in numpy.
-            return float(np.sum(np.unique(wide[np.isinf(wide)])) / total)
-        # float32 value * count < 2**29 is exact in float64, so the only
-        # rounding is in the sum; math.fsum rounds it once.
-        if len(values) <= 1 << 20:
-            return math.fsum((wide * counts).tolist()) / total
-        # Huge float images: numpy's pairwise float64 sum (error ~1e-16 * log n).
-        return float(np.sum(wide * counts) / total)
+def _float_mean(chunks: Iterable[tuple[np.ndarray, np.ndarray]], total: int, *, exact: bool) -> float:
+    """Mean of float samples from their (values, counts) pieces, one piece in memory at a time.
+
+    float32 value * count < 2**29 is exact in float64, so the only rounding is
+    in the sum: with `exact`, math.fsum rounds it once; otherwise (millions of
+    distinct values) each piece is summed by numpy (pairwise, error ~1e-16 *
+    log n) and the piece sums by fsum.
+    """
+    infinities: set[float] = set()
+
+    def products() -> Iterator[np.ndarray]:
+        for values, counts in chunks:
+            with np.errstate(all="ignore"):
+                product = values.astype(np.float64) * counts
+            infinite = np.isinf(product)
+            if infinite.any():
+                infinities.update(product[infinite].tolist())
+                product[infinite] = 0.0
+            yield product
+
+    if exact:
+        total_sum = math.fsum(x for product in products() for x in product.tolist())
+    else:
+        total_sum = math.fsum(float(np.sum(product)) for product in products())
+    if infinities:
+        # inf and -inf cancel to NaN, as in numpy.
+        return sum(infinities) / total
+    return total_sum / total
 
 
 def merge(histograms: Iterable[Histogram]) -> Histogram:
@@ -247,10 +372,16 @@ def merge(histograms: Iterable[Histogram]) -> Histogram:
         raise ValueError("nothing to merge")
     if len(histograms) == 1:
         return histograms[0]
-    dtype = np.result_type(*(h.values.dtype for h in histograms))
+    dtype = np.result_type(*(h.dtype for h in histograms))
     values = np.concatenate([h.values.astype(dtype, copy=False) for h in histograms])
     counts = np.concatenate([h.counts for h in histograms])
     distinct, inverse = np.unique(values, return_inverse=True)
     summed = np.zeros(len(distinct), dtype=np.int64)
     np.add.at(summed, inverse.ravel(), counts)
     return Histogram.from_pairs(distinct, summed)
+
+
+def pack(hists: dict[str, Histogram]) -> dict[str, Histogram]:
+    """`hists` with each histogram packed (`Histogram.pack`), shared ones still shared."""
+    packed: dict[int, Histogram] = {}
+    return {name: packed.setdefault(id(hist), hist.pack()) for name, hist in hists.items()}

@@ -294,3 +294,27 @@ resource "google_firestore_field" "histograms_expires_at" {
   ttl_config {}
   index_config {}
 }
+
+# --- job items by input image (deleting an image deletes its job outputs) -----
+# JobStore.items_for_image is a collection-group query (jobs/*/items) on
+# image_id ==. Single-field indexes are automatic for collection scope only;
+# this override adds the COLLECTION_GROUP one (and, since an override replaces
+# the automatic settings of the field, keeps the collection-scope one).
+
+resource "google_firestore_field" "items_image_id" {
+  project    = var.project_id
+  database   = google_firestore_database.default.name
+  collection = "items"
+  field      = "image_id"
+
+  index_config {
+    indexes {
+      order       = "ASCENDING"
+      query_scope = "COLLECTION"
+    }
+    indexes {
+      order       = "ASCENDING"
+      query_scope = "COLLECTION_GROUP"
+    }
+  }
+}

@@ -110,6 +110,21 @@ resource "google_storage_bucket" "uploads" {
     }
   }
 
+  # Rejected or filed direct uploads leave incoming/ (deleted by generation,
+  # which in this versioned bucket only makes them noncurrent): their bytes go
+  # a day later, not after the noncurrent retention below. (`process` purges the
+  # generation of a rejected plain-client object under teams/ at once, and
+  # DELETE /v1/images/{id} every generation of the image.)
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = 1
+      matches_prefix             = ["incoming/"]
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
   lifecycle_rule {
     condition {
       days_since_noncurrent_time = var.noncurrent_version_retention_days

@@ -86,6 +86,16 @@ class Config:
         900_000,
         "Largest serialized histogram stored in Firestore (documents are capped at 1 MiB).",
     )
+    max_process_attempts: int = _setting(
+        "APERTURE_MAX_PROCESS_ATTEMPTS",
+        5,
+        "Attempts `process` makes at a team image that fails for a passing reason before it marks the record failed.",
+    )
+    max_camera_keys: int = _setting(
+        "APERTURE_MAX_CAMERA_KEYS",
+        100,
+        "Distinct cameras a team's counters keep; images of further cameras are counted under 'other'.",
+    )
     key_issuer: str = _setting(
         "APERTURE_KEY_ISSUER",
         "local",

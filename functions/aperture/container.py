@@ -136,7 +136,7 @@ class Container:
     def counters(self) -> TeamCounters:
         from aperture.storage.counters import TeamCounters
 
-        return TeamCounters(self.firestore)
+        return TeamCounters(self.firestore, max_cameras=self.config.max_camera_keys)
 
     @_once
     def upload_links(self) -> UploadLinkStore:
@@ -255,7 +255,14 @@ class Container:
     def link_service(self) -> LinkService:
         from aperture.services.upload_links import LinkService
 
-        return LinkService(self.upload_links, self.url_signer, self.config.uploads_bucket)
+        # A link lives no longer than the key that made it: checked through `access`, as keys are.
+        return LinkService(
+            self.upload_links,
+            self.url_signer,
+            self.config.uploads_bucket,
+            self.access,
+            max_file_bytes=self.config.max_file_bytes,
+        )
 
     @_once
     def source_stats(self) -> StatsService:
@@ -299,6 +306,7 @@ class Container:
             max_pixels=config.max_pixels,
             prewarm_source=config.prewarm_source,
             histogram_max_bytes=config.histogram_max_bytes,
+            max_attempts=config.max_process_attempts,
         )
 
     @_once
@@ -385,7 +393,12 @@ class Container:
         from aperture.services.deletion import ImageDeleter
 
         return ImageDeleter(
-            self.objects, self.images, self.counters, self.histograms, derived_bucket=self.config.derived_bucket
+            self.objects,
+            self.images,
+            self.counters,
+            self.histograms,
+            derived_bucket=self.config.derived_bucket,
+            jobs=self.job_store,
         )
 
 

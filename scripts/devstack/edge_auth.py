@@ -1,8 +1,12 @@
 """The gateway's key check, as API Gateway does it at the edge.
 
 A request to a secured operation needs an `x-api-key` that names a live key;
-otherwise the gateway answers 401 itself and audits the attempt (the function
-never sees it). Good keys are remembered for a few seconds, like API Gateway's
+otherwise the gateway answers 401 itself and audits the attempt through the
+same `AccessAttempt` and `AuditLog` as the functions (the function never sees
+it): the client address is the peer (the gateway is the first hop; a client's
+own X-Forwarded-For is not believed), the path without an upload link's token,
+and the record is stored before the answer; when it cannot be stored the
+gateway answers 503 with Retry-After instead. Good keys are remembered for a few seconds, like API Gateway's
 own key-validity cache; revocation reaches the functions within their key cache
 bound (APERTURE_KEY_CACHE_SECONDS, `aperture.services.access`).
 """
@@ -17,6 +21,7 @@ from aiohttp import web
 from aperture.config import Config
 from aperture.container import Container
 from aperture.domain import keys
+from aperture.domain.errors import ApiError
 from aperture.domain.records import AccessAttempt
 from aperture.runtime import logs
 from aperture.services.access import Access, refusal_message
@@ -37,7 +42,10 @@ class EdgeKeyCheck:
         reason = await asyncio.to_thread(self._refusal, presented)
         if reason is None:
             return None
-        await asyncio.to_thread(self._record, request, reason)
+        try:
+            await asyncio.to_thread(self._record, request, reason)
+        except ApiError as exc:  # the refusal could not be audited
+            return exc.status, exc.message
         return 401, refusal_message(reason)
 
     def _refusal(self, presented: str | None) -> str | None:
@@ -47,18 +55,17 @@ class EdgeKeyCheck:
         return reason
 
     def _record(self, request: web.Request, reason: str) -> None:
-        forwarded = request.headers.get("X-Forwarded-For")
         self._access.audit(
             AccessAttempt(
                 method=request.method,
-                path=request.path,
+                path=logs.redact_path(request.path),
                 status=401,
                 outcome="denied",
                 reason=f"{reason} (at the gateway)",
                 key_id=None,
                 team=None,
                 user_id=None,
-                client_ip=forwarded.split(",")[0].strip() if forwarded else request.remote,
+                client_ip=request.remote,
                 request_id=request.get("request_id") or logs.request_id(request.headers),
             )
         )

@@ -26,6 +26,8 @@ import yaml
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 from yarl import URL
 
+from aperture.runtime.logs import redact_path as redact
+
 HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -175,7 +177,8 @@ def create_app(
                 refusal = await authenticator(request.headers.get(API_KEY_HEADER), route, request)
                 if refusal is not None:
                     status = refusal[0]
-                    return error(refusal[0], refusal[1], request_id)
+                    # 503: the refusal could not be audited (edge_auth); the client may retry.
+                    return error(refusal[0], refusal[1], request_id, {"Retry-After": "5"} if status == 503 else None)
             base = backends.get(backend)
             if base is None:
                 status = 502
@@ -199,9 +202,7 @@ async def _forward(request: web.Request, session: ClientSession, base: str, requ
         # functions refuse oversized bodies from it before reading them.
         headers["Content-Length"] = str(request.content_length)
     headers["X-Request-Id"] = request_id
-    # The gateway is the edge: the client's address is the peer, whatever the
-    # client claims in its own X-Forwarded-For (audit records must not be spoofable).
-    headers["X-Forwarded-For"] = request.remote or ""
+    headers["X-Forwarded-For"] = forwarded_for(request)
     headers["X-Forwarded-Proto"] = request.scheme
     body = request.content if request.body_exists else None
     try:
@@ -230,22 +231,35 @@ async def _forward(request: web.Request, session: ClientSession, base: str, requ
         return response
 
 
+def forwarded_for(request: web.Request) -> str:
+    """X-Forwarded-For as API Gateway's front end passes it on: what the client sent, then the address
+    it connected from, then the gateway's own hop. Functions take the last but one entry as the
+    client's (aperture.api.auth.client_ip); what a client writes itself stays to the left of it."""
+    sent = request.headers.get("X-Forwarded-For", "").strip()
+    hops = [sent] if sent else []
+    hops.append(request.remote or "unknown")
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    hops.append(sockname[0] if sockname else "127.0.0.1")
+    return ", ".join(hops)
+
+
 def _log(request: web.Request, status: int, backend: str, request_id: str, started: float) -> None:
+    path = redact(request.path)
     entry = {
         "severity": "WARNING" if status >= 500 or status == 0 else "INFO",
-        "message": f"{request.method} {request.path} {status}",
+        "message": f"{request.method} {path} {status}",
         "component": "gateway",
         "request_id": request_id,
         "backend": backend,
         "httpRequest": {
             "requestMethod": request.method,
-            "requestUrl": request.path_qs,
+            "requestUrl": redact(request.path_qs),
             "status": status,
             "remoteIp": request.remote,
             "latency": f"{time.perf_counter() - started:.6f}s",
         },
     }
-    sys.stdout.write(json.dumps(entry) + "\n")
+    sys.stdout.write(json.dumps(entry) + "\n")  # paths redacted: an upload link's token is its credential
 
 
 def load_spec(path: Path) -> dict:

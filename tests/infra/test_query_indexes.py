@@ -461,6 +461,7 @@ QUERY_FUNCTIONS = {
     "jobs.py:JobStore.list": 1,  # team ==, order_by created_at DESCENDING
     "jobs.py:JobStore.cancel": 1,  # items: state ==
     "jobs.py:JobStore.items": 1,  # items: order_by index
+    "jobs.py:JobStore.items_for_image": 1,  # items (collection group): image_id ==
     "upload_links.py:UploadLinkStore.find_by_id": 1,  # link_id ==
 }
 

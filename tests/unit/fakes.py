@@ -29,7 +29,7 @@ import json
 import math
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from typing import Any
 
@@ -39,6 +39,8 @@ from aperture.domain import keys
 from aperture.domain.errors import AlreadyExists, Gone
 from aperture.domain.jobs import Counts, ItemState, JobItem, JobRecord
 from aperture.domain.records import (
+    MAX_CAMERA_KEYS,
+    OTHER_KEY,
     AccessAttempt,
     Analysis,
     ApiKey,
@@ -51,6 +53,9 @@ from aperture.domain.records import (
     Totals,
     UploadLink,
     User,
+    counter_fold,
+    counter_key,
+    resolve_counter_key,
 )
 from aperture.storage.jobs import Versioned
 from aperture.storage.key_issuers import IssuedKey
@@ -77,6 +82,8 @@ def raising(exc: BaseException) -> Callable[..., Any]:
 # What `mark_processed` writes; the upload's own fields stay as stored (as in ImageStore).
 _UPLOAD_FIELDS = {"team", "id", "filename", "mime_type", "extension", "bucket", "object", "created_at", "uploaded_by"}
 _ANALYSIS_FIELDS = {f.name for f in dataclasses.fields(ImageRecord)} - _UPLOAD_FIELDS
+# Counted by begin_attempt, never written back from a record read earlier (as in ImageStore).
+_ANALYSIS_FIELDS -= {"attempts", "attempt_generation"}
 
 
 class FakeImageStore:
@@ -124,6 +131,21 @@ class FakeImageStore:
             self._records[(team, image_id)] = dataclasses.replace(
                 record, status=ImageStatus.FAILED, error=reason, generation=generation
             )
+
+    def begin_attempt(self, record: ImageRecord, generation: str) -> int:
+        """As ImageStore.begin_attempt: +1 on the stored count for the generation counted, 1 for another; Gone when deleted."""
+        with self._lock:
+            stored = self._existing(record.team, record.id)
+            attempts = stored.attempts + 1 if record.attempt_generation == generation else 1
+            self._records[(record.team, record.id)] = dataclasses.replace(
+                stored, attempts=attempts, attempt_generation=generation
+            )
+            return attempts
+
+    def note_error(self, team: str, image_id: str, reason: str) -> None:
+        with self._lock:
+            record = self._existing(team, image_id)
+            self._records[(team, image_id)] = dataclasses.replace(record, error=reason[:1000])
 
     def mark_processed(self, record: ImageRecord, analysis: Analysis) -> ImageRecord:
         done = record.with_analysis(analysis)
@@ -236,10 +258,14 @@ class _StoredObject:
 
 
 class FakeObjectStore:
-    """Objects keyed by (bucket, name), one live generation each (no versioning, like the buckets)."""
+    """Objects keyed by (bucket, name), one live generation each, in versioned buckets (as
+    infra/storage.tf declares them): an overwrite or a plain delete keeps the replaced live
+    generation as a noncurrent one, which only `purge`, `delete_generations` and `purge_prefix`
+    remove. Reads serve the live generation only (a noncurrent one reads as Gone)."""
 
     def __init__(self) -> None:
         self._objects: dict[tuple[str, str], _StoredObject] = {}
+        self._noncurrent: dict[tuple[str, str], list[_StoredObject]] = {}
         self._generations = itertools.count(1_700_000_000_000_000)
         self._lock = threading.Lock()
 
@@ -270,14 +296,44 @@ class FakeObjectStore:
         with self._lock:
             stored = self._objects.get((bucket, name))
             if stored is not None and (generation is None or stored.generation == generation):
-                del self._objects[(bucket, name)]
+                self._retire((bucket, name))
 
     def delete_prefix(self, bucket: str, prefix: str) -> int:
         with self._lock:
             names = [key for key in self._objects if key[0] == bucket and key[1].startswith(prefix)]
             for key in names:
-                del self._objects[key]
+                self._retire(key)
         return len(names)
+
+    def purge(self, bucket: str, name: str, generation: int) -> None:
+        """This generation deleted for good, live or noncurrent."""
+        with self._lock:
+            key = (bucket, name)
+            stored = self._objects.get(key)
+            if stored is not None and stored.generation == generation:
+                del self._objects[key]
+            kept = [old for old in self._noncurrent.get(key, []) if old.generation != generation]
+            if kept:
+                self._noncurrent[key] = kept
+            else:
+                self._noncurrent.pop(key, None)
+
+    def delete_generations(self, bucket: str, name: str) -> int:
+        """Every generation of `name` deleted for good; how many."""
+        generations = self.generations(bucket, name)
+        for generation in generations:
+            self.purge(bucket, name, generation)
+        return len(generations)
+
+    def purge_prefix(self, bucket: str, prefix: str) -> int:
+        """Every generation of every object under `prefix` deleted for good; how many."""
+        with self._lock:
+            names = {key[1] for key in [*self._objects, *self._noncurrent] if key[0] == bucket}
+        return sum(self.delete_generations(bucket, name) for name in sorted(names) if name.startswith(prefix))
+
+    def _retire(self, key: tuple[str, str]) -> None:
+        """The live generation becomes noncurrent (a versioned bucket's delete or overwrite)."""
+        self._noncurrent.setdefault(key, []).append(self._objects.pop(key))
 
     def read(self, info: ObjectInfo) -> bytes:
         """The bytes of exactly `info.generation`; Gone when that generation was deleted or replaced."""
@@ -313,6 +369,8 @@ class FakeObjectStore:
             dict(metadata or {}),
             _now().isoformat().replace("+00:00", "Z"),
         )
+        if (bucket, name) in self._objects:
+            self._retire((bucket, name))
         self._objects[(bucket, name)] = stored
         return stored
 
@@ -353,6 +411,19 @@ class FakeObjectStore:
     def names(self, bucket: str) -> set[str]:
         with self._lock:
             return {name for (b, name) in self._objects if b == bucket}
+
+    def generations(self, bucket: str, name: str) -> list[int]:
+        """Every stored generation of `name`, noncurrent ones first, the live one last."""
+        with self._lock:
+            key = (bucket, name)
+            old = [stored.generation for stored in self._noncurrent.get(key, [])]
+            live = self._objects.get(key)
+            return old + ([live.generation] if live is not None else [])
+
+    def stored_names(self, bucket: str) -> set[str]:
+        """Names with any generation stored, live or noncurrent."""
+        with self._lock:
+            return {name for (b, name) in [*self._objects, *self._noncurrent] if b == bucket}
 
     def metadata(self, bucket: str, name: str) -> dict[str, str]:
         with self._lock:
@@ -473,15 +544,28 @@ class FakeIdentityStore:
 
 
 class FakeTeamCounters:
-    """Per-team totals with one marker per counted (team, image): add and remove are exactly once."""
+    """Per-team totals with one marker per counted (team, image): add and remove are exactly once.
+    As in TeamCounters, keys are counted under `counter_key` spellings, a camera known in another
+    case under its first spelling, cameras past the team's first `max_cameras` under "other"."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_cameras: int = MAX_CAMERA_KEYS) -> None:
         self._markers: dict[tuple[str, str], Contribution] = {}
         self._totals: dict[str, Totals] = {}
+        self._camera_keys: dict[str, dict[str, str]] = {}  # team -> folded -> spelling
+        self._max_cameras = max_cameras
         self._lock = threading.Lock()
 
     def add(self, team: str, image_id: str, contribution: Contribution) -> bool:
         with self._lock:
+            camera = counter_key(contribution.camera)
+            if camera:
+                known = self._camera_keys.setdefault(team, {})
+                camera, new = resolve_counter_key(camera, known, self._max_cameras)
+                if new:
+                    known[counter_fold(camera)] = camera
+            contribution = dataclasses.replace(
+                contribution, format=counter_key(contribution.format) or OTHER_KEY, camera=camera
+            )
             if (team, image_id) in self._markers:
                 return False
             self._markers[(team, image_id)] = contribution
@@ -553,6 +637,14 @@ class FakeUploadLinkStore:
                     return stored.link, digest
         return None
 
+    def revoke(self, digest: str) -> UploadLink:
+        """As UploadLinkStore.revoke: the first revocation time is kept; NotFound for no such link."""
+        with self._lock:
+            stored = self._stored(digest)
+            if stored.link.revoked_at is None:
+                stored.link = dataclasses.replace(stored.link, revoked_at=_now())
+            return stored.link
+
     def claim(self, digest: str, max_files: int) -> str | None:
         # As in UploadLinkStore: the search starts at the `used` count, so a slot
         # released below a slot still held is not found again until that one is released.
@@ -588,13 +680,16 @@ class FakeUploadLinkStore:
 
 
 class FakeAuditLog:
-    """Every recorded attempt, in order (the real one logs and writes them in the background)."""
+    """Every recorded attempt, in order (the real one logs and writes them in the background, or
+    before it returns when `durable`, raising when that write failed every try)."""
 
     def __init__(self) -> None:
         self.attempts: list[AccessAttempt] = []
+        self.durable: list[bool] = []  # test helper: per attempt, whether it was recorded durably
 
-    def record(self, attempt: AccessAttempt) -> None:
+    def record(self, attempt: AccessAttempt, *, durable: bool = False) -> None:
         self.attempts.append(attempt)
+        self.durable.append(durable)
 
 
 # -- aperture.storage.key_issuers.KeyIssuer ----------------------------------------------
@@ -627,10 +722,19 @@ class FakeUrlSigner:
 
     def __init__(self) -> None:
         self.signed: list[tuple[str, str, dt.datetime, str]] = []
+        self.signed_headers: list[dict[str, str]] = []  # per entry of `signed`, the extra headers signed
         self.read_links: list[tuple[str, str, dt.datetime, str | None]] = []
 
-    def put_url(self, bucket: str, name: str, expires_at: dt.datetime, content_type: str) -> str:
+    def put_url(
+        self,
+        bucket: str,
+        name: str,
+        expires_at: dt.datetime,
+        content_type: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
         self.signed.append((bucket, name, expires_at, content_type))
+        self.signed_headers.append(dict(headers or {}))
         return f"https://storage.test/{bucket}/{name}?expires={int(expires_at.timestamp())}&type={content_type}"
 
     def get_url(self, bucket: str, name: str, expires_at: dt.datetime, *, disposition: str | None = None) -> str:
@@ -656,6 +760,7 @@ class FakeJobStore:
     def __init__(self) -> None:
         self._jobs: dict[str, _StoredJob] = {}
         self._items: dict[tuple[str, int], Versioned] = {}
+        self._deleted_outputs: dict[tuple[str, int], dict[str, Any]] = {}
         self._versions = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -737,6 +842,26 @@ class FakeJobStore:
             if stored is not None:
                 self._items[key] = Versioned(dataclasses.replace(stored.item, error=reason), next(self._versions))
 
+    def items_for_image(self, team: str, image_id: str) -> list[Versioned]:
+        """As JobStore.items_for_image: the team's items (by their source object) whose input is `image_id`."""
+        with self._lock:
+            found = [
+                v
+                for _, v in sorted(self._items.items())
+                if v.item.image_id == image_id and v.item.source_object.startswith(f"teams/{team}/")
+            ]
+            return copy.deepcopy(found)
+
+    def forget_outputs(self, current: Versioned, names: list[str], reason: str) -> None:
+        """No precondition, as in JobStore; the item's outputs emptied, the note kept (test helper `outputs_deleted`)."""
+        with self._lock:
+            key = (current.item.job_id, current.item.index)
+            stored = self._items.get(key)
+            if stored is None:
+                return
+            self._items[key] = Versioned(dataclasses.replace(stored.item, outputs=()), next(self._versions))
+            self._deleted_outputs[key] = {"at": _now(), "reason": reason, "names": list(names)}
+
     def _move(self, current: Versioned, state: ItemState, fields: dict[str, Any]) -> Versioned | None:
         item = current.item
         key = (item.job_id, item.index)
@@ -764,6 +889,11 @@ class FakeJobStore:
         with self._lock:
             stored = self._items[(job_id, index)]
             self._items[(job_id, index)] = Versioned(stored.item, next(self._versions))
+
+    def outputs_deleted(self, job_id: str, index: int) -> dict[str, Any] | None:
+        """The item's `outputs_deleted` note, if forget_outputs wrote one."""
+        with self._lock:
+            return copy.deepcopy(self._deleted_outputs.get((job_id, index)))
 
     def raw_counts(self, job_id: str) -> dict[str, int]:
         """The stored counters, unclamped (a negative one means a count moved twice)."""

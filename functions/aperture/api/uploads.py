@@ -3,7 +3,9 @@
 * `POST /v1/images` (key): multipart, field `files` (or `image_files`).
 * `POST /v1/upload-links` (key): a bearer URL for uploads without a key, plus
   optional V4 signed URLs for direct uploads of large files to `incoming/`.
-* `POST /v1/uploads/{token}` (no key): the upload link's URL.
+* `DELETE /v1/upload-links/{id}` (key): revoke a link of the caller's team.
+* `POST /v1/uploads/{token}` (no key): the upload link's URL. Audited like a
+  keyed request, as the link (its id and team) with each file's outcome.
 """
 
 from __future__ import annotations
@@ -15,14 +17,15 @@ from typing import TYPE_CHECKING
 
 import flask
 
-from aperture.api.auth import keyed
-from aperture.api.errors import json_errors
+from aperture.api.auth import attempt, audited, keyed
+from aperture.api.errors import guarded
 from aperture.api.json_io import json_response, read_json
 from aperture.api.multipart import read_file_parts
 from aperture.api.routing import Router
 from aperture.domain.errors import ApiError
-from aperture.domain.records import Principal
+from aperture.domain.records import Principal, UploadLink
 from aperture.runtime.timing import Timings
+from aperture.services.access import Access
 from aperture.services.upload_links import LinkService
 from aperture.services.uploads import LinkSlots, UploadService, overall_status
 
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
 
 FILE_FIELDS = ("files", "image_files")
 LINK_PREFIX = "/v1/uploads/"
+AUDITED_FILES = 100  # files named per audit record of a link upload (the count is always exact)
 
 
 @dataclass(frozen=True)
@@ -53,12 +57,39 @@ def build(container: Container) -> Callable[[flask.Request], flask.Response]:
         public_url=config.public_url,
     )
     keyed_routes = keyed(container.access, api.keyed)
-    link_routes = json_errors(api.link_upload)
+
+    def link_routes(request: flask.Request) -> flask.Response:
+        return linked(container.access, api, request)
 
     def handle(request: flask.Request) -> flask.Response:
         return (link_routes if request.path.startswith(LINK_PREFIX) else keyed_routes)(request)
 
     return handle
+
+
+@dataclass
+class LinkUse:
+    """What an upload through a link did, for its audit record."""
+
+    link: UploadLink | None = None
+    files: list[dict] | None = None
+
+
+def linked(access: Access, api: UploadsApi, request: flask.Request) -> flask.Response:
+    """An upload-link request, audited: who is the link (id, team), what is each file's outcome."""
+    use = LinkUse()
+    response, reason = guarded(request, lambda: api.link_upload(request, use))
+    link = use.link
+    record = attempt(
+        request,
+        response.status_code,
+        None,
+        reason,
+        team=link.team if link else None,
+        link_id=link.link_id if link else None,
+        files=use.files,
+    )
+    return audited(access, record, response)
 
 
 class UploadsApi:
@@ -71,6 +102,7 @@ class UploadsApi:
             [
                 ("/v1/images", ("POST",), self.upload),
                 ("/v1/upload-links", ("POST",), self.create_link),
+                ("/v1/upload-links/<link_id>", ("DELETE",), self.revoke_link),
             ]
         )
         self._link_routes = Router([("/v1/uploads/<token>", ("POST",), self._link_upload)])
@@ -80,15 +112,23 @@ class UploadsApi:
         by = {"key_id": principal.key_id, "user_id": principal.user_id}
         return self._upload(request, principal.team, by)
 
-    def link_upload(self, request: flask.Request) -> flask.Response:
-        return self._link_routes(request)
+    def link_upload(self, request: flask.Request, use: LinkUse | None = None) -> flask.Response:
+        return self._link_routes(request, use or LinkUse())
 
-    def _link_upload(self, request: flask.Request, token: str) -> flask.Response:
-        link, slots = self.links.open(token)
-        return self._upload(request, link.team, {"upload_link": link.link_id}, slots)
+    def _link_upload(self, request: flask.Request, use: LinkUse, token: str) -> flask.Response:
+        link, digest = self.links.find(token)
+        use.link = link
+        slots = self.links.admit(link, digest)
+        use.files = []
+        return self._upload(request, link.team, {"upload_link": link.link_id}, slots, use.files)
 
     def _upload(
-        self, request: flask.Request, team: str, uploaded_by: dict, slots: LinkSlots | None = None
+        self,
+        request: flask.Request,
+        team: str,
+        uploaded_by: dict,
+        slots: LinkSlots | None = None,
+        outcomes: list[dict] | None = None,
     ) -> flask.Response:
         limits = self.limits
         if request.content_length is None:
@@ -127,6 +167,10 @@ class UploadsApi:
             results = [service.add(team, name, data, uploaded_by, slots=slots, timings=timings) for name, data in files]
         else:
             results = service.add_many(team, files, uploaded_by, timings=timings, started=started)
+        if outcomes is not None:
+            outcomes.extend(
+                {"filename": r.filename[:200], "status": r.status, "id": r.id} for r in results[:AUDITED_FILES]
+            )
         body = {
             "files": [r.view() for r in results],
             "mapping": {r.filename: r.id for r in results if r.id is not None},
@@ -160,6 +204,10 @@ class UploadsApi:
             },
             201,
         )
+
+    def revoke_link(self, request: flask.Request, principal: Principal, link_id: str) -> flask.Response:
+        self.links.revoke(principal, link_id)
+        return flask.Response(status=204)
 
 
 def _int_field(body: dict, name: str, default: int, low: int, high: int) -> int:

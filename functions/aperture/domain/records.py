@@ -12,6 +12,8 @@ import datetime as dt
 import enum
 import hashlib
 import re
+import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,6 +157,10 @@ class ImageRecord:
     histograms: dict[str, str] | None = None
     processed_at: dt.datetime | None = None
     processing_ms: dict[str, float] | None = None
+    # Processing attempts of generation `attempt_generation` (an Increment at the
+    # start of each); after APERTURE_MAX_PROCESS_ATTEMPTS the record is failed.
+    attempts: int = 0
+    attempt_generation: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -200,7 +206,7 @@ class ImageRecord:
         return out
 
 
-_HIDDEN = {"embedding", "histograms", "bucket"}
+_HIDDEN = {"embedding", "histograms", "bucket", "attempt_generation"}
 
 
 # -- other records ---------------------------------------------------------------
@@ -250,6 +256,9 @@ class ApiKey:
     created_at: dt.datetime
     last_used_at: dt.datetime | None
     revoked_at: dt.datetime | None
+    # Who made the key: {"key_id", "user_id"} of the admin key that created it through the API,
+    # {"via": "bootstrap"} for a platform's first keys; None on records older than the field.
+    created_by: dict[str, Any] | None = None
 
     @property
     def revoked(self) -> bool:
@@ -263,10 +272,19 @@ class UploadLink:
     max_files: int
     expires_at: dt.datetime
     created_at: dt.datetime
-    created_by: dict[str, Any]
+    created_by: dict[str, Any]  # {"key_id", "user_id"} of the key that made it: the link lives no longer than it
+    revoked_at: dt.datetime | None = None
 
     def expired(self, now: dt.datetime | None = None) -> bool:
         return (now or dt.datetime.now(dt.timezone.utc)) >= self.expires_at
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    @property
+    def creator_key_id(self) -> str | None:
+        return self.created_by.get("key_id")
 
 
 @dataclass(frozen=True)
@@ -281,6 +299,9 @@ class AccessAttempt:
     user_id: str | None
     client_ip: str | None
     request_id: str | None
+    # An upload through a link: the link (its team is `team`), and per file its name, status and id.
+    link_id: str | None = None
+    files: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -290,6 +311,49 @@ class Contribution:
     day: str  # YYYY-MM-DD (UTC) of the upload
     format: str
     camera: str | None
+
+
+# -- counter keys ------------------------------------------------------------------
+
+COUNTER_KEY_LENGTH = 100  # characters a counter key keeps
+OTHER_KEY = "other"  # where a team's cameras beyond its first MAX_CAMERA_KEYS are counted
+MAX_CAMERA_KEYS = 100  # distinct camera keys a team's counters hold
+
+
+def counter_key(text: str | None, max_length: int = COUNTER_KEY_LENGTH) -> str | None:
+    """The spelling a counter (and the record's `camera`) uses for `text`: NFC, every run of
+    whitespace one space, control and other non-printing characters (Unicode category C)
+    removed, trimmed, at most `max_length` characters; None when nothing is left.
+    Idempotent, and it never changes letter case (grouping by case is
+    `resolve_counter_key`'s)."""
+    if not text:
+        return None
+    text = unicodedata.normalize("NFC", text)
+    spaced = "".join(" " if ch.isspace() else ch for ch in text)
+    kept = "".join(ch for ch in spaced if not unicodedata.category(ch).startswith("C"))
+    key = " ".join(kept.split())[:max_length].rstrip()
+    key = unicodedata.normalize("NFC", key)
+    return key or None
+
+
+def counter_fold(key: str) -> str:
+    """What makes two keys the same counter: equal up to letter case."""
+    return unicodedata.normalize("NFC", key.casefold())
+
+
+def resolve_counter_key(key: str, known: Mapping[str, str], cap: int = MAX_CAMERA_KEYS) -> tuple[str, bool]:
+    """The key a contribution is counted under, given the team's `known` keys (folded -> spelling),
+    and whether it is a new key to remember. A key known in any letter case counts under its
+    first spelling; a new one is remembered while the team has fewer than `cap` keys; the rest
+    count under OTHER_KEY."""
+    folded = counter_fold(key)
+    if folded in known:
+        return known[folded], False
+    if folded == counter_fold(OTHER_KEY):
+        return OTHER_KEY, False
+    if len(known) < cap:
+        return key, True
+    return OTHER_KEY, False
 
 
 @dataclass

@@ -3,6 +3,13 @@
 Team images, direct uploads and source-bucket objects go to the `Processor`
 service; every other object generation is recorded once (create-only, so a
 redelivered event is a no-op).
+
+An exception answers the delivery with an error, and Eventarc (the trigger's
+RETRY_POLICY_RETRY; the local bridge likewise) delivers the event again with
+backoff: `RecordPending` and the processor's `TransientFailure` (counted in
+the record, which is failed once APERTURE_MAX_PROCESS_ATTEMPTS are used up)
+are logged as such; permanent failures never get here (the record is marked
+failed and the event acknowledged).
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from aperture.domain.records import ObjectInfo
 from aperture.runtime import logs
-from aperture.services.processing import Processor, RecordPending
+from aperture.services.processing import Processor, RecordPending, TransientFailure
 from aperture.storage.finalized import FinalizedObjects
 
 if TYPE_CHECKING:
@@ -46,6 +53,17 @@ def handle(event: Any, processor: Processor, finalized: FinalizedObjects) -> Non
     except RecordPending as exc:
         # An error answer makes Eventarc (and the local bridge) deliver the event again later.
         logs.info(f"process: retry later: {exc}", bucket=info.bucket, object=info.name, event_id=event["id"])
+        raise
+    except TransientFailure as exc:
+        logs.warning(
+            f"process: transient failure, retry later: {exc}",
+            bucket=info.bucket,
+            object=info.name,
+            generation=info.generation,
+            attempt=exc.attempt,
+            max_attempts=exc.max_attempts,
+            event_id=event["id"],
+        )
         raise
     if outcome == "ignored":
         finalized.record(event.get_attributes(), data)

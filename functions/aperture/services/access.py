@@ -10,8 +10,17 @@ revoked through this instance at once (`forget`, wired to the revoke path by
 created a moment ago on another instance must work at once, and a negative
 entry would save nothing against someone trying random keys.
 `authenticate` is `check` plus the key's last-used time, rewritten at most
-every `touch_seconds` per key and instance, off the request path. `audit`
-records an attempt with its final status, whatever the outcome.
+every `touch_seconds` per key and instance, off the request path.
+`key_live` answers whether a key named by its id (the key that made an upload
+link) is still good, through the same cache and the same revocation rule.
+
+`audit` records an attempt with its final status, whatever the outcome. A
+write (any method but GET, HEAD and OPTIONS) is audited durably: the record is
+stored before the answer goes out, retried a few times, and when it still
+cannot be stored the caller gets 503 with Retry-After instead of an answer
+nobody could account for. Reads are audited in the background (the log line is
+written at once; the Firestore record is batched and retried, and logged in
+full if it is finally lost), so an audit outage never slows or fails a read.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from cachetools import TTLCache
 
 from aperture.domain import keys
+from aperture.domain.errors import ApiError
 from aperture.domain.records import AccessAttempt, ApiKey, Principal
 from aperture.runtime import logs
 
@@ -36,6 +46,13 @@ if TYPE_CHECKING:  # repositories are injected; their modules bring the Google c
 MISSING, MALFORMED, UNKNOWN, REVOKED = "missing key", "malformed key", "unknown key", "revoked key"
 INVALID_KEY = "invalid API key"
 MISSING_KEY = "missing API key: send it in the x-api-key header"
+READS = frozenset({"GET", "HEAD", "OPTIONS"})
+AUDIT_RETRY_AFTER = "5"  # seconds a client is asked to wait when a durable audit write failed
+
+
+def durable(method: str) -> bool:
+    """Is a request with this method audited before it is answered (writes), or in the background (reads)?"""
+    return method.upper() not in READS
 
 
 def refusal_message(reason: str) -> str:
@@ -68,6 +85,10 @@ class Access:
         self._cached: TTLCache[str, ApiKey] | None = (
             TTLCache(cache_entries, cache_seconds, timer=clock) if cache_seconds > 0 else None
         )
+        # The same records by key id, for `key_live` (links name the key that made them by id).
+        self._cached_by_id: TTLCache[str, ApiKey] | None = (
+            TTLCache(cache_entries, cache_seconds, timer=clock) if cache_seconds > 0 else None
+        )
         # Bumped by `forget`: a read that started before a revocation is not remembered after it.
         self._forgets = 0
         # Keys whose last-used write this instance submitted: a remembered record's
@@ -94,15 +115,43 @@ class Access:
             self._maybe_touch(key)
         return key, refusal
 
-    def forget(self, key_hash: str) -> None:
+    def key_live(self, key_id: str | None) -> bool:
+        """Is the key with this id still good (exists, not revoked)? Cached as `check` is: a key
+        revoked on another instance is seen within `cache_seconds`, on this one at once."""
+        if not key_id:
+            return False
+        key = self._key_by_id(key_id)
+        return key is not None and not key.revoked
+
+    def forget(self, key_hash: str, key_id: str | None = None) -> None:
         """Drop a key from this instance's cache (it was just revoked here): its next check reads Firestore."""
         with self._lock:
             self._forgets += 1
             if self._cached is not None:
                 self._cached.pop(key_hash, None)
+            if self._cached_by_id is not None:
+                if key_id is None:
+                    key_id = next((k.key_id for k in self._cached_by_id.values() if k.key_hash == key_hash), None)
+                if key_id is not None:
+                    self._cached_by_id.pop(key_id, None)
 
     def audit(self, attempt: AccessAttempt) -> None:
-        self._audit.record(attempt)
+        """Record `attempt`; a write's record durably, else ApiError 503 with Retry-After (module doc)."""
+        if not durable(attempt.method):
+            try:
+                self._audit.record(attempt)
+            except Exception:  # a synchronous log (the edge's) failed: the log line is written, the read goes on
+                logs.exception("audit record of a read not stored", request_id=attempt.request_id)
+            return
+        try:
+            self._audit.record(attempt, durable=True)
+        except Exception:
+            logs.exception("durable audit write failed", request_id=attempt.request_id)
+            raise ApiError(
+                503,
+                "the audit log is unavailable, so this request cannot be accounted for; retry later",
+                {"Retry-After": AUDIT_RETRY_AFTER},
+            ) from None
 
     def _key(self, key_hash: str) -> ApiKey | None:
         if self._cached is None:
@@ -117,6 +166,21 @@ class Access:
             with self._lock:
                 if forgets == self._forgets:
                     self._cached[key_hash] = key
+        return key
+
+    def _key_by_id(self, key_id: str) -> ApiKey | None:
+        if self._cached_by_id is None:
+            return self._identity.key_by_id(key_id)
+        with self._lock:
+            key = self._cached_by_id.get(key_id)
+            forgets = self._forgets
+        if key is not None:
+            return key
+        key = self._identity.key_by_id(key_id)
+        if key is not None:
+            with self._lock:
+                if forgets == self._forgets:
+                    self._cached_by_id[key_id] = key
         return key
 
     def _maybe_touch(self, key: ApiKey) -> None:
@@ -148,7 +212,7 @@ class RevocationForgets:
         try:
             return self._identity.revoke_key(key)
         finally:
-            self._access.forget(key.key_hash)
+            self._access.forget(key.key_hash, key.key_id)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._identity, name)

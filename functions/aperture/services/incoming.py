@@ -46,6 +46,8 @@ def _file(info: ObjectInfo, objects: ObjectStore, links: UploadLinkStore, upload
     if found is None or found[0].team != team:
         return "rejected: no such upload link for this team"
     link, digest = found
+    if link.revoked:
+        return "rejected: the upload link was revoked"
     if info.size > uploads.max_file_bytes:
         return f"rejected: {info.size} bytes is over the limit of {uploads.max_file_bytes}"
     data = objects.read(info)

@@ -10,12 +10,28 @@
 * anything else is recorded once and otherwise left alone.
 
 Delivery is at least once: every step is idempotent (create-only writes,
-status checks, counter markers). Bad images are marked failed and
-acknowledged; anything else that goes wrong raises, so the event is retried.
+status checks, counter markers). Failures are classified (`classify`):
+
+* permanent — the bytes do not decode or are over a limit, the pixel work
+  fails on them, a Google service refuses them (400), the record or the
+  generation is gone: the record is marked `failed` with the reason at once
+  and the event acknowledged (a retry would fail the same way, for up to a
+  day of Eventarc's retries);
+* transient — anything else (storage or Firestore unavailable, deadlines,
+  429/5xx, and whatever is not known to be permanent): the reason is kept in
+  the record's `error` and `TransientFailure` is raised, so the event is
+  retried with backoff.
+
+Every attempt on a team image is counted first (`attempts`, an Increment on
+the record), so a run that never reaches an except clause (timeout, out of
+memory) counts too. The attempt that reaches `max_attempts` and fails, or
+any attempt beyond it, marks the record `failed` with "gave up after N
+attempts: <last error>" and is acknowledged: the record is the dead letter.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from collections.abc import Callable
@@ -33,6 +49,7 @@ from aperture.domain.records import (
     LabelScore,
     ObjectInfo,
     StoredHistograms,
+    counter_key,
 )
 from aperture.runtime import logs
 from aperture.runtime.timing import Timings
@@ -58,6 +75,41 @@ class RecordPending(Exception):
     """The upload API wrote this object and has not committed its record yet: try again later."""
 
 
+class TransientFailure(Exception):
+    """An attempt failed for a passing reason (counted in the record): deliver the event again."""
+
+    def __init__(self, reason: str, attempt: int, max_attempts: int):
+        super().__init__(f"attempt {attempt} of {max_attempts}: {reason}")
+        self.reason, self.attempt, self.max_attempts = reason, attempt, max_attempts
+
+
+class PermanentFailure(Exception):
+    """What would fail the same way on every delivery (the message is the record's reason)."""
+
+
+PERMANENT = "permanent"
+TRANSIENT = "transient"
+# HTTP statuses of Google API errors (their `code`) that refuse the request itself.
+_REFUSED = frozenset({400})
+
+
+def classify(exc: BaseException) -> str:
+    """PERMANENT or TRANSIENT (whatever is not known to be permanent is retried, a bounded number of times).
+
+    Google's client exceptions are recognised by their HTTP `code` (services do
+    not import the client libraries)."""
+    if isinstance(exc, (pixels.ImageError, PermanentFailure, Gone)):
+        return PERMANENT
+    if getattr(exc, "code", None) in _REFUSED:
+        return PERMANENT
+    return TRANSIENT
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if isinstance(exc, (pixels.ImageError, PermanentFailure)) else f"{type(exc).__name__}: {text}"
+
+
 @dataclass
 class Processor:
     objects: ObjectStore
@@ -73,6 +125,7 @@ class Processor:
     max_pixels: int
     prewarm_source: bool = True
     histogram_max_bytes: int = 900_000
+    max_attempts: int = 5  # APERTURE_MAX_PROCESS_ATTEMPTS
 
     def handle(self, info: ObjectInfo) -> str:
         try:
@@ -108,13 +161,15 @@ class Processor:
 
     def _file_plain_upload(self, info: ObjectInfo, team: str, leaf: str) -> str:
         """An object written straight into teams/{team}/ by a plain client: file it like an API upload."""
+        # Rejected bytes are purged, this generation for good (a plain delete in the
+        # versioned bucket would keep them as a noncurrent version for weeks).
         if self.identity.get_team(team) is None:
-            self.objects.delete(info.bucket, info.name, info.generation)
+            self.objects.purge(info.bucket, info.name, info.generation)
             return f"rejected: no team {team!r}; object removed"
         data = self.objects.read(info)
         result = self.uploads.add(team, leaf, data, {"plain_client": True, "object": info.name})
         if result.status not in (CREATED, DUPLICATE) or result.id is None:
-            self.objects.delete(info.bucket, info.name, info.generation)
+            self.objects.purge(info.bucket, info.name, info.generation)
             return f"rejected: {result.error}; object removed"
         record = self.images.get(team, result.id)
         if record is None:
@@ -126,23 +181,56 @@ class Processor:
         return self._process(info, record)
 
     def _process(self, info: ObjectInfo, record: ImageRecord) -> str:
+        team, image_id, generation = record.team, record.id, str(info.generation)
+        attempt = self.images.begin_attempt(record, generation)
+        if attempt > self.max_attempts:  # the previous attempt never reached its except clause
+            last = record.error or "an attempt did not finish (timeout or out of memory?)"
+            return self._fail(record, generation, f"gave up after {self.max_attempts} attempts: {last}")
+        record = dataclasses.replace(record, attempts=attempt, attempt_generation=generation)
+        try:
+            return self._analyse(info, record)
+        except Gone:
+            raise
+        except Exception as exc:
+            reason = describe(exc)
+            if classify(exc) == PERMANENT:
+                return self._fail(record, generation, reason)
+            if attempt >= self.max_attempts:
+                return self._fail(record, generation, f"gave up after {attempt} attempts: {reason}")
+            self.images.note_error(team, image_id, reason)
+            raise TransientFailure(reason, attempt, self.max_attempts) from exc
+
+    def _fail(self, record: ImageRecord, generation: str, reason: str) -> str:
+        self.images.mark_failed(record.team, record.id, reason, generation)
+        logs.info("image failed", team=record.team, image_id=record.id, reason=reason, attempts=record.attempts)
+        return f"failed: {reason}"
+
+    def _analyse(self, info: ObjectInfo, record: ImageRecord) -> str:
         team, image_id = record.team, record.id
         timings = Timings()
         with timings.span("download"):
             data = self.objects.read(info)
+        team_doc = self.identity.get_team(team)
+        # The pixel work runs on bytes in memory: what fails in it fails on every
+        # delivery (permanent), except running out of memory.
         try:
             with timings.span("decode"):
                 image = pixels.open_image(data, max_pixels=self.max_pixels)
                 facts = metadata.describe(image, len(data))
-        except pixels.ImageError as exc:
-            self.images.mark_failed(team, image_id, str(exc), str(info.generation))
-            return f"failed: {exc}"
-        team_doc = self.identity.get_team(team)
-        with timings.span("exif"):
-            exif = metadata.exif(image, include_gps=bool(team_doc and team_doc.gps_enabled))
-        with timings.span("histograms"):
-            normalized = pixels.normalize(image)
-            bands = statistics.image_histograms(normalized)
+            with timings.span("exif"):
+                exif = metadata.exif(image, include_gps=bool(team_doc and team_doc.gps_enabled))
+            with timings.span("histograms"):
+                normalized = pixels.normalize(image)
+                bands = statistics.image_histograms(normalized)
+        except (pixels.ImageError, MemoryError):
+            raise
+        except Exception as exc:
+            raise PermanentFailure(f"cannot be analysed: {type(exc).__name__}: {exc}") from exc
+        camera = counter_key(exif.get("camera"))
+        if camera:
+            exif["camera"] = camera
+        else:
+            exif.pop("camera", None)
         with timings.span("firestore"):
             self._store_histograms(info, bands, facts, normalized.mode)
         with timings.span("labels"):

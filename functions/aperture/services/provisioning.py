@@ -6,7 +6,7 @@ Shared by the admin API, the `aperture` CLI and the local stack's demo team.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aperture.domain import keys
 from aperture.domain.errors import AlreadyExists, ApiError
@@ -17,8 +17,19 @@ if TYPE_CHECKING:  # repositories are injected; their modules bring the Google c
     from aperture.storage.key_issuers import KeyIssuer
 
 
-def issue_key(identity: IdentityStore, issuer: KeyIssuer, user: User, name: str) -> tuple[ApiKey, str]:
-    """A new key for `user`: the record (hash only) and the key string, shown once."""
+BOOTSTRAP = {"via": "bootstrap"}  # `created_by` of keys made outside the API (CLI bootstrap, demo team)
+
+
+def made_by(principal: Principal) -> dict[str, Any]:
+    """`created_by` of a key made through the API: the key that asked and its user."""
+    return {"key_id": principal.key_id, "user_id": principal.user_id}
+
+
+def issue_key(
+    identity: IdentityStore, issuer: KeyIssuer, user: User, name: str, created_by: dict[str, Any] | None = None
+) -> tuple[ApiKey, str]:
+    """A new key for `user`: the record (hash only) and the key string, shown once. `created_by`
+    says who made it (`made_by`, or BOOTSTRAP when nobody's key did)."""
     issued = issuer.issue(name)
     record = ApiKey(
         key_id=keys.new_key_id(),
@@ -32,6 +43,7 @@ def issue_key(identity: IdentityStore, issuer: KeyIssuer, user: User, name: str)
         created_at=dt.datetime.now(dt.timezone.utc),
         last_used_at=None,
         revoked_at=None,
+        created_by=dict(created_by or BOOTSTRAP),
     )
     identity.add_key(record)
     return record, issued.key
@@ -133,7 +145,8 @@ class Provisioning:
         principal.require_team(user.team, "user", owner_allowed=True)
         if user.role == "owner":
             principal.require_role("owner")  # an admin must not mint an owner's key
-        return issue_key(self._identity, self._issuer, user, name or f"{user.team}/{user.email}"[:60])
+        name = name or f"{user.team}/{user.email}"[:60]
+        return issue_key(self._identity, self._issuer, user, name, made_by(principal))
 
     def revoke_key(self, principal: Principal, key_id: str) -> ApiKey:
         key = self._identity.key_by_id(key_id)

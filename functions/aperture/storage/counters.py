@@ -6,30 +6,71 @@ Exactly-once comes from a marker document (`counted/{team}_{image}`) written
 in the SAME commit as the increments: create-only when counting, delete with
 an exists precondition when un-counting, so a redelivered event or a second
 delete fails the whole commit and changes nothing.
+
+Keys are bounded: a format or camera is counted under its `counter_key`
+spelling (whitespace collapsed, control characters removed, length-capped),
+a camera known in another letter case under its first spelling, and a team's
+cameras beyond its first `max_cameras` distinct ones under "other". The
+team's camera spellings live in `counter_keys/{team}` (folded key ->
+spelling), added to in a transaction so concurrent new cameras cannot pass the
+cap. The marker keeps the keys an image was counted under, so un-counting
+takes back exactly what counting added.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
-from aperture.domain.records import Contribution, Totals
+from aperture.domain.records import (
+    MAX_CAMERA_KEYS,
+    OTHER_KEY,
+    Contribution,
+    Totals,
+    counter_fold,
+    counter_key,
+    resolve_counter_key,
+)
 
 COLLECTION = "counters"
 MARKERS = "counted"
+KEYS = "counter_keys"
 SHARDS = 10
 
 
 class TeamCounters:
-    def __init__(self, db: firestore.Client, shards: int = SHARDS):
+    def __init__(self, db: firestore.Client, shards: int = SHARDS, max_cameras: int = MAX_CAMERA_KEYS):
         self._db = db
         self._shards = shards
+        self._max_cameras = max_cameras
 
     def add(self, team: str, image_id: str, contribution: Contribution) -> bool:
-        """Count an image once; False when it was already counted."""
+        """Count an image once (under its normalised, bounded keys); False when it was already counted."""
+        camera = counter_key(contribution.camera)
+        contribution = dataclasses.replace(
+            contribution,
+            format=counter_key(contribution.format) or OTHER_KEY,
+            camera=self._camera_key(team, camera) if camera else None,
+        )
         return self._commit(team, image_id, contribution, +1)
+
+    def _camera_key(self, team: str, camera: str) -> str:
+        ref = self._db.collection(KEYS).document(team)
+        key, new = resolve_counter_key(camera, _known(ref.get()), self._max_cameras)
+        if not new:
+            return key
+
+        @firestore.transactional
+        def register(transaction) -> str:
+            key, new = resolve_counter_key(camera, _known(ref.get(transaction=transaction)), self._max_cameras)
+            if new:
+                transaction.set(ref, {"team": team, "cameras": {counter_fold(key): key}}, merge=True)
+            return key
+
+        return register(self._db.transaction())
 
     def remove(self, team: str, image_id: str, contribution: Contribution) -> bool:
         """Take an image's share back once; False when it was not counted."""
@@ -79,3 +120,10 @@ class TeamCounters:
                 for key, value in (data.get(name) or {}).items():
                     target[key] = target.get(key, 0) + int(value)
         return totals
+
+
+def _known(snap) -> dict[str, str]:
+    """The team's camera keys, folded -> spelling."""
+    if not snap.exists:
+        return {}
+    return dict((snap.to_dict() or {}).get("cameras") or {})

@@ -35,6 +35,9 @@ _ANALYSIS_FIELDS = _FIELDS - {
     "object",
     "created_at",
     "uploaded_by",
+    # counted by begin_attempt, never written back from a record read earlier
+    "attempts",
+    "attempt_generation",
 }
 
 
@@ -122,6 +125,33 @@ class ImageStore:
     def mark_failed(self, team: str, image_id: str, reason: str, generation: str) -> None:
         """Gone when the record was deleted meanwhile."""
         self._update(team, image_id, {"status": ImageStatus.FAILED.value, "error": reason, "generation": generation})
+
+    def begin_attempt(self, record: ImageRecord, generation: str) -> int:
+        """Count one processing attempt of `generation` (Increment) and return how many there
+        have been; the count starts again at 1 for a generation other than the one counted.
+        Gone when the record was deleted."""
+        ref = self._doc(record.team, record.id)
+        if record.attempt_generation == generation:
+            fields: dict[str, Any] = {"attempts": firestore.Increment(1)}
+        else:
+            fields = {"attempts": 1, "attempt_generation": generation}
+        fields["attempted_at"] = dt.datetime.now(dt.timezone.utc)  # not a transform: one transform result
+        try:
+            result = ref.update(fields)
+        except gexc.NotFound as exc:
+            raise Gone(f"image record {record.team}/{record.id} was deleted") from exc
+        if "attempt_generation" in fields:
+            return 1
+        transforms = list(getattr(result, "transform_results", None) or ())
+        if transforms and transforms[0].integer_value:
+            return int(transforms[0].integer_value)
+        snap = ref.get(field_paths=["attempts"])
+        return int((snap.to_dict() or {}).get("attempts") or 1)
+
+    def note_error(self, team: str, image_id: str, reason: str) -> None:
+        """Keep why an attempt failed (shown while the record is pending; the reason it is failed
+        with when attempts run out). Gone when the record was deleted."""
+        self._update(team, image_id, {"error": reason[:1000]})
 
     def mark_processed(self, record: ImageRecord, analysis: Analysis) -> ImageRecord:
         """The record with `analysis` applied, written over the stored one (Gone when it was deleted)."""

@@ -10,6 +10,7 @@ transaction ever holds the hot job document.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import datetime as dt
 from typing import Any
@@ -121,6 +122,31 @@ class JobStore:
         """Keep the reason a run failed for a retry (shown, and used if the item is given up)."""
         try:
             self._items(current.item.job_id).document(_item_id(current.item.index)).update({"error": reason})
+        except gexc.NotFound:
+            pass
+
+    # -- items by input image ----------------------------------------------------
+
+    def items_for_image(self, team: str, image_id: str) -> builtins.list[Versioned]:
+        """Every job item of `team` whose input is the image `image_id` (one collection-group
+        query on items.image_id, whose COLLECTION_GROUP single-field index firestore.tf declares;
+        the same bytes in another team have the same id, so items are kept by their source object's team)."""
+        query = self._db.collection_group(ITEMS).where(filter=firestore.FieldFilter("image_id", "==", image_id))
+        found = []
+        for snap in query.stream():
+            item = _item(snap.to_dict())
+            if item.source_object.startswith(f"teams/{team}/"):
+                found.append(Versioned(item, snap.update_time))
+        return sorted(found, key=lambda v: (v.item.job_id, v.item.index))
+
+    def forget_outputs(self, current: Versioned, names: list[str], reason: str) -> None:
+        """The item's outputs were deleted: its `outputs` emptied (downloads of them are 404) and
+        `outputs_deleted` saying when, why and which (`names`). No precondition: it holds whatever the
+        item's state; a deleted job is left alone."""
+        item = current.item
+        note = {"at": _now(), "reason": reason, "names": list(names)}
+        try:
+            self._items(item.job_id).document(_item_id(item.index)).update({"outputs": [], "outputs_deleted": note})
         except gexc.NotFound:
             pass
 

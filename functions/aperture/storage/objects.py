@@ -143,6 +143,31 @@ class ObjectStore:
                 pass  # deleted meanwhile: the outcome wanted
         return deleted
 
+    def purge(self, bucket: str, name: str, generation: int) -> None:
+        """Delete exactly this generation for good, live or noncurrent (in a versioned bucket a
+        plain delete only makes the live generation noncurrent)."""
+        try:
+            self._client.bucket(bucket).delete_blob(name, generation=generation)
+        except gexc.NotFound:
+            pass  # deleted meanwhile: the outcome wanted
+
+    def delete_generations(self, bucket: str, name: str) -> int:
+        """Delete every stored generation of the object `name`, live and noncurrent; how many."""
+        return self._purge_listed(bucket, name, lambda blob_name: blob_name == name)
+
+    def purge_prefix(self, bucket: str, prefix: str) -> int:
+        """Delete every generation, live and noncurrent, of every object under `prefix`; how many."""
+        return self._purge_listed(bucket, prefix, lambda blob_name: blob_name.startswith(prefix))
+
+    def _purge_listed(self, bucket: str, prefix: str, wanted) -> int:
+        deleted = 0
+        for blob in self._client.list_blobs(bucket, prefix=prefix, versions=True):
+            if not wanted(blob.name):
+                continue  # same prefix, another object (name "a" lists "a.png" too)
+            self.purge(bucket, blob.name, int(blob.generation))
+            deleted += 1
+        return deleted
+
     def copy(self, bucket: str, name: str, generation: int, target: str) -> bool:
         """Copy one generation to a new name, create-only; False when the target exists."""
         source = self._client.bucket(bucket)

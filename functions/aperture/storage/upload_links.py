@@ -4,6 +4,8 @@ The token is random and only its SHA-256 is stored (`upload_links/{hash}`).
 A link admits at most `max_files` files; each accepted file claims a numbered
 slot document, create-only, so concurrent uploads cannot overshoot the limit
 without any read-modify-write transaction on the hot link document.
+`revoke` sets `revoked_at` (the link then answers 410); `created_by.key_id`
+names the key that made it, which the service checks is still live.
 """
 
 from __future__ import annotations
@@ -60,26 +62,31 @@ class UploadLinkStore:
         snap = self._collection.document(digest).get()
         if not snap.exists:
             return None
-        data = snap.to_dict()
-        link = UploadLink(
-            data["link_id"], data["team"], data["max_files"], data["expires_at"], data["created_at"], data["created_by"]
-        )
-        return link, digest
+        return _link(snap.to_dict()), digest
 
     def find_by_id(self, link_id: str) -> tuple[UploadLink, str] | None:
         from google.cloud.firestore_v1.base_query import FieldFilter
 
         for snap in self._collection.where(filter=FieldFilter("link_id", "==", link_id)).limit(1).stream():
-            data = snap.to_dict()
-            return UploadLink(
-                data["link_id"],
-                data["team"],
-                data["max_files"],
-                data["expires_at"],
-                data["created_at"],
-                data["created_by"],
-            ), snap.id
+            return _link(snap.to_dict()), snap.id
         return None
+
+    def revoke(self, digest: str) -> UploadLink:
+        """Mark the link revoked (once: a second revoke keeps the first time); the link as it now is."""
+        doc = self._collection.document(digest)
+        now = dt.datetime.now(dt.timezone.utc)
+
+        @firestore.transactional
+        def revoke_in(transaction: firestore.Transaction) -> UploadLink:
+            data = doc.get(transaction=transaction).to_dict()
+            if data is None:
+                raise gexc.NotFound(f"no upload link {digest}")
+            if data.get("revoked_at") is None:
+                transaction.update(doc, {"revoked_at": now})
+                data["revoked_at"] = now
+            return _link(data)
+
+        return revoke_in(self._db.transaction())
 
     def claim(self, digest: str, max_files: int) -> str | None:
         """Take a free slot; None when all `max_files` are taken."""
@@ -98,3 +105,15 @@ class UploadLinkStore:
         doc = self._collection.document(digest)
         doc.collection(SLOTS).document(slot).delete()
         doc.update({"used": firestore.Increment(-1)})
+
+
+def _link(data: dict[str, Any]) -> UploadLink:
+    return UploadLink(
+        data["link_id"],
+        data["team"],
+        data["max_files"],
+        data["expires_at"],
+        data["created_at"],
+        data["created_by"],
+        data.get("revoked_at"),
+    )

@@ -12,13 +12,25 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Mapping
 from typing import Protocol
 
 from google.cloud import storage
 
 
 class UrlSigner(Protocol):
-    def put_url(self, bucket: str, name: str, expires_at: dt.datetime, content_type: str) -> str: ...
+    def put_url(
+        self,
+        bucket: str,
+        name: str,
+        expires_at: dt.datetime,
+        content_type: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
+        """A URL that writes the object until `expires_at`; `headers` are signed too, so the PUT
+        must carry them exactly (Cloud Storage enforces x-goog-content-length-range and
+        x-goog-if-generation-match on a signed PUT)."""
+        ...
 
     def get_url(self, bucket: str, name: str, expires_at: dt.datetime, *, disposition: str | None = None) -> str:
         """A URL that reads the object until `expires_at`, answered with `disposition` as Content-Disposition."""
@@ -49,8 +61,17 @@ class LocalUrlSigner:
             }
         )
 
-    def put_url(self, bucket: str, name: str, expires_at: dt.datetime, content_type: str) -> str:
-        return self._sign(bucket, name, expiration=expires_at, method="PUT", content_type=content_type)
+    def put_url(
+        self,
+        bucket: str,
+        name: str,
+        expires_at: dt.datetime,
+        content_type: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
+        return self._sign(
+            bucket, name, expiration=expires_at, method="PUT", content_type=content_type, headers=dict(headers or {})
+        )
 
     def get_url(self, bucket: str, name: str, expires_at: dt.datetime, *, disposition: str | None = None) -> str:
         return self._sign(bucket, name, expiration=expires_at, method="GET", response_disposition=disposition)
@@ -69,8 +90,17 @@ class IamUrlSigner:
     def __init__(self, client: storage.Client):
         self._client = client
 
-    def put_url(self, bucket: str, name: str, expires_at: dt.datetime, content_type: str) -> str:
-        return self._sign(bucket, name, expiration=expires_at, method="PUT", content_type=content_type)
+    def put_url(
+        self,
+        bucket: str,
+        name: str,
+        expires_at: dt.datetime,
+        content_type: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
+        return self._sign(
+            bucket, name, expiration=expires_at, method="PUT", content_type=content_type, headers=dict(headers or {})
+        )
 
     def get_url(self, bucket: str, name: str, expires_at: dt.datetime, *, disposition: str | None = None) -> str:
         return self._sign(bucket, name, expiration=expires_at, method="GET", response_disposition=disposition)

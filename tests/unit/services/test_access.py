@@ -9,6 +9,7 @@ import time
 import pytest
 
 from aperture.domain import keys
+from aperture.domain.errors import ApiError
 from aperture.domain.records import AccessAttempt, Principal
 from aperture.services.access import (
     INVALID_KEY,
@@ -23,6 +24,7 @@ from aperture.services.access import (
     refusal_message,
 )
 from aperture.services.provisioning import Provisioning, bootstrap
+from tests.unit.fakes import raising
 from tests.unit.services.helpers import TEAM
 
 
@@ -177,6 +179,49 @@ def test_every_attempt_is_audited(access, audit):
     access.audit(attempt)
 
     assert audit.attempts == [attempt]
+
+
+def attempt_of(method: str) -> AccessAttempt:
+    return AccessAttempt(method, "/v1/images", 201, "allowed", None, "key_1", TEAM, "usr_1", "10.0.0.1", "req-1")
+
+
+@pytest.mark.parametrize("method,durably", [("GET", False), ("HEAD", False), ("POST", True), ("DELETE", True)])
+def test_writes_are_audited_durably_and_reads_in_the_background(access, audit, method, durably):
+    access.audit(attempt_of(method))
+
+    assert audit.durable == [durably]
+
+
+def test_a_write_whose_audit_record_cannot_be_stored_is_a_503_with_retry_after(access, audit):
+    audit.record = raising(RuntimeError("firestore down"))
+
+    with pytest.raises(ApiError) as error:
+        access.audit(attempt_of("POST"))
+
+    assert error.value.status == 503
+    assert int(error.value.headers["Retry-After"]) > 0
+
+
+def test_a_read_whose_audit_record_cannot_be_stored_goes_on(access, audit, capsys):
+    audit.record = raising(RuntimeError("firestore down"))
+
+    access.audit(attempt_of("GET"))
+
+    assert "audit record of a read not stored" in capsys.readouterr().out
+
+
+# -- key_live: the key that made an upload link ----------------------------------------
+
+
+def test_a_good_key_is_live_and_a_revoked_unknown_or_absent_one_is_not(access, identity, member):
+    key, _ = member
+    assert access.key_live(key.key_id)
+
+    identity.revoke_key(key)
+
+    assert not access.key_live(key.key_id)
+    assert not access.key_live("key_nobody")
+    assert not access.key_live(None)
 
 
 # -- the per-instance key cache -------------------------------------------------------

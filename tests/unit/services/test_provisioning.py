@@ -187,6 +187,23 @@ def test_an_admin_creates_a_key_for_a_member_of_their_team(provisioning, identit
     assert (record.user_id, record.role) == (member.user_id, "member")
 
 
+def test_a_key_made_through_the_api_records_the_key_and_user_that_made_it(provisioning, identity, teams):
+    member = identity.create_user(TEAM, "m@example.com", "member")
+    admin = caller(identity, "admin")
+
+    record, secret = provisioning.create_key(admin, member.user_id, None)
+
+    assert record.created_by == {"key_id": admin.key_id, "user_id": admin.user_id}
+    assert identity.key_by_hash(keys.key_hash(secret)).created_by == record.created_by
+    assert [k.created_by for k in provisioning.list_keys(admin, TEAM)] == [record.created_by]
+
+
+def test_a_bootstrapped_key_says_it_was_made_by_bootstrap(identity, issuer):
+    _, _, key, _ = bootstrap(identity, issuer, team_id=TEAM, email="o@example.com")
+
+    assert key.created_by == {"via": "bootstrap"}
+
+
 def test_a_member_cannot_create_keys(provisioning, identity, teams):
     member = caller(identity, "member")
 

@@ -7,7 +7,7 @@ TOOLS := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)/scripts
 
-.PHONY: run test lint bench fuzz prereqs browser venv clean deploy
+.PHONY: run test lint bench fuzz faults prereqs browser venv clean deploy
 
 # functions/requirements.txt installs from inside functions/, where its local path
 # (native/jpegrows) resolves, as in Cloud Functions and the Dockerfile.
@@ -75,6 +75,11 @@ fuzz: prereqs
 	@for script in scripts/fuzz/[a-z]*.py; do \
 	  echo "== $$script"; $(PY) $$script $(FUZZ_ARGS) || exit 1; \
 	done
+
+# Every fault test (tests/faults, docs/reliability.md), the slow ones too: a stack of
+# its own whose parts are stopped, killed and restarted. `make test` runs the quick ones.
+faults: prereqs
+	$(PY) -m pytest tests/faults -m faults $(PYTEST_ARGS)
 
 deploy:
 	bash scripts/deploy.sh

@@ -3,9 +3,10 @@ request or event to the handler the registry builds from the instance's containe
 
 import functions_framework
 from cloudevents.http import CloudEvent
-from werkzeug.exceptions import NotFound
+from flask import request as current_request
+from werkzeug.exceptions import HTTPException, NotFound
 
-from aperture.api.errors import error_response
+from aperture.api.errors import error_response, unhandled
 from aperture.functions import handler
 
 
@@ -14,6 +15,16 @@ def not_found(error):
     # functions-framework's own route cannot carry some paths (a control
     # character in a segment) and answers them before any handler: as JSON too.
     return error_response(404, "no route for this path")
+
+
+@functions_framework.errorhandler(Exception)
+def uncaught(error):
+    # What escaped every handler (a key check that could not reach Firestore, an
+    # event whose backend is down): 503 with Retry-After for an unreachable
+    # backend, else a JSON 500 with the request id; never Flask's HTML page.
+    if isinstance(error, HTTPException):
+        return error
+    return unhandled(current_request, error)[0]
 
 
 @functions_framework.http

@@ -18,6 +18,7 @@ import time
 
 from aiohttp import web
 
+from aperture.api.errors import unavailable
 from aperture.config import Config
 from aperture.container import Container
 from aperture.domain import keys
@@ -39,7 +40,14 @@ class EdgeKeyCheck:
     async def __call__(self, presented: str | None, route, request: web.Request) -> tuple[int, str] | None:
         if presented and self._good.get(keys.key_hash(presented), 0.0) > time.monotonic():
             return None  # remembered as good: no thread hop, no Firestore read
-        reason = await asyncio.to_thread(self._refusal, presented)
+        try:
+            reason = await asyncio.to_thread(self._refusal, presented)
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            # Firestore (or the network to it) is down: the key cannot be checked,
+            # so the answer is the functions' own 503, which the client may retry.
+            return 503, "a backend is unavailable: try again shortly"
         if reason is None:
             return None
         try:

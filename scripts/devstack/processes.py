@@ -38,7 +38,8 @@ class Child:
             pgid = os.getpgid(self.popen.pid)
         except ProcessLookupError:
             return
-        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        steps = ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)) if grace > 0 else ((signal.SIGKILL, 5.0),)
+        for sig, wait in steps:
             try:
                 os.killpg(pgid, sig)
             except ProcessLookupError:
@@ -49,6 +50,10 @@ class Child:
                     self.popen.poll()
                     return
                 time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL the whole group at once, as a crash would (no SIGTERM first), and wait until it is gone."""
+        self.stop(grace=0.0)
 
     def tail(self, lines: int = 30) -> str:
         try:

@@ -83,6 +83,8 @@ class Stack:
     # Signs the image links the functions hand out (Secret Manager in the
     # cloud): one per stack, shared by every function, never given to clients.
     link_secret: str = field(default_factory=lambda: secrets.token_urlsafe(48), repr=False)
+    # How each part was started (argv, env), so that `start_part` starts it again the same way.
+    _specs: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict, repr=False)
 
     # addresses ---------------------------------------------------------------
     @property
@@ -152,8 +154,10 @@ class Stack:
         self.stop()
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Child:
-        child = spawn(name, argv, env=env or self.function_env(), log_dir=self.log_dir, cwd=REPO)
+        env = env or self.function_env()
+        child = spawn(name, argv, env=env, log_dir=self.log_dir, cwd=REPO)
         self.children.append(child)
+        self._specs[name] = (list(argv), dict(env))
         return child
 
     def _start_emulators(self) -> None:
@@ -175,12 +179,15 @@ class Stack:
                 "--quiet",
             ],
         )
-        wait_until(http_ok(f"http://127.0.0.1:{self.ports.pubsub}/"), child=ps, timeout=90, what="the Pub/Sub emulator")
-        wait_until(
-            http_ok(f"http://127.0.0.1:{self.ports.firestore}/"), child=fs, timeout=90, what="the Firestore emulator"
-        )
+        self._wait_ready("pubsub", ps)
+        self._wait_ready("firestore", fs)
 
     def _create_resources(self) -> None:
+        self._create_topics()
+        # fake-gcs-server publishes to the topic but does not create it: start it after.
+        self._start_storage()
+
+    def _create_topics(self) -> None:
         os.environ.update(self.client_env())
         from google.api_core import exceptions as gexc
         from google.cloud import pubsub_v1
@@ -199,7 +206,8 @@ class Stack:
                 create()
             except gexc.AlreadyExists:
                 pass
-        # fake-gcs-server publishes to the topic but does not create it: start it after.
+
+    def _start_storage(self) -> None:
         env = self.function_env()
         gcs = self._spawn(
             "storage",
@@ -228,12 +236,11 @@ class Stack:
             ],
             env=env,
         )
-        wait_until(
-            http_ok(f"http://127.0.0.1:{self.ports.storage}/storage/v1/b"),
-            child=gcs,
-            timeout=30,
-            what="fake-gcs-server",
-        )
+        self._wait_ready("storage", gcs)
+        self._create_buckets()
+
+    def _create_buckets(self) -> None:
+        from google.api_core import exceptions as gexc
         from google.cloud import storage
 
         client = storage.Client(project=self.project)
@@ -261,7 +268,7 @@ class Stack:
                 env["WORKERS"] = str(self.transform_workers)
             started.append((name, self._spawn(f"function-{name}", argv, env=env)))
         for name, child in started:
-            wait_until(port_open(self.ports.functions[name]), child=child, timeout=60, what=f"function {name}")
+            self._wait_ready(f"function-{name}", child)
 
     def _subscribe_workers(self) -> None:
         """Push subscriptions from the jobs topic and its dead-letter topic to `transform`."""
@@ -309,7 +316,7 @@ class Stack:
                 *backends,
             ],
         )
-        wait_until(http_ok(f"{self.gateway_url}/health"), child=gateway, timeout=60, what="the gateway")
+        self._wait_ready("gateway", gateway)
         if not self.events:
             return
         bridge = self._spawn(
@@ -324,7 +331,69 @@ class Stack:
                 f"--ready-file={self.log_dir / 'bridge.ready'}",
             ],
         )
-        wait_until(lambda: (self.log_dir / "bridge.ready").exists(), child=bridge, timeout=60, what="the event bridge")
+        self._wait_ready("bridge", bridge)
+
+    def _wait_ready(self, part: str, child: Child) -> None:
+        """Until `part` (a child's name) answers, or raise with the tail of its log."""
+        if part.startswith("function-"):
+            check, timeout, what = port_open(self.ports.functions[part.removeprefix("function-")]), 60, part
+        else:
+            check, timeout, what = {
+                "firestore": (http_ok(f"http://127.0.0.1:{self.ports.firestore}/"), 90, "the Firestore emulator"),
+                "pubsub": (http_ok(f"http://127.0.0.1:{self.ports.pubsub}/"), 90, "the Pub/Sub emulator"),
+                "storage": (http_ok(f"http://127.0.0.1:{self.ports.storage}/storage/v1/b"), 30, "fake-gcs-server"),
+                "gateway": (http_ok(f"{self.gateway_url}/health"), 60, "the gateway"),
+                "bridge": (lambda: (self.log_dir / "bridge.ready").exists(), 60, "the event bridge"),
+            }[part]
+        wait_until(check, child=child, timeout=timeout, what=what)
+
+    # faults (tests/faults, docs/reliability.md) ------------------------------
+    # The emulators keep nothing across a restart (fake-gcs-server's memory
+    # backend, the Firestore and Pub/Sub emulators are in memory): `start_part`
+    # starts a part again on the same port with the same arguments and makes the
+    # stack's own resources again (buckets; topics and subscriptions), but every
+    # record, object and unacknowledged message the part held is gone.
+    @property
+    def parts(self) -> list[str]:
+        """Names `stop_part`/`start_part` accept: storage, firestore, pubsub, gateway, bridge, function-NAME."""
+        return [child.name for child in self.children]
+
+    def child(self, part: str) -> Child:
+        for child in self.children:
+            if child.name == part:
+                return child
+        raise KeyError(f"no part {part!r} in this stack (parts: {', '.join(self.parts)})")
+
+    def stop_part(self, part: str) -> None:
+        """Stop one part (its whole process group, as `stop` does); the rest keeps running."""
+        self.child(part).stop()
+
+    def kill_function(self, name: str) -> None:
+        """SIGKILL function `name`'s processes at once, as a crashed instance: no graceful shutdown,
+        requests and events in flight are cut. `start_part(f"function-{name}")` starts it again."""
+        self.child(f"function-{name}").kill()
+
+    def start_part(self, part: str) -> Child:
+        """Start a stopped (or killed) part again, on the same port with the same arguments, and wait
+        until it answers; an emulator's resources the stack made (buckets, topics, subscriptions)
+        are made again. The bridge is restarted after Pub/Sub: its subscription was gone meanwhile."""
+        old = self.child(part)
+        if not old.stopped:
+            old.stop()
+        argv, env = self._specs[part]
+        if part == "bridge":
+            (self.log_dir / "bridge.ready").unlink(missing_ok=True)
+        child = spawn(part, argv, env=env, log_dir=self.log_dir, cwd=REPO)
+        self.children[self.children.index(old)] = child
+        self._wait_ready(part, child)
+        if part == "storage":
+            self._create_buckets()
+        elif part == "pubsub":
+            self._create_topics()
+            self._subscribe_workers()
+            if "bridge" in self.parts:
+                self.start_part("bridge")
+        return child
 
     # test helpers ------------------------------------------------------------
     def reset_firestore(self) -> None:

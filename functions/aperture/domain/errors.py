@@ -28,3 +28,11 @@ class AlreadyExists(Exception):
 
 class Gone(LookupError):
     """What an operation needed was deleted meanwhile (an object generation, a record)."""
+
+
+class Unavailable(Exception):
+    """A backend this operation needs (Firestore, Cloud Storage, Pub/Sub) cannot be reached just now.
+
+    Raised by adapters that translate their client library's errors; the HTTP
+    edge answers it (and the libraries' own unavailability errors) with 503
+    and Retry-After (`aperture.api.errors`)."""

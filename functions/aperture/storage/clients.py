@@ -36,5 +36,29 @@ def without_environment_lookups(client: storage.Client) -> storage.Client:
     return client
 
 
-def firestore_client(project: str) -> firestore.Client:
-    return firestore.Client(project=project)
+# How long one Firestore call keeps retrying a backend it cannot reach (UNAVAILABLE,
+# DEADLINE_EXCEEDED) before it gives up: the library's defaults are 60 to 300 s,
+# longer than any caller waits for an answer; a request then answers 503 with
+# Retry-After (`aperture.api.errors`) and an event fails and is redelivered. A
+# healthy call is not cut short: each attempt keeps the library's own timeout.
+FIRESTORE_RETRY_SECONDS = 10.0
+
+
+def firestore_client(project: str, retry_seconds: float = FIRESTORE_RETRY_SECONDS) -> firestore.Client:
+    return bounded_retries(firestore.Client(project=project), retry_seconds)
+
+
+def bounded_retries(client: firestore.Client, seconds: float) -> firestore.Client:
+    """`client`, whose calls stop retrying after `seconds` in all (FIRESTORE_RETRY_SECONDS).
+
+    The library takes a retry per call only; its per-method defaults live on
+    the GAPIC transport's wrapped methods, which this bounds once. A library
+    that renames them fails tests/unit/storage/test_clients.py, not silently."""
+    wrapped = client._firestore_api._transport._wrapped_methods
+    if not wrapped:
+        raise RuntimeError("the Firestore transport has no wrapped methods to bound")
+    for method in wrapped.values():
+        retry = method._retry
+        if retry is not None:
+            method._retry = retry.with_timeout(seconds)
+    return client

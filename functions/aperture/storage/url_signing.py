@@ -37,9 +37,38 @@ class UrlSigner(Protocol):
         ...
 
 
-class LocalUrlSigner:
-    def __init__(self, client: storage.Client, endpoint: str):
+class _V4Signer:
+    """PUT and GET URLs over one `_signing` (the credentials part of generate_signed_url)."""
+
+    def __init__(self, client: storage.Client):
         self._client = client
+
+    def put_url(
+        self,
+        bucket: str,
+        name: str,
+        expires_at: dt.datetime,
+        content_type: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
+        return self._sign(
+            bucket, name, expiration=expires_at, method="PUT", content_type=content_type, headers=dict(headers or {})
+        )
+
+    def get_url(self, bucket: str, name: str, expires_at: dt.datetime, *, disposition: str | None = None) -> str:
+        return self._sign(bucket, name, expiration=expires_at, method="GET", response_disposition=disposition)
+
+    def _sign(self, bucket: str, name: str, **options) -> str:
+        blob = self._client.bucket(bucket).blob(name)
+        return blob.generate_signed_url(version="v4", **self._signing(), **options)
+
+    def _signing(self) -> dict:
+        raise NotImplementedError
+
+
+class LocalUrlSigner(_V4Signer):
+    def __init__(self, client: storage.Client, endpoint: str):
+        super().__init__(client)
         self._endpoint = endpoint
 
     @functools.cached_property
@@ -61,66 +90,18 @@ class LocalUrlSigner:
             }
         )
 
-    def put_url(
-        self,
-        bucket: str,
-        name: str,
-        expires_at: dt.datetime,
-        content_type: str,
-        headers: Mapping[str, str] | None = None,
-    ) -> str:
-        return self._sign(
-            bucket, name, expiration=expires_at, method="PUT", content_type=content_type, headers=dict(headers or {})
-        )
-
-    def get_url(self, bucket: str, name: str, expires_at: dt.datetime, *, disposition: str | None = None) -> str:
-        return self._sign(bucket, name, expiration=expires_at, method="GET", response_disposition=disposition)
-
-    def _sign(self, bucket: str, name: str, **options) -> str:
-        return (
-            self._client.bucket(bucket)
-            .blob(name)
-            .generate_signed_url(
-                version="v4", credentials=self._credentials, api_access_endpoint=self._endpoint, **options
-            )
-        )
+    def _signing(self) -> dict:
+        return {"credentials": self._credentials, "api_access_endpoint": self._endpoint}
 
 
-class IamUrlSigner:
-    def __init__(self, client: storage.Client):
-        self._client = client
-
-    def put_url(
-        self,
-        bucket: str,
-        name: str,
-        expires_at: dt.datetime,
-        content_type: str,
-        headers: Mapping[str, str] | None = None,
-    ) -> str:
-        return self._sign(
-            bucket, name, expiration=expires_at, method="PUT", content_type=content_type, headers=dict(headers or {})
-        )
-
-    def get_url(self, bucket: str, name: str, expires_at: dt.datetime, *, disposition: str | None = None) -> str:
-        return self._sign(bucket, name, expiration=expires_at, method="GET", response_disposition=disposition)
-
-    def _sign(self, bucket: str, name: str, **options) -> str:
+class IamUrlSigner(_V4Signer):
+    def _signing(self) -> dict:
         import google.auth
         import google.auth.transport.requests
 
         credentials, _ = google.auth.default()
         credentials.refresh(google.auth.transport.requests.Request())
-        return (
-            self._client.bucket(bucket)
-            .blob(name)
-            .generate_signed_url(
-                version="v4",
-                service_account_email=credentials.service_account_email,
-                access_token=credentials.token,
-                **options,
-            )
-        )
+        return {"service_account_email": credentials.service_account_email, "access_token": credentials.token}
 
 
 def signer_for(kind: str, client: storage.Client, endpoint: str) -> UrlSigner:

@@ -39,6 +39,23 @@ resource "google_firestore_index" "images_team_created" {
   }
 }
 
+# The repair sweep's stale pending records (ImageStore.stale_pending), oldest first.
+resource "google_firestore_index" "images_status_created" {
+  project     = var.project_id
+  database    = google_firestore_database.default.name
+  collection  = "images"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "status"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "created_at"
+    order      = "ASCENDING"
+  }
+}
+
 resource "google_firestore_index" "images_team_format_created" {
   project     = var.project_id
   database    = google_firestore_database.default.name

@@ -91,6 +91,30 @@ class Config:
         5,
         "Attempts `process` makes at a team image that fails for a passing reason before it marks the record failed.",
     )
+    repair_stale_minutes: int = _setting(
+        "APERTURE_REPAIR_STALE_MINUTES",
+        30,
+        "Age after which the repair sweep treats a pending record, or an object under teams/ with no record, "
+        "as out of step (an upload or its processing would have finished by then).",
+    )
+    repair_page_size: int = _setting(
+        "APERTURE_REPAIR_PAGE_SIZE",
+        200,
+        "Stale records, objects and expired tombstones the repair sweep looks at per run, each.",
+    )
+    repair_teams_per_run: int = _setting(
+        "APERTURE_REPAIR_TEAMS_PER_RUN", 5, "Teams whose counters the repair sweep checks per run (in turn)."
+    )
+    repair_team_images: int = _setting(
+        "APERTURE_REPAIR_TEAM_IMAGES",
+        10_000,
+        "Largest team (processed images) whose counters the repair sweep checks; larger ones are skipped.",
+    )
+    tombstone_seconds: int = _setting(
+        "APERTURE_TOMBSTONE_SECONDS",
+        86_400,
+        "How long a deleted image's tombstone is kept (uploads and processing in flight check it).",
+    )
     max_camera_keys: int = _setting(
         "APERTURE_MAX_CAMERA_KEYS",
         100,

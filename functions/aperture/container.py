@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # the real imports stay inside the builders: cold starts pay 
     from aperture.services.jobs import JobService, JobWorker
     from aperture.services.processing import Processor
     from aperture.services.provisioning import Provisioning
+    from aperture.services.repair import RepairSweep
     from aperture.services.search import SearchService
     from aperture.services.stats import StatsService
     from aperture.services.upload_links import LinkService
@@ -399,6 +400,30 @@ class Container:
             self.histograms,
             derived_bucket=self.config.derived_bucket,
             jobs=self.job_store,
+            tombstone_seconds=self.config.tombstone_seconds,
+        )
+
+    @_once
+    def repair(self) -> RepairSweep:
+        import datetime as dt
+
+        from aperture.services.repair import RepairSettings, RepairSweep
+
+        config = self.config
+        return RepairSweep(
+            self.images,
+            self.objects,
+            self.counters,
+            self.identity,
+            self.processor,
+            self.deleter,
+            config.uploads_bucket,
+            RepairSettings(
+                stale_after=dt.timedelta(minutes=config.repair_stale_minutes),
+                page_size=config.repair_page_size,
+                teams_per_run=config.repair_teams_per_run,
+                team_images=config.repair_team_images,
+            ),
         )
 
 

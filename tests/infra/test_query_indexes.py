@@ -458,6 +458,11 @@ QUERY_FUNCTIONS = {
     "images.py:ImageStore.nearest": 1,  # team ==, embedding_model ==, find_nearest embedding
     "images.py:ImageStore.list": 32,  # team ==, [format ==], [camera ==], [labels array_contains],
     # [created_at >=], [created_at <], order_by created_at DESCENDING
+    "images.py:ImageStore.expired_tombstones": 1,  # tombstones: drop_after <
+    "images.py:ImageStore.stale_pending": 1,  # status ==, created_at <, order_by created_at
+    "images.py:ImageStore.processed": 1,  # team ==, status ==
+    "counters.py:TeamCounters.markers": 1,  # counted: team ==
+    "counters.py:TeamCounters.rebuild": 1,  # counted: team ==
     "jobs.py:JobStore.list": 1,  # team ==, order_by created_at DESCENDING
     "jobs.py:JobStore.cancel": 1,  # items: state ==
     "jobs.py:JobStore.items": 1,  # items: order_by index

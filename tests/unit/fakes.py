@@ -57,6 +57,7 @@ from aperture.domain.records import (
     counter_key,
     resolve_counter_key,
 )
+from aperture.storage.images import Tombstone
 from aperture.storage.jobs import Versioned
 from aperture.storage.key_issuers import IssuedKey
 from aperture.storage.objects import StreamingReader
@@ -91,7 +92,39 @@ class FakeImageStore:
 
     def __init__(self) -> None:
         self._records: dict[tuple[str, str], ImageRecord] = {}
+        self._tombstones: dict[tuple[str, str], Tombstone] = {}
         self._lock = threading.Lock()
+
+    def put_tombstone(
+        self, team: str, image_id: str, record_created_at: dt.datetime, deleted_at: dt.datetime, drop_after: dt.datetime
+    ) -> None:
+        with self._lock:
+            self._tombstones[(team, image_id)] = Tombstone(team, image_id, record_created_at, deleted_at, drop_after)
+
+    def tombstone(self, team: str, image_id: str) -> Tombstone | None:
+        with self._lock:
+            return self._tombstones.get((team, image_id))
+
+    def expired_tombstones(self, now: dt.datetime, limit: int) -> list[Tombstone]:
+        with self._lock:
+            return [t for t in self._tombstones.values() if t.drop_after < now][:limit]
+
+    def drop_tombstone(self, tombstone: Tombstone) -> bool:
+        with self._lock:
+            if self._tombstones.get((tombstone.team, tombstone.id)) != tombstone:
+                return False
+            del self._tombstones[(tombstone.team, tombstone.id)]
+            return True
+
+    def stale_pending(self, before: dt.datetime, limit: int) -> list[ImageRecord]:
+        with self._lock:
+            found = [r for r in self._records.values() if r.status is ImageStatus.PENDING and r.created_at < before]
+            return copy.deepcopy(sorted(found, key=lambda r: r.created_at)[:limit])
+
+    def processed(self, team: str, limit: int) -> list[ImageRecord]:
+        with self._lock:
+            found = [r for r in self._records.values() if r.team == team and r.status is ImageStatus.PROCESSED]
+            return copy.deepcopy(found[:limit])
 
     def create(self, record: ImageRecord) -> bool:
         with self._lock:
@@ -285,11 +318,31 @@ class FakeObjectStore:
 
     def create(
         self, bucket: str, name: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None
-    ) -> bool:
+    ) -> int | None:
+        """The new generation, or None when the name is taken."""
         with self._lock:
             if (bucket, name) in self._objects:
+                return None
+            return self._put(bucket, name, data, content_type, metadata).generation
+
+    def list_page(self, bucket: str, prefix: str, *, limit: int, start_after: str | None = None) -> list[ObjectInfo]:
+        with self._lock:
+            names = sorted(n for (b, n) in self._objects if b == bucket and n.startswith(prefix))
+            names = [n for n in names if start_after is None or n > start_after][:limit]
+            return [self._event(bucket, n, self._objects[(bucket, n)]) for n in names]
+
+    def copy(self, bucket: str, name: str, generation: int, target: str) -> bool:
+        """Copy one generation (live or noncurrent) to a new name, create-only; False when the target exists."""
+        with self._lock:
+            key = (bucket, name)
+            stored = [
+                s for s in [*self._noncurrent.get(key, []), self._objects.get(key)] if s and s.generation == generation
+            ]
+            if not stored:
+                raise gexc.NotFound(f"{bucket}/{name}#{generation}: no such object")
+            if (bucket, target) in self._objects:
                 return False
-            self._put(bucket, name, data, content_type, metadata)
+            self._put(bucket, target, stored[0].data, stored[0].content_type, stored[0].metadata)
             return True
 
     def delete(self, bucket: str, name: str, generation: int | None = None) -> None:
@@ -587,6 +640,32 @@ class FakeTeamCounters:
         with self._lock:
             totals = self._totals.get(team, Totals())
             return Totals(dict(totals.days), dict(totals.formats), dict(totals.cameras))
+
+    def markers(self, team: str, limit: int) -> dict[str, Contribution]:
+        with self._lock:
+            return dict(list({i: c for (t, i), c in self._markers.items() if t == team}.items())[:limit])
+
+    def rebuild(self, team: str) -> bool:
+        """The team's totals made the sum of its markers; False when they already were."""
+        with self._lock:
+            wanted = Totals()
+            self._totals[team], have = wanted, self._totals.get(team, Totals())
+            for (t, _), contribution in self._markers.items():
+                if t == team:
+                    self._apply(team, contribution, +1)
+
+            def clean(totals: Totals) -> tuple:
+                return tuple({k: v for k, v in d.items() if v} for d in (totals.days, totals.formats, totals.cameras))
+
+            return clean(have) != clean(wanted)
+
+    # test helper
+    def skew(self, team: str, day: str, format: str, by: int) -> None:
+        """Drift the totals without a marker (what a lost or doubled increment leaves)."""
+        with self._lock:
+            totals = self._totals.setdefault(team, Totals())
+            totals.days[day] = totals.days.get(day, 0) + by
+            totals.formats[format] = totals.formats.get(format, 0) + by
 
     def _apply(self, team: str, contribution: Contribution, sign: int) -> None:
         totals = self._totals.setdefault(team, Totals())

@@ -6,6 +6,11 @@ generation; the items' `outputs` are emptied and say so), the stored
 histograms and the record (which holds the search embedding). Each step is
 idempotent and the record goes last, so a retried delete finishes the job.
 
+A tombstone naming the record goes first (kept `tombstone_seconds`, dropped by
+the repair sweep): an upload of the same bytes in flight then answers 409, not
+"duplicate", and a processing run in flight takes back the count it adds
+(docs/decisions.md, "Deduplication and deletion races").
+
 Job items still queued or running when their input is deleted find the input
 gone and fail (`JobWorker._render`); a render already past that check may
 write its outputs after this delete (their noncurrent generations then follow
@@ -13,6 +18,8 @@ the derived bucket's lifecycle)."""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aperture.domain import jobs
@@ -41,7 +48,13 @@ class ImageDeleter:
         histograms: HistogramStore,
         derived_bucket: str = "",
         jobs: JobStore | None = None,
+        tombstone_seconds: float = 86_400.0,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
+        checkpoint: Callable[[str], None] = lambda name: None,
     ):
+        self._tombstone_for = dt.timedelta(seconds=tombstone_seconds)
+        self._clock = clock
+        self._checkpoint = checkpoint
         self._objects = objects
         self._derived = derived_bucket
         self._images = images
@@ -51,6 +64,9 @@ class ImageDeleter:
 
     def delete(self, record: ImageRecord) -> None:
         team, image_id = record.team, record.id
+        now = self._clock()
+        self._images.put_tombstone(team, image_id, record.created_at, now, now + self._tombstone_for)
+        self._checkpoint("delete.after_tombstone")
         contribution = self._counters.counted(team, image_id)
         if contribution is not None:
             self._counters.remove(team, image_id, contribution)
@@ -62,6 +78,7 @@ class ImageDeleter:
         stored = record.histograms
         if stored:
             self._histograms.delete(stored["bucket"], stored["name"], int(stored["generation"]))
+        self._checkpoint("delete.before_record")
         self._images.delete(team, image_id)
 
     def _delete_job_outputs(self, team: str, image_id: str) -> None:

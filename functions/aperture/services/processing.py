@@ -27,6 +27,12 @@ the record), so a run that never reaches an except clause (timeout, out of
 memory) counts too. The attempt that reaches `max_attempts` and fails, or
 any attempt beyond it, marks the record `failed` with "gave up after N
 attempts: <last error>" and is acknowledged: the record is the dead letter.
+
+A delete running alongside (docs/decisions.md, "Deduplication and deletion
+races"): after counting, the run looks for a tombstone naming its record and,
+finding one, takes its count and stored histograms back (the delete may have
+looked for the count before it was made); an object the upload API wrote whose
+image was deleted is purged, never filed again.
 """
 
 from __future__ import annotations
@@ -54,7 +60,7 @@ from aperture.domain.records import (
 from aperture.runtime import logs
 from aperture.runtime.timing import Timings
 from aperture.services import incoming
-from aperture.services.uploads import API_WRITE, CREATED, DUPLICATE, UploadService
+from aperture.services.uploads import API_WRITE, CREATED, DUPLICATE, UploadService, no_checkpoint
 
 if TYPE_CHECKING:  # repositories are injected; their modules bring the Google clients
     from aperture.storage.counters import TeamCounters
@@ -126,6 +132,7 @@ class Processor:
     prewarm_source: bool = True
     histogram_max_bytes: int = 900_000
     max_attempts: int = 5  # APERTURE_MAX_PROCESS_ATTEMPTS
+    checkpoint: Callable[[str], None] = no_checkpoint  # a test seam: where a delete may interleave
 
     def handle(self, info: ObjectInfo) -> str:
         try:
@@ -153,6 +160,10 @@ class Processor:
         record = self.images.get(team, canonical.group(1)) if canonical else None
         if record is None and canonical and record_on_its_way(info):
             raise RecordPending(f"{info.name} was written by the upload API; its record is not committed yet")
+        if record is None and canonical and _api_write(info) and self.images.tombstone(team, canonical.group(1)):
+            # Written by an upload that lost a race with the image's delete: not filed again.
+            self.objects.purge(info.bucket, info.name, info.generation)
+            return "deleted: the image was deleted; object removed"
         if record is None or record.object != info.name:
             return self._file_plain_upload(info, team, leaf)
         if record.finished and record.generation == str(info.generation):
@@ -241,8 +252,15 @@ class Processor:
             format=facts["format"],
             camera=exif.get("camera"),
         )
+        self.checkpoint("process.before_count")
         with timings.span("firestore"):
             self.counters.add(team, image_id, contribution)
+        self.checkpoint("process.after_count")
+        if self._being_deleted(record):
+            # The delete may have looked for the count before it was made: take it back (once, by its marker).
+            self.counters.remove(team, image_id, self.counters.counted(team, image_id) or contribution)
+            self.histograms.delete(info.bucket, info.name, info.generation)
+            raise Gone(f"image {team}/{image_id} is being deleted")
         analysis = Analysis(
             **facts,
             exif=exif,
@@ -260,6 +278,10 @@ class Processor:
             self.images.mark_processed(record, analysis)
         logs.info("image processed", team=team, image_id=image_id, timings=timings.spans)
         return "processed"
+
+    def _being_deleted(self, record: ImageRecord) -> bool:
+        tombstone = self.images.tombstone(record.team, record.id)
+        return tombstone is not None and tombstone.record_created_at == record.created_at
 
     def _store_histograms(self, info: ObjectInfo, bands, facts: dict[str, Any], mode: str) -> None:
         try:
@@ -288,9 +310,13 @@ class Processor:
         return "histograms stored"
 
 
+def _api_write(info: ObjectInfo) -> bool:
+    return set(API_WRITE.items()) <= set(info.metadata)
+
+
 def record_on_its_way(info: ObjectInfo, now: dt.datetime | None = None) -> bool:
     """Did the upload API write this object recently enough that its record may still come?"""
-    if not set(API_WRITE.items()) <= set(info.metadata) or not info.created:
+    if not _api_write(info) or not info.created:
         return False
     try:
         created = dt.datetime.fromisoformat(info.created.replace("Z", "+00:00"))

@@ -29,6 +29,13 @@ if TYPE_CHECKING:  # repositories are injected; their modules bring the Google c
     from aperture.storage.objects import ObjectStore
 
 CREATED, DUPLICATE, REJECTED = "created", "duplicate", "rejected"
+BEING_DELETED = "this image is being deleted; upload it again once the delete has finished"
+
+
+def no_checkpoint(name: str) -> None:
+    """The default test seam: does nothing."""
+
+
 MAX_FILENAME = 255
 # Custom metadata on objects this service writes: their record is on its way,
 # so `process` waits for it rather than filing the object as a plain upload.
@@ -81,7 +88,7 @@ class PendingWrite:
     """A checked file whose create-only object write is under way."""
 
     file: CheckedFile
-    writing: Future  # resolves to True when this write created the object
+    writing: Future  # resolves to the generation this write created, or None when the name was taken
 
 
 @dataclass(frozen=True)
@@ -101,7 +108,9 @@ class UploadService:
         bucket: str,
         limits: Limits,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
+        checkpoint: Callable[[str], None] = no_checkpoint,
     ):
+        self._checkpoint = checkpoint
         self._objects = objects
         self._images = images
         self._bucket = bucket
@@ -140,7 +149,7 @@ class UploadService:
             except Rejected as exc:
                 return FileResult((filename or "")[:MAX_FILENAME], REJECTED, error=exc.reason, status_code=exc.status)
             image_id = hashlib.sha256(data).hexdigest()
-            if self._images.get(team, image_id) is not None:
+            if self._needs_object(team, image_id):  # filed and not being deleted
                 return FileResult(shown, DUPLICATE, image_id, status_code=200)
             slot = slots.claim()
             if slot is None:
@@ -222,6 +231,7 @@ class UploadService:
         object write removes the record again, so nothing half-made remains.
         """
         records = [self._record(team, pending.file, uploaded_by) for pending in accepted]
+        self._checkpoint("upload.before_record")
         try:
             created = self._images.create_all(records)
         except Exception:
@@ -241,12 +251,40 @@ class UploadService:
                     raise
                 results.append(FileResult(shown, REJECTED, error="storage write failed; try again", status_code=503))
                 continue
-            results.append(
-                FileResult(shown, CREATED, image_id, status_code=201, image=record)
-                if made
-                else FileResult(shown, DUPLICATE, image_id, status_code=200)
-            )
+            if made:
+                results.append(FileResult(shown, CREATED, image_id, status_code=201, image=record))
+            elif self._needs_object(team, image_id):
+                results.append(FileResult(shown, DUPLICATE, image_id, status_code=200))
+            else:  # the record found is being deleted: not a duplicate of anything that will remain
+                self._undo_object(team, pending)
+                results.append(FileResult(shown, REJECTED, image_id, error=BEING_DELETED, status_code=409))
+        made_here = [pending for pending, made in zip(accepted, created) if made]
+        if made_here:
+            self._checkpoint("upload.after_record")
+            list(self._writers.map(lambda pending: self._ensure_object(team, pending.file), made_here))
         return results
+
+    def _needs_object(self, team: str, image_id: str) -> bool:
+        """Is there a record of this image that is not being deleted (no tombstone names it)?"""
+        record = self._images.get(team, image_id)
+        if record is None:
+            return False
+        tombstone = self._images.tombstone(team, image_id)
+        return tombstone is None or tombstone.record_created_at != record.created_at
+
+    def _ensure_object(self, team: str, file: CheckedFile) -> None:
+        """After creating a record: its object is there, or is written again from the bytes at hand
+        (an undo, a delete or the repair sweep may have removed the generation it relied on)."""
+        name = file.object_name(team)
+        try:
+            if self._objects.info(self._bucket, name) is None:
+                self._restore(team, file)
+                logs.info("upload object restored after a concurrent delete", team=team, image_id=file.image_id)
+        except Exception:  # the record stays pending; the repair sweep deletes it if the object never comes
+            logs.exception("could not check the object of a new record", team=team, object=name)
+
+    def _restore(self, team: str, file: CheckedFile) -> None:
+        self._objects.create(self._bucket, file.object_name(team), file.data, file.image.mime_type, API_WRITE)
 
     def _write_valid(self, team: str, checked: FileResult | CheckedFile) -> FileResult | PendingWrite:
         """Start the object write of a file that passed `_check`; a rejection passes through."""
@@ -274,11 +312,23 @@ class UploadService:
         return CheckedFile(shown, hashlib.sha256(data).hexdigest(), data, image)
 
     def _undo_object(self, team: str, pending: PendingWrite) -> None:
-        """The record could not be written: remove the object unless another upload's record needs it."""
-        name = pending.file.object_name(team)
+        """The record could not be written: remove the object unless another upload's record needs it.
+
+        Only the generation this upload wrote is deleted (purged), and a record that came
+        while it was being deleted gets its bytes back (create-only): the other
+        upload's own check after its record (`_ensure_object`) covers the other order.
+        """
+        name, image_id = pending.file.object_name(team), pending.file.image_id
         try:
-            if pending.writing.result() and self._images.get(team, pending.file.image_id) is None:
-                self._objects.delete(self._bucket, name)
+            generation = pending.writing.result()
+            if not generation or self._needs_object(team, image_id):
+                return
+            self._checkpoint("upload.undo.before_delete")
+            # Exactly this generation, for good (a plain delete in the versioned bucket would keep it).
+            self._objects.purge(self._bucket, name, generation)
+            self._checkpoint("upload.undo.after_delete")
+            if self._needs_object(team, image_id):
+                self._restore(team, pending.file)
         except Exception:
             logs.exception("could not undo object write", object=name)
 

@@ -24,6 +24,7 @@ import random
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
 
 from aperture.domain.records import (
     MAX_CAMERA_KEYS,
@@ -107,19 +108,69 @@ class TeamCounters:
         data = snap.to_dict()
         return Contribution(data["day"], data["format"], data.get("camera"))
 
+    def markers(self, team: str, limit: int) -> dict[str, Contribution]:
+        """Up to `limit` of the team's markers: image id -> the keys it is counted under."""
+        query = self._db.collection(MARKERS).where(filter=FieldFilter("team", "==", team))
+        found = {}
+        for snap in query.limit(limit).stream():
+            data = snap.to_dict()
+            found[snap.id.removeprefix(f"{team}_")] = Contribution(data["day"], data["format"], data.get("camera"))
+        return found
+
+    def rebuild(self, team: str, limit: int = 100_000) -> bool:
+        """Make the team's totals the sum of its markers, in one transaction (the markers and shards
+        it reads are locked, so a concurrent count or un-count lands on top of the new totals);
+        False when they already were."""
+        shards = [self._db.collection(COLLECTION).document(f"{team}_{n}") for n in range(self._shards)]
+        query = self._db.collection(MARKERS).where(filter=FieldFilter("team", "==", team))
+        markers = [snap.reference for snap in query.limit(limit).stream()]
+
+        @firestore.transactional
+        def run(transaction) -> bool:
+            wanted = Totals()
+            for snap in self._db.get_all(markers, transaction=transaction):
+                if snap.exists:
+                    data = snap.to_dict()
+                    _count(wanted, Contribution(data["day"], data["format"], data.get("camera")), +1)
+            have = _sum(self._db.get_all(shards, transaction=transaction))
+            if _clean(have) == _clean(wanted):
+                return False
+            for n, ref in enumerate(shards):
+                fields = dataclasses.asdict(wanted) if n == 0 else {"days": {}, "formats": {}, "cameras": {}}
+                transaction.set(ref, {"team": team, **fields})
+            return True
+
+        return run(self._db.transaction())
+
     def totals(self, team: str) -> Totals:
         """Sum of the shards: a fixed number of reads however many images the team has."""
         refs = [self._db.collection(COLLECTION).document(f"{team}_{n}") for n in range(self._shards)]
-        totals = Totals()
-        for snap in self._db.get_all(refs):
-            if not snap.exists:
-                continue
-            data = snap.to_dict()
-            for name in ("days", "formats", "cameras"):
-                target = getattr(totals, name)
-                for key, value in (data.get(name) or {}).items():
-                    target[key] = target.get(key, 0) + int(value)
-        return totals
+        return _sum(self._db.get_all(refs))
+
+
+def _sum(snaps) -> Totals:
+    totals = Totals()
+    for snap in snaps:
+        if not snap.exists:
+            continue
+        data = snap.to_dict()
+        for name in ("days", "formats", "cameras"):
+            target = getattr(totals, name)
+            for key, value in (data.get(name) or {}).items():
+                target[key] = target.get(key, 0) + int(value)
+    return totals
+
+
+def _count(totals: Totals, contribution: Contribution, sign: int) -> None:
+    totals.days[contribution.day] = totals.days.get(contribution.day, 0) + sign
+    totals.formats[contribution.format] = totals.formats.get(contribution.format, 0) + sign
+    if contribution.camera:
+        totals.cameras[contribution.camera] = totals.cameras.get(contribution.camera, 0) + sign
+
+
+def _clean(totals: Totals) -> tuple[dict[str, int], ...]:
+    """The totals without zero counts (a key counted and un-counted stays in the shard at 0)."""
+    return tuple({k: v for k, v in getattr(totals, name).items() if v} for name in ("days", "formats", "cameras"))
 
 
 def _known(snap) -> dict[str, str]:

@@ -23,6 +23,10 @@ from aperture.domain.errors import Gone
 from aperture.domain.records import Analysis, ImageRecord, ImageStatus
 
 COLLECTION = "images"
+# A deleted image's id, kept a while (`tombstones/{team}_{sha256}`) so that an upload
+# or a processing run of it still in flight neither answers "duplicate" for it nor
+# counts or files it again (docs/decisions.md, "Deduplication and deletion races").
+TOMBSTONES = "tombstones"
 _FIELDS = {f.name for f in dataclasses.fields(ImageRecord)}
 # What processing writes; the upload's fields (team, id, filename, created_at, ...) stay as they are.
 _ANALYSIS_FIELDS = _FIELDS - {
@@ -39,6 +43,18 @@ _ANALYSIS_FIELDS = _FIELDS - {
     "attempts",
     "attempt_generation",
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class Tombstone:
+    """An image id being (or lately) deleted: `record_created_at` names the record deleted (a
+    record made again afterwards has another), `drop_after` is when the repair sweep drops it."""
+
+    team: str
+    id: str
+    record_created_at: dt.datetime
+    deleted_at: dt.datetime
+    drop_after: dt.datetime
 
 
 def record_id(team: str, image_id: str) -> str:
@@ -121,6 +137,53 @@ class ImageStore:
 
     def delete(self, team: str, image_id: str) -> None:
         self._doc(team, image_id).delete()
+
+    # -- tombstones ---------------------------------------------------------------------
+
+    def put_tombstone(
+        self, team: str, image_id: str, record_created_at: dt.datetime, deleted_at: dt.datetime, drop_after: dt.datetime
+    ) -> None:
+        """Written (over any older one of the id) before a delete touches anything else."""
+        tombstone = Tombstone(team, image_id, record_created_at, deleted_at, drop_after)
+        self._db.collection(TOMBSTONES).document(record_id(team, image_id)).set(dataclasses.asdict(tombstone))
+
+    def tombstone(self, team: str, image_id: str) -> Tombstone | None:
+        snap = self._db.collection(TOMBSTONES).document(record_id(team, image_id)).get()
+        return Tombstone(**snap.to_dict()) if snap.exists else None
+
+    def expired_tombstones(self, now: dt.datetime, limit: int) -> list[Tombstone]:
+        query = self._db.collection(TOMBSTONES).where(filter=FieldFilter("drop_after", "<", now))
+        return [Tombstone(**snap.to_dict()) for snap in query.limit(limit).stream()]
+
+    def drop_tombstone(self, tombstone: Tombstone) -> bool:
+        """Drop it unless it was written again since (a newer delete of the id); False then."""
+        ref = self._db.collection(TOMBSTONES).document(record_id(tombstone.team, tombstone.id))
+        snap = ref.get()
+        if not snap.exists or Tombstone(**snap.to_dict()) != tombstone:
+            return False
+        try:
+            ref.delete(option=self._db.write_option(last_update_time=snap.update_time))
+        except (gexc.FailedPrecondition, gexc.NotFound):
+            return False
+        return True
+
+    # -- what the repair sweep looks for ----------------------------------------------------
+
+    def stale_pending(self, before: dt.datetime, limit: int) -> list[ImageRecord]:
+        """Records still `pending` that were created before `before`, oldest first."""
+        query = (
+            self._collection.where(filter=FieldFilter("status", "==", ImageStatus.PENDING.value))
+            .where(filter=FieldFilter("created_at", "<", before))
+            .order_by("created_at")
+        )
+        return [from_document(snap.to_dict()) for snap in query.limit(limit).stream()]
+
+    def processed(self, team: str, limit: int) -> list[ImageRecord]:
+        """Up to `limit` of the team's processed records (what its counters should count)."""
+        query = self._collection.where(filter=FieldFilter("team", "==", team)).where(
+            filter=FieldFilter("status", "==", ImageStatus.PROCESSED.value)
+        )
+        return [from_document(snap.to_dict()) for snap in query.limit(limit).stream()]
 
     def mark_failed(self, team: str, image_id: str, reason: str, generation: str) -> None:
         """Gone when the record was deleted meanwhile."""

@@ -86,8 +86,9 @@ class ObjectStore:
 
     def create(
         self, bucket: str, name: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None
-    ) -> bool:
-        """Write a new object (with custom `metadata`); False (and no write) when the name is taken.
+    ) -> int | None:
+        """Write a new object (with custom `metadata`); its generation, or None (and no write)
+        when the name is taken (so the result is truthy exactly when this call wrote it).
 
         One multipart upload (JSON API), create-only, with the CRC32C of the
         bytes, so that Cloud Storage refuses a body damaged on the way
@@ -121,10 +122,13 @@ class ObjectStore:
         except urllib3.exceptions.HTTPError as exc:  # connection failures, after the retries
             raise gexc.ServiceUnavailable(f"POST {url}: {exc}") from exc
         if response.status == 412:
-            return False
+            return None
         if response.status != 200:
             raise gexc.from_http_status(response.status, f"POST {url} ({name}): {response.data[:300]!r}")
-        return True
+        try:
+            return int(json.loads(response.data)["generation"])
+        except (ValueError, KeyError, TypeError):
+            return -1  # written, generation not reported: truthy, matches no precondition
 
     def delete(self, bucket: str, name: str, generation: int | None = None) -> None:
         try:
@@ -167,6 +171,31 @@ class ObjectStore:
             self.purge(bucket, blob.name, int(blob.generation))
             deleted += 1
         return deleted
+
+    def list_page(self, bucket: str, prefix: str, *, limit: int, start_after: str | None = None) -> list[ObjectInfo]:
+        """Up to `limit` live objects under `prefix`, by name, after `start_after` (the repair sweep's page),
+        with their creation time."""
+        found = []
+        blobs = self._client.list_blobs(bucket, prefix=prefix, start_offset=start_after, max_results=limit + 1)
+        for blob in blobs:
+            if blob.name == start_after:
+                continue  # start_offset is inclusive
+            created = blob.time_created.isoformat().replace("+00:00", "Z") if blob.time_created else None
+            found.append(
+                ObjectInfo(
+                    bucket=bucket,
+                    name=blob.name,
+                    generation=int(blob.generation),
+                    size=int(blob.size or 0),
+                    content_type=blob.content_type,
+                    md5_hash=blob.md5_hash,
+                    metadata=tuple(sorted((blob.metadata or {}).items())),
+                    created=created,
+                )
+            )
+            if len(found) == limit:
+                break
+        return found
 
     def copy(self, bucket: str, name: str, generation: int, target: str) -> bool:
         """Copy one generation to a new name, create-only; False when the target exists."""

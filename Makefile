@@ -7,7 +7,7 @@ TOOLS := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)/scripts
 
-.PHONY: run test lint bench fuzz faults prereqs browser venv clean deploy
+.PHONY: run test lint bench load fuzz faults prereqs browser venv clean deploy
 
 # functions/requirements.txt installs from inside functions/, where its local path
 # (native/jpegrows) resolves, as in Cloud Functions and the Dockerfile.
@@ -65,6 +65,11 @@ bench: prereqs
 	  case $$script in */benchlib.py|*/search_set.py) continue;; esac; \
 	  echo "== $$script"; $(PY) $$script || exit 1; \
 	done
+
+# Mixed traffic through the local gateway at rising concurrency, on a stack of its own
+# (scripts/load/run.py; LOAD_ARGS, e.g. LOAD_ARGS="--seconds 60 --stages 1,8,32"). docs/performance.md.
+load: prereqs
+	$(PY) scripts/load/run.py $(LOAD_ARGS)
 
 # Longer fuzzing runs than `make test`'s bounded ones: every scripts/fuzz/*.py
 # (api.py: schemathesis against the API on its own local stack; parsers.py:

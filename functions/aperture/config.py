@@ -50,6 +50,13 @@ class Config:
         100_000_000,
         "Largest width*height decoded; bigger images answer 422 (decompression-bomb guard).",
     )
+    max_wide_stats_pixels: int = _setting(
+        "APERTURE_MAX_WIDE_STATS_PIXELS",
+        25_000_000,
+        "Largest width*height of a 32-bit integer or float image whose exact statistics are computed (422 "
+        "above): every distinct value costs ~35 bytes while counting, so 25 MP is ~0.9 GiB, four at once on the "
+        "4 GiB stats instance. Processing such an image stores no histograms.",
+    )
     stats_memory_entries: int = _setting(
         "APERTURE_STATS_MEMORY_ENTRIES",
         512,

@@ -286,6 +286,7 @@ class Container:
             memory_entries=config.stats_memory_entries,
             memory_bytes=config.stats_memory_bytes,
             max_stored_bytes=config.histogram_max_bytes,
+            max_wide_pixels=config.max_wide_stats_pixels,
         )
 
     @_once
@@ -307,6 +308,7 @@ class Container:
             max_pixels=config.max_pixels,
             prewarm_source=config.prewarm_source,
             histogram_max_bytes=config.histogram_max_bytes,
+            max_wide_pixels=config.max_wide_stats_pixels,
             max_attempts=config.max_process_attempts,
         )
 

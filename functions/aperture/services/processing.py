@@ -131,6 +131,9 @@ class Processor:
     max_pixels: int
     prewarm_source: bool = True
     histogram_max_bytes: int = 900_000
+    # 32-bit integer and float images over this many pixels get no histograms
+    # (APERTURE_MAX_WIDE_STATS_PIXELS: counting costs memory per distinct value).
+    max_wide_pixels: int | None = None
     max_attempts: int = 5  # APERTURE_MAX_PROCESS_ATTEMPTS
     checkpoint: Callable[[str], None] = no_checkpoint  # a test seam: where a delete may interleave
 
@@ -232,7 +235,7 @@ class Processor:
                 exif = metadata.exif(image, include_gps=bool(team_doc and team_doc.gps_enabled))
             with timings.span("histograms"):
                 normalized = pixels.normalize(image)
-                bands = statistics.image_histograms(normalized)
+                bands = statistics.image_histograms(normalized) if self._counts(normalized) else None
         except (pixels.ImageError, MemoryError):
             raise
         except Exception as exc:
@@ -243,7 +246,8 @@ class Processor:
         else:
             exif.pop("camera", None)
         with timings.span("firestore"):
-            self._store_histograms(info, bands, facts, normalized.mode)
+            if bands is not None:
+                self._store_histograms(info, bands, facts, normalized.mode)
         with timings.span("labels"):
             provider = self.provider()
             labels, embedding = provider.analyze(normalized)
@@ -283,6 +287,11 @@ class Processor:
         tombstone = self.images.tombstone(record.team, record.id)
         return tombstone is not None and tombstone.record_created_at == record.created_at
 
+    def _counts(self, image) -> bool:
+        """Are the histograms of `image` computed (a wide image over the bound is not counted)?"""
+        limit = self.max_wide_pixels
+        return limit is None or image.mode not in pixels.WIDE_MODES or image.width * image.height <= limit
+
     def _store_histograms(self, info: ObjectInfo, bands, facts: dict[str, Any], mode: str) -> None:
         try:
             payload = statistics.serialize(bands, max_bytes=self.histogram_max_bytes)
@@ -306,6 +315,8 @@ class Processor:
             return f"not an image: {exc}"
         facts = metadata.describe(image, info.size)
         normalized = pixels.normalize(image)
+        if not self._counts(normalized):
+            return "no histograms: too many pixels for exact statistics of a 32-bit or float image"
         self._store_histograms(info, statistics.image_histograms(normalized), facts, normalized.mode)
         return "histograms stored"
 

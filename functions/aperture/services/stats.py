@@ -55,10 +55,12 @@ class StatsService:
         memory_entries: int = 512,
         memory_bytes: int = 256 * 1024 * 1024,
         max_stored_bytes: int = 900_000,
+        max_wide_pixels: int | None = None,
     ):
         self._objects = objects
         self._store = store
         self._max_pixels = max_pixels
+        self._max_wide_pixels = max_wide_pixels
         self._max_stored_bytes = max_stored_bytes
         # Bounded by bytes (`histograms_size`), each entry counting at least memory_bytes / memory_entries,
         # so it also holds at most memory_entries images; one larger than the whole cache is not kept.
@@ -151,7 +153,9 @@ class StatsService:
 
     def _decode(self, reader) -> tuple[Image.Image, str | None, int, statistics.RowHistograms]:
         counted = statistics.RowHistograms(self._counters)
-        image = pixels.open_image(reader, max_pixels=self._max_pixels, on_rows=counted.add)
+        image = pixels.open_image(
+            reader, max_pixels=self._max_pixels, on_rows=counted.add, max_wide_pixels=self._max_wide_pixels
+        )
         return image, image.format, getattr(image, "n_frames", 1), counted
 
     def _compute(

@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import io
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -378,3 +379,16 @@ def test_other_objects_are_ignored(processor, objects, bucket, name):
 
     assert processor.handle(event) == "ignored"
     assert name in objects.names(bucket)
+
+
+def test_a_float_image_over_the_wide_bound_is_processed_without_histograms(processor, images, histograms):
+    samples = np.random.default_rng(3).random((64, 64), dtype=np.float32)
+    data = encode(Image.fromarray(samples, "F"), "TIFF")
+    wide = dataclasses.replace(processor, max_wide_pixels=4000)  # 64x64 = 4096 pixels
+    record, event = uploaded(wide, data, "wide.tiff")
+
+    wide.handle(event)
+
+    done = images.get(TEAM, record.id)
+    assert done.status is ImageStatus.PROCESSED and done.labels  # labels and the rest as usual
+    assert histograms.get(UPLOADS, record.object, event.generation) is None

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
+from aperture.domain.imaging import pixels
 from aperture.services.stats import COMPUTED, MEMORY, StatsService, histograms_size
 from tests.support.images import encode
 from tests.unit.services.helpers import MAX_PIXELS, SOURCE
@@ -87,3 +89,26 @@ def test_an_unreadable_stored_histogram_is_computed_again(objects, histograms):
     # Assert
     assert source == COMPUTED
     assert result.bands["all"].max() == 7
+
+
+def test_a_float_image_over_the_wide_bound_is_refused_before_decoding(objects, histograms):
+    # 64x64 = 4096 pixels, the bound 4000: refused from the header; the pixel data is cut
+    # off, so a decode would have failed with another reason.
+    whole = float_tiff(7)
+    info = objects.put(SOURCE, "wide.tiff", whole[: len(whole) // 2] + whole[-200:])
+    stats = StatsService(objects, histograms, max_pixels=MAX_PIXELS, max_wide_pixels=4000)
+
+    with pytest.raises(pixels.TooWideForStatistics) as refused:
+        stats.histograms(info, need_luma=True)
+
+    assert refused.value.refusal().status == 422
+    assert "computed up to 4000 pixels" in str(refused.value) and "4096" in str(refused.value)
+
+
+def test_the_wide_bound_leaves_8_bit_images_and_smaller_float_images_alone(objects, histograms):
+    gray = objects.put(SOURCE, "gray.png", encode(Image.new("L", (64, 64), 7), "PNG"))
+    small = objects.put(SOURCE, "small.tiff", float_tiff(8, size=(60, 60)))
+    stats = StatsService(objects, histograms, max_pixels=MAX_PIXELS, max_wide_pixels=4000)
+
+    assert lookup(stats, gray) == COMPUTED
+    assert lookup(stats, small) == COMPUTED

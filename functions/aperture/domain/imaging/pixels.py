@@ -74,6 +74,22 @@ class TooManyPixels(ImageError):
         super().__init__(message)
 
 
+# Modes whose pixels can take millions of distinct values (32-bit integer and
+# float): their exact statistics cost memory per distinct value, not per level.
+WIDE_MODES = ("I", "F")
+
+
+class TooWideForStatistics(TooManyPixels):
+    """A 32-bit integer or float image with more pixels than exact statistics are computed for."""
+
+    def __init__(self, pixels: int, limit: int, mode: str):
+        super().__init__(pixels, limit)
+        self.args = (
+            f"exact statistics of {mode} (32-bit integer or float) images are computed up to {limit} pixels "
+            f"(each distinct value costs memory); this image has {pixels}",
+        )
+
+
 class UnsupportedChannel(ImageError):
     """The requested channel is not one of the image's bands (or luma)."""
 
@@ -127,6 +143,7 @@ def open_image(
     *,
     max_pixels: int,
     on_rows: Callable[[RowBand], None] | None = None,
+    max_wide_pixels: int | None = None,
 ) -> Image.Image:
     """Decode the first frame of `data`, refusing images over `max_pixels` before decoding.
 
@@ -142,7 +159,8 @@ def open_image(
     Any other image never calls `on_rows` and comes back as usual.
 
     Raises `NotAnImage` when Pillow cannot identify or decode the bytes and
-    `TooManyPixels` when width*height > max_pixels. The size check uses the
+    `TooManyPixels` when width*height > max_pixels (`TooWideForStatistics`
+    when a 32-bit integer or float image is over `max_wide_pixels`). The size check uses the
     header only (`Image.open` is lazy), so a tiny file claiming huge
     dimensions never allocates its pixel buffer.
 
@@ -163,6 +181,8 @@ def open_image(
         raise NotAnImage(f"cannot read image header: {error_reason(exc)}") from None
 
     _check_size(image.size, max_pixels)
+    if max_wide_pixels is not None and image.mode in WIDE_MODES and image.width * image.height > max_wide_pixels:
+        raise TooWideForStatistics(image.width * image.height, max_wide_pixels, image.mode)
     if on_rows is not None and decodes_in_parallel(image):
         decoded = _decode_in_parallel(image, stream, on_rows)
         if decoded is not None:

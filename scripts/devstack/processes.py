@@ -7,6 +7,7 @@ Java children), and stopping kills the whole group: no orphaned JVMs.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -16,11 +17,28 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Listening ports come from below the kernel's ephemeral range (32768-60999 on
+# Linux): a port the kernel hands out for port 0 can be taken again, between our
+# check and the child's bind, as the local port of any outgoing connection
+# (seen in CI: "address already in use" for a gateway while another stack ran).
+_LISTEN_PORTS = range(20_000, 32_000)
+_taken: set[int] = set()
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on now, outside the ephemeral range, not handed out before by this process."""
+    for _ in range(200):
+        port = random.choice(_LISTEN_PORTS)
+        if port in _taken:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _taken.add(port)
+        return port
+    raise RuntimeError("no free port between 20000 and 32000")
 
 
 @dataclass

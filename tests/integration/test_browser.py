@@ -93,7 +93,7 @@ def test_a_user_uploads_browses_downloads_searches_runs_a_job_and_reads_the_dash
     expect(page.locator("#who")).to_have_text("Team team-web · member")
 
     # upload: three files dropped at once, one request each, each created
-    page.get_by_role("link", name="Upload").click()
+    page.get_by_role("link", name="Upload", exact=True).click()
     drop_files(page, "#drop-zone", [CAT, COFFEE, ROCKET])
     rows = page.locator("#upload-list li")
     expect(rows).to_have_count(3)
@@ -134,7 +134,7 @@ def test_a_user_uploads_browses_downloads_searches_runs_a_job_and_reads_the_dash
     shot(page, "image")
 
     # search by a prompt: the cat first, with its score
-    page.get_by_role("link", name="Search").click()
+    page.get_by_role("link", name="Search", exact=True).click()
     page.get_by_label("Describe the image").fill("a cat sitting")
     page.get_by_label("Describe the image").press("Enter")
     first = page.locator("#search-results li").first
@@ -147,7 +147,7 @@ def test_a_user_uploads_browses_downloads_searches_runs_a_job_and_reads_the_dash
     page.get_by_label("Select coffee.jpg").check()
     page.get_by_label("Select rocket.jpg").check()
     expect(page.locator("#selection-count")).to_contain_text("2 selected")
-    page.get_by_role("link", name="Create a job with the selection").click()
+    page.get_by_role("link", name="Create a job with the selection", exact=True).click()
     page.get_by_label("Operations, one per line").fill("resize=50\nblur=5")
     page.get_by_label("Output format").select_option("png")
     page.get_by_role("button", name="Submit the job").click()
@@ -160,7 +160,7 @@ def test_a_user_uploads_browses_downloads_searches_runs_a_job_and_reads_the_dash
     shot(page, "job")
 
     # the dashboard: today's three uploads, two JPEG and one PNG
-    page.get_by_role("link", name="Dashboard").click()
+    page.get_by_role("link", name="Dashboard", exact=True).click()
     today = dt.datetime.now(dt.timezone.utc).date().isoformat()
     expect(page.locator(f"#uploads-chart rect[data-label='{today}']")).to_have_attribute("data-value", "3")
     expect(page.locator("#formats-chart rect[data-label=JPEG]")).to_have_attribute("data-value", "2")

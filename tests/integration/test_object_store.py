@@ -129,7 +129,7 @@ def test_create_writes_the_bytes_type_and_metadata(storage_client, source_bucket
     )
 
     blob = source_bucket.get_blob(name)
-    assert created is True
+    assert created == blob.generation  # the generation this call wrote
     assert (blob.download_as_bytes(), blob.content_type, blob.metadata) == (
         data,
         "image/jpeg",
@@ -147,7 +147,7 @@ def test_create_never_overwrites_an_existing_object(storage_client, source_bucke
     again = store.create(source_bucket.name, name, b"second", "image/png", {"aperture-upload": "api"})
 
     blob = source_bucket.get_blob(name)
-    assert again is False
+    assert again is None  # the name was taken: nothing written
     assert (blob.download_as_bytes(), blob.generation, blob.metadata) == (b"first", generation, None)
 
 

@@ -4,7 +4,6 @@ integration stack. Every test puts back what it broke (in `finally`)."""
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from devstack.stack import Ports, Stack
+from tests.support.stack import running_stack
 
 HERE = Path(__file__).resolve().parent
 
@@ -28,19 +27,8 @@ def stack(tmp_path_factory):
     # Keys are remembered 1 s per function instance, so a request during an outage
     # needs Firestore for its key check too (the worst case, not a cached one).
     env = {"APERTURE_PREWARM_SOURCE": "false", "APERTURE_KEY_CACHE_SECONDS": "1"}
-    stack = Stack(Ports.free(), log_dir=tmp_path_factory.mktemp("fault-stack-logs"), extra_env=env)
-    stack.start()
-    previous = {k: os.environ.get(k) for k in stack.client_env()}
-    os.environ.update(stack.client_env())
-    try:
+    with running_stack(tmp_path_factory.mktemp("fault-stack-logs"), env) as stack:
         yield stack
-    finally:
-        stack.stop()
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture

@@ -3,14 +3,13 @@ ports (the same code as `make run`), Firestore emptied before every test."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from dataclasses import dataclass
 
 import pytest
 import requests
 
-from devstack.stack import Ports, Stack
+from tests.support.stack import running_stack
 
 
 @pytest.fixture(scope="session")
@@ -25,19 +24,8 @@ def stack(tmp_path_factory):
         "APERTURE_JOB_FAULTS": "once:fails-once,always:poison",
         "APERTURE_KEY_CACHE_SECONDS": "1",
     }
-    stack = Stack(Ports.free(), log_dir=tmp_path_factory.mktemp("stack-logs"), extra_env=env)
-    stack.start()
-    previous = {k: os.environ.get(k) for k in stack.client_env()}
-    os.environ.update(stack.client_env())
-    try:
+    with running_stack(tmp_path_factory.mktemp("stack-logs"), env) as stack:
         yield stack
-    finally:
-        stack.stop()
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture(autouse=True)

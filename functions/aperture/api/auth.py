@@ -14,7 +14,7 @@ import flask
 
 from aperture.api.errors import error_response, guarded
 from aperture.domain.errors import ApiError
-from aperture.domain.links import LinkRefused, Links, has_signature
+from aperture.domain.links import SIGNATURE, LinkRefused, Links
 from aperture.domain.records import AccessAttempt, ApiKey, Principal
 from aperture.runtime import logs
 from aperture.services.access import Access, principal_of, refusal_message
@@ -94,9 +94,8 @@ def keyed(
 
     @functools.wraps(handler)
     def wrapper(request: flask.Request) -> flask.Response:
-        params = list(request.args.items(multi=True))
-        if links is not None and signable(request.path) and has_signature(params):
-            return _by_link(request, params)
+        if links is not None and signable(request.path) and SIGNATURE in request.args:
+            return _by_link(request, list(request.args.items(multi=True)))
         key, refusal = access.authenticate(request.headers.get(API_KEY_HEADER))
         if key is None or refusal is not None:
             refused = error_response(

@@ -143,7 +143,7 @@ class ImagesApi:
             path = f"/v1/images/{image}/original"
         record = self.images.find(principal.team, image)  # after the checks: a bad request costs no lookup
         expires = int(self.links.links.clock().timestamp()) + expires_in
-        url = self.links.url(self.links.base(request), path.replace(image, record.id), record.team, params, expires)
+        url = self.links.url(self.links.base(request), path, record.team, params, expires)
         expires_at = dt.datetime.fromtimestamp(expires, dt.timezone.utc).isoformat()
         return json_response({"url": url, "expires_at": expires_at}, 201)
 

@@ -119,7 +119,3 @@ def _path(path: str) -> str:
 
 def _query(pairs: Pairs) -> str:
     return "&".join(f"{quote(name, safe='')}={quote(value, safe='')}" for name, value in pairs)
-
-
-def has_signature(params: Pairs) -> bool:
-    return any(name == SIGNATURE for name, _ in params)

@@ -175,9 +175,8 @@ class ImageService:
             data = self._objects.read(info)
         except Gone:  # deleted with its image meanwhile: render it again
             return None
-        extension = name.rsplit(".", 1)[-1]
-        mime_type = info.content_type or transforms.output_format(extension).mime_type
-        return Rendition(data, mime_type, transforms.output_format(extension).extension, cached=True, name=name)
+        fmt = transforms.output_format(name.rsplit(".", 1)[-1])
+        return Rendition(data, info.content_type or fmt.mime_type, fmt.extension, cached=True, name=name)
 
     def deliver_rendition(self, rendition: Rendition, filename: str) -> Body:
         """A rendition as a response body; over the response limit, a signed URL of its cached object."""

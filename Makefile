@@ -31,17 +31,24 @@ prereqs: $(STAMP)
 	@$(PY) -m devstack.prereqs
 
 # WORKERS: processes of the transform function, which runs batch-job items.
+# REPAIR_EVERY: seconds between the repair sweep's ticks (900, as Cloud Scheduler's
+# */15 in the cloud; 0: no timer).
 WORKERS ?= 2
+REPAIR_EVERY ?= 900
 run: prereqs
-	$(PY) -m devstack run --workers $(WORKERS)
+	$(PY) -m devstack run --workers $(WORKERS) --repair-every $(REPAIR_EVERY)
 
 # ruff (lint, import order, format), mypy on the pure and use-case layers, and
-# import-linter's layer contracts (all configured in pyproject.toml).
+# import-linter's layer contracts (all configured in pyproject.toml); `terraform
+# fmt` on infra/ where a terraform binary is installed (it needs no providers).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check functions scripts tests
 	$(VENV)/bin/ruff format --check functions scripts tests
 	$(VENV)/bin/mypy functions/aperture/domain functions/aperture/services
 	$(VENV)/bin/lint-imports
+	@if command -v terraform >/dev/null; then TF_CLI_CONFIG_FILE=/dev/null terraform fmt -check -recursive infra \
+	  || { echo "infra/: run 'terraform fmt infra'" >&2; exit 1; }; \
+	else echo "terraform not installed: terraform fmt check not run"; fi
 
 # The browser tests (tests/integration/test_browser.py) drive Debian's chromium through Playwright
 # (Playwright's own browser download cannot work offline). Installed with apt

@@ -70,3 +70,8 @@ def process(event: CloudEvent) -> None:
 @functions_framework.cloud_event
 def transform(event: CloudEvent) -> None:
     handler("transform")(event)
+
+
+@functions_framework.cloud_event
+def repair(event: CloudEvent) -> None:
+    handler("repair")(event)

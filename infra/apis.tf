@@ -9,12 +9,13 @@ locals {
     "cloudbuild.googleapis.com",           # gen2 function builds, CI
     "cloudfunctions.googleapis.com",       # Cloud Functions gen2
     "cloudresourcemanager.googleapis.com", # project IAM bindings
+    "cloudscheduler.googleapis.com",       # the repair sweep's ticks (scheduler.tf)
     "eventarc.googleapis.com",             # finalize triggers
     "firestore.googleapis.com",            # metadata, keys, audit, histograms
     "iam.googleapis.com",                  # service accounts
     "iamcredentials.googleapis.com",       # signBlob for V4 signed URLs without key files
     "logging.googleapis.com",              # structured logs
-    "pubsub.googleapis.com",               # Eventarc transport (storage triggers), the jobs queue (S9)
+    "pubsub.googleapis.com",               # Eventarc transport (storage triggers), the jobs and repair queues, dead letters
     "run.googleapis.com",                  # gen2 functions run on Cloud Run
     "secretmanager.googleapis.com",        # the image-link signing secret (secrets.tf)
     "servicecontrol.googleapis.com",       # API Gateway key checks

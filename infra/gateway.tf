@@ -42,7 +42,7 @@ resource "google_api_gateway_api_config" "aperture" {
 
   openapi_documents {
     document {
-      path = "openapi.yaml"
+      path     = "openapi.yaml"
       contents = base64encode(local.openapi_document)
     }
   }

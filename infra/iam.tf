@@ -105,12 +105,13 @@ resource "google_storage_bucket_iam_member" "function" {
 }
 
 # Pub/Sub roles on one topic only (the jobs function publishes to the jobs
-# topic; nothing gets pubsub roles project-wide).
+# topic, process and repair to the processing dead-letter topic; nothing gets
+# pubsub roles project-wide).
 resource "google_pubsub_topic_iam_member" "function" {
   for_each = local.function_topic_roles
 
   project = var.project_id
-  topic   = google_pubsub_topic.queue[each.value.topic].name
+  topic   = local.topic_names[each.value.topic]
   role    = each.value.role
   member  = google_service_account.function[each.value.function].member
 }

@@ -45,11 +45,27 @@ locals {
 
   # Pub/Sub work queues (pubsub.tf), by the keys local.functions uses (topics,
   # trigger_topic). Each gets a dead-letter topic "<name>-dead-letter". The jobs
-  # topic carries one message per batch-job item (S9); with the default prefix
-  # its name is aperture.config.Config's default and the local stack's.
+  # topic carries one message per batch-job item (S9); the repair topic one tick
+  # per repair sweep, published by Cloud Scheduler (scheduler.tf). With the
+  # default prefix the names are aperture.config.Config's defaults and the local
+  # stack's.
   topics = {
-    jobs = "${local.prefix}-jobs"
+    jobs   = "${local.prefix}-jobs"
+    repair = "${local.prefix}-repair"
   }
+  # Topics whose messages wait for an operator, not for a function (pubsub.tf):
+  # each has a pull subscription "<name>-hold" that keeps them 7 days. The
+  # processing dead-letter topic gets one message per team image `process` gave
+  # up on (Eventarc owns the storage trigger's subscription, so no dead-letter
+  # policy can do it). Table entries name them in `topics` like the queues.
+  held_topics = {
+    process_dead_letter = "${local.prefix}-process-dead-letter"
+  }
+  # Every topic a function may be granted a role on, by key: its name.
+  topic_names = merge(
+    { for key, topic in google_pubsub_topic.queue : key => topic.name },
+    { for key, topic in google_pubsub_topic.held : key => topic.name },
+  )
   # Deliveries of a queue message before Pub/Sub moves it to the dead-letter
   # topic (as scripts/devstack does locally); the dead letter is pushed to the
   # same function, which marks the item failed.
@@ -76,7 +92,10 @@ locals {
     # The batch-job queue (only `jobs` publishes to it, the only grant on it);
     # set for every function so that each one's Config names the real topic.
     APERTURE_JOBS_TOPIC = google_pubsub_topic.queue["jobs"].name
-    LOG_EXECUTION_ID    = "true"
+    # Where `process` (and `repair`, which re-runs it) publishes the team images it
+    # gave up on; publisher on it is granted to those two only.
+    APERTURE_PROCESS_DEAD_LETTER_TOPIC = google_pubsub_topic.held["process_dead_letter"].name
+    LOG_EXECUTION_ID                   = "true"
   }
 
   # ---------------------------------------------------------------------------
@@ -94,7 +113,8 @@ locals {
   #   env              extra environment (merged over local.common_env; APERTURE_*
   #                    names must be Config fields too)
   #   buckets          bucket key => role, granted on that bucket only
-  #   topics           topic key (local.topics) => role, granted on that topic only
+  #   topics           topic key (local.topics or local.held_topics) => role,
+  #                    granted on that topic only
   #   project_roles    roles that only exist project-wide
   #   sign_urls        may sign V4 URLs as itself (signBlob on its own SA)
   #   trigger_buckets  kind=event: buckets whose finalize events it receives
@@ -117,6 +137,7 @@ locals {
   #   process   913 MiB, one event at a time -> 2Gi (2 vCPU: decode, histograms
   #             and the two vision calls overlap)
   #   transform 874 MiB (resize=50 + split + blur), one item at a time -> 2Gi
+  #   repair    re-processes stale records one at a time, like process: 2Gi
   #   admin, jobs  no pixels: small JSON and Firestore
   #   web       static files only
   # Minimum instances are 0 unless var.min_instances names the function.
@@ -276,7 +297,7 @@ locals {
       concurrency     = 1
       env             = {}
       buckets         = { source = "roles/storage.objectViewer", uploads = "roles/storage.objectUser" }
-      topics          = {}
+      topics          = { process_dead_letter = "roles/pubsub.publisher" }
       project_roles   = ["roles/datastore.user", "roles/eventarc.eventReceiver", "roles/aiplatform.user"]
       sign_urls       = false
       trigger_buckets = ["uploads", "source"]
@@ -306,6 +327,38 @@ locals {
       sign_urls       = false
       trigger_buckets = []
       trigger_topic   = "jobs"
+      link_secret     = false
+    }
+    # The repair sweep (functions/aperture/services/repair.py), one per tick of
+    # the repair topic, which Cloud Scheduler publishes to every 15 minutes
+    # (scheduler.tf; Pub/Sub push, pubsub.tf). It processes stale pending
+    # records again, so it has what `process` has for a team image: Firestore,
+    # Vertex AI (embeddings), objectUser on uploads (it also deletes orphan
+    # objects by generation and copies one back) and publisher on the processing
+    # dead-letter topic; and what deleting an image whose object is gone takes:
+    # objectUser on derived (its renditions and job outputs). No source bucket
+    # (it looks at teams/ in uploads only), no eventReceiver (not Eventarc).
+    # Sized like `process` ("repair-cloud" in docs/deployment.md): it decodes one
+    # image at a time, on one vCPU (background work). One instance: a tick every
+    # 15 minutes needs no second, and two sweeps at once would only repeat each
+    # other's idempotent work. The timeout is the longest an event function may
+    # run and the subscription's ack deadline; a longer sweep is cut and its
+    # tick redelivered, and the next sweep finds what is still out of step.
+    repair = {
+      entry_point     = "repair"
+      kind            = "event"
+      memory          = "2Gi"
+      cpu             = "1"
+      timeout         = 540
+      max_instances   = 1
+      concurrency     = 1
+      env             = {}
+      buckets         = { uploads = "roles/storage.objectUser", derived = "roles/storage.objectUser" }
+      topics          = { process_dead_letter = "roles/pubsub.publisher" }
+      project_roles   = ["roles/datastore.user", "roles/aiplatform.user"]
+      sign_urls       = false
+      trigger_buckets = []
+      trigger_topic   = "repair"
       link_secret     = false
     }
   }

@@ -24,13 +24,28 @@ output "derived_bucket" {
 }
 
 output "pubsub_topics" {
-  description = "Work queues (the jobs topic: one message per batch-job item) and their dead-letter topics."
+  description = "Work queues (jobs: one message per batch-job item; repair: the repair sweep's ticks) and their dead-letter topics."
   value = {
     for key, topic in google_pubsub_topic.queue : key => {
       topic       = topic.name
       dead_letter = google_pubsub_topic.dead_letter[key].name
     }
   }
+}
+
+output "held_topics" {
+  description = "Topics kept for operators (process_dead_letter: team images processing gave up on) and the pull subscription holding each one's messages 7 days."
+  value = {
+    for key, topic in google_pubsub_topic.held : key => {
+      topic        = topic.name
+      subscription = google_pubsub_subscription.hold[key].name
+    }
+  }
+}
+
+output "repair_schedule" {
+  description = "The Cloud Scheduler job that publishes a tick to the repair topic (`gcloud scheduler jobs run` it to sweep at once)."
+  value       = google_cloud_scheduler_job.repair.name
 }
 
 output "function_urls" {

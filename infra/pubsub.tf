@@ -1,4 +1,5 @@
-# Pub/Sub work queues and their delivery to functions (S9: batch jobs).
+# Pub/Sub work queues and their delivery to functions (S9: batch jobs; the
+# repair sweep's ticks), and topics held for operators (processing dead letters).
 #
 # local.topics (main.tf) names the queues; for each one there is a topic, a
 # dead-letter topic "<name>-dead-letter", and, for every function whose table
@@ -11,7 +12,8 @@
 #   <topic>-dead-letter-<function>  the dead letters, pushed to the same function;
 #                                   Pub/Sub adds the attribute
 #                                   CloudPubSubDeadLetterSourceDeliveryCount, from
-#                                   which `transform` marks the item failed
+#                                   which `transform` marks the item failed (and
+#                                   `repair` logs and acknowledges a lost tick)
 #
 # The local stack (scripts/devstack/stack.py, _subscribe_workers) creates the
 # same topics and subscriptions on the emulator, with the same names when
@@ -141,4 +143,41 @@ resource "google_pubsub_subscription" "dead_letter_push" {
     google_cloud_run_v2_service_iam_member.push_invoker,
     google_service_account_iam_member.pubsub_push_token_creator,
   ]
+}
+
+# Topics held for operators (local.held_topics): no function is pushed their
+# messages. The processing dead-letter topic gets one message per team image
+# `process` (or `repair`, which processes stale records again) gave up on: the
+# object, its generation, the team, the image id, the attempts and the last
+# error, as JSON and (but the error) as attributes. Eventarc owns the
+# subscription of the storage trigger, so Pub/Sub's dead-letter policy cannot
+# do this; the function publishes it itself (services/processing.py).
+resource "google_pubsub_topic" "held" {
+  for_each = local.held_topics
+
+  name   = each.value
+  labels = local.labels
+
+  depends_on = [google_project_service.apis]
+}
+
+# A pull subscription that keeps each message 7 days (acknowledged ones too, so
+# an operator can seek back and replay them), to inspect with
+# `gcloud pubsub subscriptions pull <name>-hold` (docs/reliability.md).
+resource "google_pubsub_subscription" "hold" {
+  for_each = local.held_topics
+
+  name  = "${google_pubsub_topic.held[each.key].name}-hold"
+  topic = google_pubsub_topic.held[each.key].id
+
+  ack_deadline_seconds       = 60
+  message_retention_duration = "604800s"
+  retain_acked_messages      = true
+
+  # Never expire: months without a dead letter are the normal case.
+  expiration_policy {
+    ttl = ""
+  }
+
+  labels = local.labels
 }

@@ -70,6 +70,7 @@ DEPLOYER_ROLES=(
   roles/apigateway.admin
   roles/artifactregistry.admin
   roles/cloudfunctions.developer
+  roles/cloudscheduler.admin
   roles/datastore.owner
   roles/eventarc.developer
   roles/iam.roleAdmin

@@ -57,6 +57,12 @@ class Config:
         "above): every distinct value costs ~35 bytes while counting, so 25 MP is ~0.9 GiB, four at once on the "
         "4 GiB stats instance. Processing such an image stores no histograms.",
     )
+    stats_lookup_min_pixels: int = _setting(
+        "APERTURE_STATS_LOOKUP_MIN_PIXELS",
+        2_000_000,
+        "Smallest width*height whose first statistics request waits for the histograms stored in Firestore; "
+        "a smaller image is decoded and counted instead (about as fast as a Firestore read, and not slowed by it).",
+    )
     stats_memory_entries: int = _setting(
         "APERTURE_STATS_MEMORY_ENTRIES",
         512,
@@ -241,6 +247,13 @@ class Config:
     )
     jobs_topic: str = _setting(
         "APERTURE_JOBS_TOPIC", "aperture-jobs", "Pub/Sub topic of batch-job items (one message per image)."
+    )
+    process_dead_letter_topic: str = _setting(
+        "APERTURE_PROCESS_DEAD_LETTER_TOPIC",
+        "aperture-process-dead-letter",
+        "Pub/Sub topic a team image goes to when processing gives up on it (APERTURE_MAX_PROCESS_ATTEMPTS "
+        "used up): one message with the object, its generation, the attempts and the last error; the record "
+        "names it in `dead_letter`.",
     )
     max_job_images: int = _setting("APERTURE_MAX_JOB_IMAGES", 1000, "Images in one batch job (400 above).")
     max_job_operations: int = _setting("APERTURE_MAX_JOB_OPERATIONS", 20, "Operations in one batch job (400 above).")

@@ -46,7 +46,7 @@ if TYPE_CHECKING:  # the real imports stay inside the builders: cold starts pay 
     from aperture.storage.jobs import JobStore
     from aperture.storage.key_issuers import KeyIssuer
     from aperture.storage.objects import ObjectStore
-    from aperture.storage.queue import JobQueue
+    from aperture.storage.queue import DeadLetterTopic, JobQueue
     from aperture.storage.upload_links import UploadLinkStore
     from aperture.storage.url_signing import UrlSigner
     from aperture.vision.base import VisionProvider
@@ -176,6 +176,12 @@ class Container:
         return JobQueue(self.publisher, self.config.project, self.config.jobs_topic)
 
     @_once
+    def process_dead_letters(self) -> DeadLetterTopic:
+        from aperture.storage.queue import DeadLetterTopic
+
+        return DeadLetterTopic(self.publisher, self.config.project, self.config.process_dead_letter_topic)
+
+    @_once
     def url_signer(self) -> UrlSigner:
         from aperture.storage.url_signing import signer_for
 
@@ -287,6 +293,7 @@ class Container:
             memory_bytes=config.stats_memory_bytes,
             max_stored_bytes=config.histogram_max_bytes,
             max_wide_pixels=config.max_wide_stats_pixels,
+            lookup_min_pixels=config.stats_lookup_min_pixels,
         )
 
     @_once
@@ -310,6 +317,7 @@ class Container:
             histogram_max_bytes=config.histogram_max_bytes,
             max_wide_pixels=config.max_wide_stats_pixels,
             max_attempts=config.max_process_attempts,
+            dead_letters=lambda: self.process_dead_letters,
         )
 
     @_once

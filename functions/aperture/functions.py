@@ -57,6 +57,13 @@ FUNCTIONS: dict[str, Function] = {
             "runs one batch-job item per Pub/Sub message (S9)",
             event_type=PUBLISHED,
         ),
+        Function(
+            "repair",
+            CLOUDEVENT,
+            "aperture.events.repair:build",
+            "one repair sweep per tick of the repair topic (Cloud Scheduler, every 15 minutes)",
+            event_type=PUBLISHED,
+        ),
     )
 }
 

@@ -52,6 +52,11 @@ CASES: dict[str, tuple[str, str]] = {
     "process-local": ("process", "Processor.handle of the 100 MP JPEG, local provider (models in process)"),
     "transform": ("transform", "JobWorker.run: one item resize=50 + split + blur=5 of the 100 MP JPEG"),
     "search-cloud": ("search", "SearchService.reembed of the 100 MP JPEG, cloud provider (clients faked)"),
+    "repair-cloud": (
+        "repair",
+        "RepairSweep.run: a stale pending record of the 100 MP JPEG processed again, cloud provider",
+    ),
+    "repair-local": ("repair", "RepairSweep.run: the same, local provider (models in process)"),
 }
 
 # What each function's instance imports besides the service (its handler's module).
@@ -62,6 +67,7 @@ FUNCTION_MODULES = {
     "process": "aperture.events.process",
     "transform": "aperture.events.transform",
     "search": "aperture.api.search",
+    "repair": "aperture.events.repair",
 }
 
 
@@ -228,9 +234,9 @@ def _setup(case: str, jpeg_path: Path, png_path: Path):
 
         return run
 
-    if case.startswith("process-") or case == "search-cloud":
+    if case.startswith(("process-", "repair-")) or case == "search-cloud":
         provider = _provider(case.rsplit("-", 1)[1])
-        if case.startswith("process-"):
+        if case.startswith(("process-", "repair-")):
             from aperture.services.processing import Processor
 
             processor = Processor(
@@ -246,6 +252,19 @@ def _setup(case: str, jpeg_path: Path, png_path: Path):
                 source_bucket=config.source_bucket,
                 max_pixels=config.max_pixels,
             )
+            if case.startswith("repair-"):
+                from aperture.services.deletion import ImageDeleter
+                from aperture.services.repair import RepairSweep
+
+                deleter = ImageDeleter(objects, images, counters, histograms)
+                sweep = RepairSweep(images, objects, counters, identity, processor, deleter, uploads_bucket)
+
+                def run():
+                    stored(jpeg_path)  # its finalize event never came; the sweep runs an hour later
+                    report = sweep.run(dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1))
+                    return f"{report.pending_reprocessed} reprocessed, {report.changes} changes, errors {report.errors}"
+
+                return run
 
             def run():
                 record = stored(jpeg_path)

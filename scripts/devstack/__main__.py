@@ -5,19 +5,27 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import threading
+import time
 
-from devstack.stack import REPO, Ports, Stack
+from devstack.stack import REPAIR_EVERY, REPAIR_TOPIC, REPO, Ports, Stack
 
 ENV_FILE = REPO / ".aperture" / "local.env"
 
 
-def run(workers: int = 2) -> int:
-    stack = Stack(Ports.fixed(), log_dir=REPO / ".aperture" / "logs", transform_workers=workers)
-    stopping = threading.Event()
+def run(workers: int = 2, repair_every: float = REPAIR_EVERY) -> int:
+    stack = Stack(
+        Ports.fixed(),
+        log_dir=REPO / ".aperture" / "logs",
+        transform_workers=workers,
+        repair_every=repair_every or None,
+    )
+    # The signals received. Not a threading.Event: its set() takes a lock, and a second
+    # signal arriving inside the first one's handler (a supervisor's TERM to the whole
+    # process group, e.g. `timeout make run`, reaches this process twice) deadlocked on it.
+    stopping: list[int] = []
 
     def on_signal(signum, frame):  # Ctrl-C or a TERM from a supervisor
-        stopping.set()
+        stopping.append(signum)
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
@@ -32,7 +40,8 @@ def run(workers: int = 2) -> int:
         extra = _demo_credentials(stack)
         stack.write_env_file(ENV_FILE, extra)
         _banner(stack, seeded, extra)
-        stopping.wait()
+        while not stopping:
+            time.sleep(0.5)  # a signal cuts it short
     finally:
         print("\nstopping the local stack…", flush=True)
         stack.stop()
@@ -68,6 +77,11 @@ def _banner(stack: Stack, seeded: list[str], extra: dict[str, str]) -> None:
     ]
     if "DEMO_API_KEY" in extra:
         lines.append(f"  demo API key (x-api-key): {extra['DEMO_API_KEY']}")
+    timer = f"every {stack.repair_every:g} s" if stack.repair_every else "by hand only"
+    lines.append(
+        f"  repair sweep {timer}; one now: python -m devstack.scheduler --project {stack.project} "
+        f"--topic {REPAIR_TOPIC} --once"
+    )
     lines.append("Ctrl-C stops everything.")
     print("\n".join(lines), flush=True)
 
@@ -76,10 +90,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="devstack")
     parser.add_argument("command", choices=["run"])
     parser.add_argument("--workers", type=int, default=2, help="processes of the transform function (job items)")
+    parser.add_argument(
+        "--repair-every",
+        type=float,
+        default=REPAIR_EVERY,
+        metavar="SECONDS",
+        help=f"seconds between the repair sweep's ticks (default {REPAIR_EVERY:g}, as in the cloud; 0: no timer)",
+    )
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
-    return run(args.workers)
+    if args.repair_every < 0:
+        parser.error("--repair-every must be 0 (no timer) or more")
+    return run(args.workers, args.repair_every)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,36 @@ JOBS_DEAD_LETTER_TOPIC = "aperture-jobs-dead-letter"
 JOBS_SUBSCRIPTION = "aperture-jobs-transform"
 JOBS_DEAD_LETTER_SUBSCRIPTION = "aperture-jobs-dead-letter-transform"
 MAX_DELIVERIES = 5
+# The repair sweep: the timer child (devstack.scheduler, as Cloud Scheduler in the
+# cloud) publishes a tick to the repair topic every `Stack.repair_every` seconds and
+# the emulator pushes it to the `repair` function, dead letters too (which it logs).
+REPAIR_TOPIC = "aperture-repair"
+REPAIR_DEAD_LETTER_TOPIC = "aperture-repair-dead-letter"
+REPAIR_SUBSCRIPTION = "aperture-repair-repair"
+REPAIR_DEAD_LETTER_SUBSCRIPTION = "aperture-repair-dead-letter-repair"
+REPAIR_EVERY = 900.0  # seconds: infra/scheduler.tf's */15
+# Team images processing gave up on, held for an operator by a pull subscription.
+PROCESS_DEAD_LETTER_TOPIC = "aperture-process-dead-letter"
+PROCESS_DEAD_LETTER_HOLD = "aperture-process-dead-letter-hold"
+
+
+@dataclass(frozen=True)
+class Queue:
+    """A work topic pushed to a function, with its dead-letter topic pushed to the same function
+    (infra/pubsub.tf's pair of push subscriptions)."""
+
+    topic: str
+    dead_letter_topic: str
+    subscription: str
+    dead_letter_subscription: str
+    function: str
+    ack_deadline: int  # seconds: the function's timeout in infra/main.tf (at most 600)
+
+
+QUEUES = (
+    Queue(JOBS_TOPIC, JOBS_DEAD_LETTER_TOPIC, JOBS_SUBSCRIPTION, JOBS_DEAD_LETTER_SUBSCRIPTION, "transform", 120),
+    Queue(REPAIR_TOPIC, REPAIR_DEAD_LETTER_TOPIC, REPAIR_SUBSCRIPTION, REPAIR_DEAD_LETTER_SUBSCRIPTION, "repair", 540),
+)
 
 
 @dataclass
@@ -79,6 +109,9 @@ class Stack:
     # functions-framework's default threads: with one thread, a process stalled
     # ~2 s between the emulator's pushes (measured; docs/decisions.md).
     transform_workers: int = 2
+    # Seconds between the timer's ticks to the repair topic (each runs one repair
+    # sweep); None: no timer (a tick can still be published by hand).
+    repair_every: float | None = REPAIR_EVERY
     children: list[Child] = field(default_factory=list)
     # Signs the image links the functions hand out (Secret Manager in the
     # cloud): one per stack, shared by every function, never given to clients.
@@ -116,6 +149,7 @@ class Stack:
                 "APERTURE_UPLOADS_BUCKET": self.uploads_bucket,
                 "APERTURE_DERIVED_BUCKET": self.derived_bucket,
                 "APERTURE_JOBS_TOPIC": JOBS_TOPIC,
+                "APERTURE_PROCESS_DEAD_LETTER_TOPIC": PROCESS_DEAD_LETTER_TOPIC,
                 "APERTURE_PUBLIC_URL": self.gateway_url,
                 "APERTURE_STORAGE_PUBLIC_URL": f"http://127.0.0.1:{self.ports.storage}",
                 "APERTURE_LINK_SECRET": self.link_secret,
@@ -137,6 +171,7 @@ class Stack:
             self._start_functions()
             self._subscribe_workers()
             self._start_gateway_and_bridge()
+            self._start_scheduler()
         except BaseException:
             self.stop()
             raise
@@ -196,12 +231,18 @@ class Stack:
         subscriber = pubsub_v1.SubscriberClient()
         topic = publisher.topic_path(self.project, NOTIFICATIONS_TOPIC)
         subscription = subscriber.subscription_path(self.project, NOTIFICATIONS_SUBSCRIPTION)
-        for create in (
+        held = publisher.topic_path(self.project, PROCESS_DEAD_LETTER_TOPIC)
+        hold = subscriber.subscription_path(self.project, PROCESS_DEAD_LETTER_HOLD)
+        creates = [
             lambda: publisher.create_topic(name=topic),
             lambda: subscriber.create_subscription(name=subscription, topic=topic, ack_deadline_seconds=60),
-            lambda: publisher.create_topic(name=publisher.topic_path(self.project, JOBS_TOPIC)),
-            lambda: publisher.create_topic(name=publisher.topic_path(self.project, JOBS_DEAD_LETTER_TOPIC)),
-        ):
+            lambda: publisher.create_topic(name=held),
+            lambda: subscriber.create_subscription(name=hold, topic=held, ack_deadline_seconds=60),
+        ]
+        for queue in QUEUES:
+            for name in (queue.topic, queue.dead_letter_topic):
+                creates.append(lambda name=name: publisher.create_topic(name=publisher.topic_path(self.project, name)))
+        for create in creates:
             try:
                 create()
             except gexc.AlreadyExists:
@@ -271,36 +312,54 @@ class Stack:
             self._wait_ready(f"function-{name}", child)
 
     def _subscribe_workers(self) -> None:
-        """Push subscriptions from the jobs topic and its dead-letter topic to `transform`."""
+        """Push subscriptions from each queue's topic and its dead-letter topic to its function
+        (the jobs topic to `transform`, the repair topic to `repair`)."""
         from google.api_core import exceptions as gexc
         from google.cloud import pubsub_v1
 
         subscriber = pubsub_v1.SubscriberClient()
-        topic = f"projects/{self.project}/topics/{JOBS_TOPIC}"
-        dead_letter = f"projects/{self.project}/topics/{JOBS_DEAD_LETTER_TOPIC}"
-        endpoint = self.function_url("transform")
         retry = {"minimum_backoff": {"seconds": 1}, "maximum_backoff": {"seconds": 10}}
-        for name, source, extra in (
-            (
-                JOBS_SUBSCRIPTION,
-                topic,
-                {"dead_letter_policy": {"dead_letter_topic": dead_letter, "max_delivery_attempts": MAX_DELIVERIES}},
-            ),
-            (JOBS_DEAD_LETTER_SUBSCRIPTION, dead_letter, {}),
-        ):
-            try:
-                subscriber.create_subscription(
-                    request={
-                        "name": subscriber.subscription_path(self.project, name),
-                        "topic": source,
-                        "push_config": {"push_endpoint": f"{endpoint}/{source}"},
-                        "ack_deadline_seconds": 120,
-                        "retry_policy": retry,
-                        **extra,
-                    }
-                )
-            except gexc.AlreadyExists:
-                pass
+        for queue in QUEUES:
+            topic = f"projects/{self.project}/topics/{queue.topic}"
+            dead_letter = f"projects/{self.project}/topics/{queue.dead_letter_topic}"
+            endpoint = self.function_url(queue.function)
+            policy = {"dead_letter_topic": dead_letter, "max_delivery_attempts": MAX_DELIVERIES}
+            for name, source, extra in (
+                (queue.subscription, topic, {"dead_letter_policy": policy}),
+                (queue.dead_letter_subscription, dead_letter, {}),
+            ):
+                try:
+                    subscriber.create_subscription(
+                        request={
+                            "name": subscriber.subscription_path(self.project, name),
+                            "topic": source,
+                            "push_config": {"push_endpoint": f"{endpoint}/{source}"},
+                            "ack_deadline_seconds": queue.ack_deadline,
+                            "retry_policy": retry,
+                            **extra,
+                        }
+                    )
+                except gexc.AlreadyExists:
+                    pass
+
+    def _start_scheduler(self) -> None:
+        """The timer that publishes a tick to the repair topic every `repair_every` seconds."""
+        if not self.repair_every:
+            return
+        (self.log_dir / "scheduler.ready").unlink(missing_ok=True)  # `make run`'s log folder outlives a run
+        scheduler = self._spawn(
+            "scheduler",
+            [
+                sys.executable,
+                "-m",
+                "devstack.scheduler",
+                f"--project={self.project}",
+                f"--topic={REPAIR_TOPIC}",
+                f"--every={self.repair_every:g}",
+                f"--ready-file={self.log_dir / 'scheduler.ready'}",
+            ],
+        )
+        self._wait_ready("scheduler", scheduler)
 
     def _start_gateway_and_bridge(self) -> None:
         backends = [f"--backend={n}={self.function_url(n)}" for n, s in FUNCTIONS.items() if s == "http"]
@@ -319,6 +378,7 @@ class Stack:
         self._wait_ready("gateway", gateway)
         if not self.events:
             return
+        (self.log_dir / "bridge.ready").unlink(missing_ok=True)  # `make run`'s log folder outlives a run
         bridge = self._spawn(
             "bridge",
             [
@@ -344,6 +404,7 @@ class Stack:
                 "storage": (http_ok(f"http://127.0.0.1:{self.ports.storage}/storage/v1/b"), 30, "fake-gcs-server"),
                 "gateway": (http_ok(f"{self.gateway_url}/health"), 60, "the gateway"),
                 "bridge": (lambda: (self.log_dir / "bridge.ready").exists(), 60, "the event bridge"),
+                "scheduler": (lambda: (self.log_dir / "scheduler.ready").exists(), 60, "the repair timer"),
             }[part]
         wait_until(check, child=child, timeout=timeout, what=what)
 
@@ -355,7 +416,8 @@ class Stack:
     # record, object and unacknowledged message the part held is gone.
     @property
     def parts(self) -> list[str]:
-        """Names `stop_part`/`start_part` accept: storage, firestore, pubsub, gateway, bridge, function-NAME."""
+        """Names `stop_part`/`start_part` accept: storage, firestore, pubsub, gateway, bridge, scheduler,
+        function-NAME."""
         return [child.name for child in self.children]
 
     def child(self, part: str) -> Child:
@@ -381,8 +443,8 @@ class Stack:
         if not old.stopped:
             old.stop()
         argv, env = self._specs[part]
-        if part == "bridge":
-            (self.log_dir / "bridge.ready").unlink(missing_ok=True)
+        if part in ("bridge", "scheduler"):
+            (self.log_dir / f"{part}.ready").unlink(missing_ok=True)
         child = spawn(part, argv, env=env, log_dir=self.log_dir, cwd=REPO)
         self.children[self.children.index(old)] = child
         self._wait_ready(part, child)

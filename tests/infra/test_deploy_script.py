@@ -111,7 +111,7 @@ def test_a_first_deploy_in_order(tmp_path):
     # each deployer role granted once, unconditionally, except project IAM (conditional, from a file)
     grants = commands(calls, "gcloud", "projects", "add-iam-policy-binding")
     plain = [c[c.index("--role") + 1] for c in grants if "--condition" in c and c[c.index("--condition") + 1] == "None"]
-    assert "roles/resourcemanager.projectIamAdmin" not in plain and len(plain) == len(set(plain)) == 15
+    assert "roles/resourcemanager.projectIamAdmin" not in plain and len(plain) == len(set(plain)) == 16
     [conditional] = [c for c in grants if "--condition-from-file" in c]
     assert conditional[conditional.index("--role") + 1] == "roles/resourcemanager.projectIamAdmin"
     condition = require("yaml").safe_load((tmp_path / "condition.yaml").read_text())

@@ -29,6 +29,8 @@ NEEDED_BY = {
         "google_artifact_registry_repository_iam_member",
     },
     "roles/cloudfunctions.developer": {"google_cloudfunctions2_function"},
+    # the repair sweep's schedule (no narrower role creates jobs)
+    "roles/cloudscheduler.admin": {"google_cloud_scheduler_job"},
     "roles/datastore.owner": {"google_firestore_database", "google_firestore_index", "google_firestore_field"},
     "roles/eventarc.developer": {"google_eventarc_trigger"},
     "roles/iam.roleAdmin": {"google_project_iam_custom_role"},

@@ -1,6 +1,7 @@
 """Offline checks of the Terraform in infra/ (S12).
 
-There is no Terraform binary and no cloud here, so the configuration is parsed
+Terraform's providers cannot be downloaded here (so no `terraform validate`) and
+there is no cloud, so the configuration is parsed
 with the `hcl2` module and its wiring is checked structurally; checkov then
 looks for misconfigurations. Two parsers provide `import hcl2`:
 bc-python-hcl2 (a dependency of checkov, the one requirements-dev.txt gets) and
@@ -215,13 +216,14 @@ REQUIRED_RESOURCE_TYPES = {
     "google_pubsub_subscription",
     "google_pubsub_topic_iam_member",
     "google_pubsub_subscription_iam_member",
+    "google_cloud_scheduler_job",
 }
 
 REQUIRED_APIS = {
     f"{name}.googleapis.com"
     for name in (
         "cloudfunctions run cloudbuild artifactregistry eventarc pubsub firestore storage apigateway "
-        "servicemanagement servicecontrol apikeys vision aiplatform iam logging"
+        "servicemanagement servicecontrol apikeys vision aiplatform iam logging cloudscheduler"
     ).split()
 }
 
@@ -465,9 +467,10 @@ def test_function_grants_are_scoped(tf: Tf, functions):
             assert bucket in {"source", "uploads", "derived"}
             assert role in {"roles/storage.objectViewer", "roles/storage.objectUser", "roles/storage.objectCreator"}
     # Vertex AI: the functions that embed with the cloud provider, process
-    # (image embeddings) and search (query embeddings, re-embedding), only.
+    # (image embeddings), repair (which processes stale records again) and
+    # search (query embeddings, re-embedding), only.
     with_vertex = {n for n, e in functions.items() if "roles/aiplatform.user" in e["project_roles"]}
-    assert with_vertex == {"process", "search"}
+    assert with_vertex == {"process", "repair", "search"}
     # API keys: only admin, and through the custom role, never the predefined admin role
     with_keys = {n for n, e in functions.items() if KEY_ISSUER_ROLE in e["project_roles"]}
     assert with_keys == {"admin"}
@@ -554,7 +557,7 @@ def test_function_table(tf: Tf, functions):
         sources = bool(entry["trigger_buckets"]) + bool(entry["trigger_topic"])
         assert sources == (1 if entry["kind"] == "event" else 0), name
         assert not entry["trigger_topic"] or entry["trigger_topic"] in tf.locals["topics"], name
-        assert set(entry["topics"]) <= set(tf.locals["topics"]), name
+        assert set(entry["topics"]) <= set(tf.locals["topics"]) | set(tf.locals["held_topics"]), name
 
 
 # --------------------------------------------------------------------------------
@@ -849,7 +852,8 @@ def test_transform_is_pushed_from_the_jobs_topic_with_a_dead_letter_policy(tf: T
 
     transform = functions["transform"]
     assert transform["kind"] == "event" and transform["trigger_topic"] == "jobs" and not transform["trigger_buckets"]
-    assert _push_functions(functions) == {"transform"}, "only transform is fed by the jobs topic"
+    fed_by_jobs = {n for n in _push_functions(functions) if functions[n]["trigger_topic"] == "jobs"}
+    assert fed_by_jobs == {"transform"}, "only transform is fed by the jobs topic"
     assert re.sub(r"\s+", "", tf.locals["push_functions"]) == (
         '${{forname,finlocal.event_functions:name=>fiff.trigger_topic!=""}}'
     )
@@ -922,15 +926,106 @@ def test_pubsub_service_agent_may_dead_letter(tf: Tf):
     assert (tf.attr(creator, "role"), tf.attr(creator, "member")) == ("roles/iam.serviceAccountTokenCreator", member)
 
 
-def test_jobs_publishes_only_to_the_jobs_topic(tf: Tf, functions):
-    # the table: jobs is the only function with a Pub/Sub role, publisher on the jobs topic
+# --------------------------------------------------------------------------------
+# The repair sweep (#19): its topic, pushed to `repair`, ticked by Cloud Scheduler
+# --------------------------------------------------------------------------------
+
+
+def test_repair_is_pushed_from_the_repair_topic_which_cloud_scheduler_ticks(tf: Tf, functions):
+    from devstack import stack
+
+    topics = tf.locals["topics"]
+    assert topics["repair"] == "${local.prefix}-repair"
+    assert tf.render(topics["repair"]) == stack.REPAIR_TOPIC
+    repair = functions["repair"]
+    assert repair["kind"] == "event" and repair["trigger_topic"] == "repair" and not repair["trigger_buckets"]
+    assert {n for n in _push_functions(functions) if functions[n]["trigger_topic"] == "repair"} == {"repair"}
+    assert repair["timeout"] <= 540, "the ack deadline, and the most an event function may run"
+    # the queue machinery (push subscription with a dead-letter policy, dead letters
+    # pushed too) gives the same names as the local stack's
+    queue = tf.attr(tf.resource("google_pubsub_subscription", "push"), "name")
+    assert (
+        queue.replace("${google_pubsub_topic.queue[each.value.trigger_topic].name}", stack.REPAIR_TOPIC).replace(
+            "${each.key}", "repair"
+        )
+        == stack.REPAIR_SUBSCRIPTION
+    )
+    dead = tf.attr(tf.resource("google_pubsub_subscription", "dead_letter_push"), "name")
+    assert (
+        dead.replace(
+            "${google_pubsub_topic.dead_letter[each.value.trigger_topic].name}", stack.REPAIR_DEAD_LETTER_TOPIC
+        ).replace("${each.key}", "repair")
+        == stack.REPAIR_DEAD_LETTER_SUBSCRIPTION
+    )
+    dead_topic = tf.attr(tf.resource("google_pubsub_topic", "dead_letter"), "name")
+    assert tf.render(dead_topic.replace("${each.value}", topics["repair"])) == stack.REPAIR_DEAD_LETTER_TOPIC
+    # every 15 minutes (the local timer's default too), to the topic, published as Cloud Scheduler's agent
+    job = tf.resource("google_cloud_scheduler_job", "repair")
+    assert (tf.attr(job, "schedule"), tf.attr(job, "time_zone")) == ("*/15 * * * *", "Etc/UTC")
+    assert stack.REPAIR_EVERY == 15 * 60
+    assert tf.attr(job, "region") == "${var.region}"
+    [target] = tf.blocks(job, "pubsub_target")
+    assert tf.attr(target, "topic_name") == '${google_pubsub_topic.queue["repair"].id}'
+    assert tf.attr(target, "data"), "a Pub/Sub message needs data or attributes"
+    assert not {"http_target", "app_engine_http_target"} & set(job), "a Pub/Sub target needs no App Engine app"
+
+
+def test_repair_function_grants_and_sizing(functions):
+    """repair processes stale records again (what process has for a team image: Firestore,
+    Vertex AI, objectUser on uploads, the dead-letter topic) and deletes images whose object
+    is gone (their renditions and job outputs in derived); one sweep at a time."""
+    repair, process = functions["repair"], functions["process"]
+    assert repair["buckets"] == {"uploads": "roles/storage.objectUser", "derived": "roles/storage.objectUser"}
+    assert repair["buckets"]["uploads"] == process["buckets"]["uploads"]
+    assert sorted(repair["project_roles"]) == ["roles/aiplatform.user", "roles/datastore.user"]
+    assert repair["topics"] == process["topics"] == {"process_dead_letter": "roles/pubsub.publisher"}
+    assert (repair["max_instances"], repair["concurrency"]) == (1, 1)
+    assert repair["sign_urls"] is False and repair["link_secret"] is False and repair["env"] == {}
+
+
+def test_processing_dead_letters_are_held_for_operators(tf: Tf):
+    """process (and repair) publish a team image they gave up on to a topic of its own, which
+    no function is pushed: a pull subscription keeps its messages 7 days, acknowledged ones too."""
+    from devstack import stack
+
+    held = tf.locals["held_topics"]
+    assert set(held) == {"process_dead_letter"}
+    name = tf.render(held["process_dead_letter"])
+    assert name == stack.PROCESS_DEAD_LETTER_TOPIC == aperture_config.Config().process_dead_letter_topic
+    topic = tf.resource("google_pubsub_topic", "held")
+    assert (tf.attr(topic, "for_each"), tf.attr(topic, "name")) == ("${local.held_topics}", "${each.value}")
+    sub = tf.resource("google_pubsub_subscription", "hold")
+    assert tf.attr(sub, "for_each") == "${local.held_topics}"
+    assert tf.attr(sub, "topic") == "${google_pubsub_topic.held[each.key].id}"
+    rendered = tf.attr(sub, "name").replace("${google_pubsub_topic.held[each.key].name}", name)
+    assert rendered == stack.PROCESS_DEAD_LETTER_HOLD
+    assert not tf.blocks(sub, "push_config") and not tf.blocks(sub, "dead_letter_policy"), "pulled by an operator"
+    assert tf.attr(sub, "message_retention_duration") == "604800s"
+    assert tf.attr(sub, "retain_acked_messages") is True, "acknowledged dead letters can be replayed (seek)"
+    [expiration] = tf.blocks(sub, "expiration_policy")
+    assert tf.attr(expiration, "ttl") == ""
+    # every function's Config names the real topic (it follows the prefix)
+    env = tf.locals["common_env"]
+    assert env["APERTURE_PROCESS_DEAD_LETTER_TOPIC"] == '${google_pubsub_topic.held["process_dead_letter"].name}'
+
+
+def test_functions_publish_only_to_their_own_topics(tf: Tf, functions):
+    # the table: jobs publishes to the jobs topic, process and repair (which processes
+    # again) to the processing dead-letter topic; no other function has a Pub/Sub role
     with_topics = {name: entry["topics"] for name, entry in functions.items() if entry["topics"]}
-    assert with_topics == {"jobs": {"jobs": "roles/pubsub.publisher"}}
+    assert with_topics == {
+        "jobs": {"jobs": "roles/pubsub.publisher"},
+        "process": {"process_dead_letter": "roles/pubsub.publisher"},
+        "repair": {"process_dead_letter": "roles/pubsub.publisher"},
+    }
     assert "function_topic_roles" in tf.locals and "f.topics" in tf.locals["function_topic_roles"]
-    # granted on that topic, to that function's account
+    # granted on that topic (a queue or a held one, by key), to that function's account
     grant = tf.resource("google_pubsub_topic_iam_member", "function")
     assert tf.attr(grant, "for_each") == "${local.function_topic_roles}"
-    assert tf.attr(grant, "topic") == "${google_pubsub_topic.queue[each.value.topic].name}"
+    assert tf.attr(grant, "topic") == "${local.topic_names[each.value.topic]}"
+    names = re.sub(r"\s+", " ", tf.locals["topic_names"])
+    assert "google_pubsub_topic.queue : key => topic.name" in names
+    assert "google_pubsub_topic.held : key => topic.name" in names
     assert tf.attr(grant, "role") == "${each.value.role}"
     assert tf.attr(grant, "member") == "${google_service_account.function[each.value.function].member}"
     # never project-wide: no function has a Pub/Sub project role, and the only

@@ -57,6 +57,31 @@ def test_stream_seeks_backwards_and_reads_to_the_end(storage_client, source_buck
     assert (head, middle, tail) == (data[:4096], data[100:150], data[-10:])
 
 
+@pytest.mark.parametrize("leaf", ["plain.png", "with space.png", "naïve ✓.png", "q?x=1#frag.png", "100%.png"])
+def test_stream_reads_objects_whatever_their_names(storage_client, source_bucket, unique, leaf):
+    name = f"{unique}/{leaf}"
+    data = os.urandom(50_000)
+    source_bucket.blob(name).upload_from_string(data)
+    store = ObjectStore(storage_client)
+
+    assert store.stream(store.info(source_bucket.name, name)).getvalue() == data
+
+
+def test_a_stream_closed_part_way_stops_and_later_streams_still_work(storage_client, source_bucket, unique):
+    name = f"{unique}/big.bin"
+    data = os.urandom(4 * clients.DOWNLOAD_CHUNK_BYTES)
+    source_bucket.blob(name).upload_from_string(data)
+    store = ObjectStore(storage_client)
+    info = store.info(source_bucket.name, name)
+    for _ in range(10):  # more than the download threads: each has had a connection cut
+        reader = store.stream(info)
+        reader.read(100)
+        reader.close()
+
+    assert store.stream(info).getvalue() == data
+    assert store.info(source_bucket.name, name) == info
+
+
 def test_downloads_arrive_in_pieces_of_the_configured_size(stack, source_bucket, unique):
     # The library's default is 8 KB pieces; clients sets a larger one (a
     # library upgrade that stops reading the setting shows up here).

@@ -5,34 +5,13 @@ counters off by one) is mended by one sweep, and a second sweep changes nothing.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 
-from aperture.domain.records import Contribution, ImageRecord, object_name
+from aperture.domain.records import Contribution, object_name
 from tests.support.api import settled, upload
 from tests.support.images import encode, random_image
+from tests.support.records import pending_record
 
 LATER = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=2)  # past the sweep's 30 minutes
-
-
-def stale_record(team: str, data: bytes) -> ImageRecord:
-    image_id = hashlib.sha256(data).hexdigest()
-    return ImageRecord(
-        team=team,
-        id=image_id,
-        filename="lost.png",
-        format="PNG",
-        mime_type="image/png",
-        extension="png",
-        size=len(data),
-        width=37,
-        height=23,
-        frames=1,
-        mode="RGB",
-        bucket="aperture-uploads",
-        object=object_name(team, image_id, "png"),
-        created_at=dt.datetime.now(dt.timezone.utc),
-        uploaded_by={"key_id": "key_test", "user_id": "usr_test"},
-    )
 
 
 def quiet(sweep) -> list:
@@ -50,7 +29,7 @@ def test_one_sweep_mends_records_objects_and_counters(container, gateway, make_c
     alice = make_caller("team-r", "member")
     kept = upload(gateway, alice, ("kept.png", encode(random_image("RGB", seed=21))))[0]
     settled(container.images, "team-r", kept)
-    lost = stale_record("team-r", encode(random_image("RGB", seed=22)))
+    lost = pending_record("team-r", encode(random_image("RGB", seed=22)))
     assert container.images.create(lost)  # a record whose object never arrived
     orphan = storage_client.bucket(stack.uploads_bucket).blob(object_name("team-r", "f" * 64, "png"))
     orphan.upload_from_string(b"bytes nobody filed", content_type="image/png")  # an object with no record

@@ -45,6 +45,7 @@ from aperture.domain.records import (
     Analysis,
     ApiKey,
     Contribution,
+    DeadLetter,
     ImageRecord,
     ImageStatus,
     ObjectInfo,
@@ -61,7 +62,7 @@ from aperture.storage.images import Tombstone
 from aperture.storage.jobs import Versioned
 from aperture.storage.key_issuers import IssuedKey
 from aperture.storage.objects import StreamingReader
-from aperture.storage.queue import message
+from aperture.storage.queue import dead_letter_message, message
 from aperture.storage.upload_links import new_token, token_hash
 
 
@@ -83,8 +84,9 @@ def raising(exc: BaseException) -> Callable[..., Any]:
 # What `mark_processed` writes; the upload's own fields stay as stored (as in ImageStore).
 _UPLOAD_FIELDS = {"team", "id", "filename", "mime_type", "extension", "bucket", "object", "created_at", "uploaded_by"}
 _ANALYSIS_FIELDS = {f.name for f in dataclasses.fields(ImageRecord)} - _UPLOAD_FIELDS
-# Counted by begin_attempt, never written back from a record read earlier (as in ImageStore).
-_ANALYSIS_FIELDS -= {"attempts", "attempt_generation"}
+# Counted by begin_attempt, never written back from a record read earlier; the dead
+# letter is written by note_dead_letter only (as in ImageStore).
+_ANALYSIS_FIELDS -= {"attempts", "attempt_generation", "dead_letter"}
 
 
 class FakeImageStore:
@@ -179,6 +181,15 @@ class FakeImageStore:
         with self._lock:
             record = self._existing(team, image_id)
             self._records[(team, image_id)] = dataclasses.replace(record, error=reason[:1000])
+
+    def note_dead_letter(self, team: str, image_id: str, dead_letter: dict[str, Any]) -> bool:
+        """As ImageStore.note_dead_letter: False when one is named for that generation already."""
+        with self._lock:
+            record = self._existing(team, image_id)
+            if (record.dead_letter or {}).get("generation") == dead_letter["generation"]:
+                return False
+            self._records[(team, image_id)] = dataclasses.replace(record, dead_letter=copy.deepcopy(dead_letter))
+            return True
 
     def mark_processed(self, record: ImageRecord, analysis: Analysis) -> ImageRecord:
         done = record.with_analysis(analysis)
@@ -1001,3 +1012,29 @@ class FakeJobQueue:
         with self._lock:
             bodies = [json.loads(data) for data, _ in self.published]
         return [(body["job_id"], body["index"]) for body in bodies]
+
+
+# -- aperture.storage.queue.DeadLetterTopic ----------------------------------------------
+
+
+class FakeDeadLetterTopic:
+    """The dead letters published, in order, each with the message id it got, as DeadLetterTopic sends them."""
+
+    def __init__(self, name: str = "aperture-process-dead-letter") -> None:
+        self.name = name
+        self.published: list[tuple[str, bytes, dict[str, str]]] = []
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def publish(self, letter: DeadLetter, timeout: float = 60.0) -> str:
+        data, attributes = dead_letter_message(letter)
+        with self._lock:
+            message_id = str(next(self._ids))
+            self.published.append((message_id, data, attributes))
+        return message_id
+
+    # test helper
+    def letters(self) -> list[dict[str, Any]]:
+        """The JSON body of each dead letter published."""
+        with self._lock:
+            return [json.loads(data) for _, data, _ in self.published]

@@ -161,6 +161,9 @@ class ImageRecord:
     # start of each); after APERTURE_MAX_PROCESS_ATTEMPTS the record is failed.
     attempts: int = 0
     attempt_generation: str | None = None
+    # Set when processing gave up on it (attempts used up) and published it to the
+    # dead-letter topic: {"topic", "message_id", "generation", "at"} (DeadLetter).
+    dead_letter: dict[str, Any] | None = None
 
     @property
     def finished(self) -> bool:
@@ -207,6 +210,19 @@ class ImageRecord:
 
 
 _HIDDEN = {"embedding", "histograms", "bucket", "attempt_generation"}
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A team image processing gave up on (its attempts used up): what the dead-letter topic carries."""
+
+    bucket: str
+    object: str
+    generation: str
+    team: str
+    image_id: str
+    attempts: int
+    error: str
 
 
 # -- other records ---------------------------------------------------------------

@@ -17,20 +17,18 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from aperture.events.pubsub import DEAD_LETTER_COUNT, pushed_message
 from aperture.runtime import logs
 from aperture.services.jobs import JobWorker
 
 if TYPE_CHECKING:
     from aperture.container import Container
 
-PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
-DEAD_LETTER_COUNT = "CloudPubSubDeadLetterSourceDeliveryCount"
-
 
 def handle(event: Any, worker: JobWorker) -> None:
-    if event["type"] != PUBLISHED:
+    message = pushed_message(event)
+    if message is None:
         return
-    message = (event.data or {}).get("message") or {}
     attributes = message.get("attributes") or {}
     try:
         payload = json.loads(base64.b64decode(message.get("data") or ""))

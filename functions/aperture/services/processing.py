@@ -25,8 +25,17 @@ status checks, counter markers). Failures are classified (`classify`):
 Every attempt on a team image is counted first (`attempts`, an Increment on
 the record), so a run that never reaches an except clause (timeout, out of
 memory) counts too. The attempt that reaches `max_attempts` and fails, or
-any attempt beyond it, marks the record `failed` with "gave up after N
-attempts: <last error>" and is acknowledged: the record is the dead letter.
+any attempt beyond it, gives up: it publishes the image (bucket, object,
+generation, team, id, attempts, last error) to the processing dead-letter
+topic (`dead_letters`; Eventarc owns the storage trigger's subscription, so no
+dead-letter policy can do it), names the message in the record's
+`dead_letter`, marks the record `failed` with "gave up after N attempts:
+<last error>" and is acknowledged. A publish that fails for a passing reason
+raises `TransientFailure` before the record changes, so the event comes again
+and its attempt (beyond `max_attempts`) gives up again; a redelivery after
+the record names a dead letter for that generation publishes none. A publish
+refused for good (no such topic, no permission) is logged and the record
+failed all the same: it stays the dead letter.
 
 A delete running alongside (docs/decisions.md, "Deduplication and deletion
 races"): after counting, the run looks for a tombstone naming its record and,
@@ -51,6 +60,7 @@ from aperture.domain.records import (
     TEAM_ID,
     Analysis,
     Contribution,
+    DeadLetter,
     ImageRecord,
     LabelScore,
     ObjectInfo,
@@ -68,6 +78,7 @@ if TYPE_CHECKING:  # repositories are injected; their modules bring the Google c
     from aperture.storage.identity import IdentityStore
     from aperture.storage.images import ImageStore
     from aperture.storage.objects import ObjectStore
+    from aperture.storage.queue import DeadLetterTopic
     from aperture.storage.upload_links import UploadLinkStore
 
 _TEAM_OBJECT = re.compile(rf"teams/({TEAM_ID.pattern})/([^/]+)")
@@ -97,6 +108,9 @@ PERMANENT = "permanent"
 TRANSIENT = "transient"
 # HTTP statuses of Google API errors (their `code`) that refuse the request itself.
 _REFUSED = frozenset({400})
+# ... and those that refuse a dead letter for as long as the deployment stays as it is
+# (no such topic, no permission): retrying the event would not help.
+_PUBLISH_REFUSED = frozenset({400, 403, 404})
 
 
 def classify(exc: BaseException) -> str:
@@ -135,6 +149,9 @@ class Processor:
     # (APERTURE_MAX_WIDE_STATS_PIXELS: counting costs memory per distinct value).
     max_wide_pixels: int | None = None
     max_attempts: int = 5  # APERTURE_MAX_PROCESS_ATTEMPTS
+    # The processing dead-letter topic, built on first use (a give-up), so a cold start
+    # builds no Pub/Sub client; None: the record alone is the dead letter.
+    dead_letters: Callable[[], DeadLetterTopic] | None = None
     checkpoint: Callable[[str], None] = no_checkpoint  # a test seam: where a delete may interleave
 
     def handle(self, info: ObjectInfo) -> str:
@@ -197,10 +214,10 @@ class Processor:
     def _process(self, info: ObjectInfo, record: ImageRecord) -> str:
         team, image_id, generation = record.team, record.id, str(info.generation)
         attempt = self.images.begin_attempt(record, generation)
-        if attempt > self.max_attempts:  # the previous attempt never reached its except clause
-            last = record.error or "an attempt did not finish (timeout or out of memory?)"
-            return self._fail(record, generation, f"gave up after {self.max_attempts} attempts: {last}")
         record = dataclasses.replace(record, attempts=attempt, attempt_generation=generation)
+        if attempt > self.max_attempts:  # the previous attempt never reached its except clause (or gave up)
+            last = record.error or "an attempt did not finish (timeout or out of memory?)"
+            return self._give_up(info, record, generation, self.max_attempts, last)
         try:
             return self._analyse(info, record)
         except Gone:
@@ -210,9 +227,54 @@ class Processor:
             if classify(exc) == PERMANENT:
                 return self._fail(record, generation, reason)
             if attempt >= self.max_attempts:
-                return self._fail(record, generation, f"gave up after {attempt} attempts: {reason}")
+                return self._give_up(info, record, generation, attempt, reason)
             self.images.note_error(team, image_id, reason)
             raise TransientFailure(reason, attempt, self.max_attempts) from exc
+
+    def _give_up(self, info: ObjectInfo, record: ImageRecord, generation: str, attempts: int, last: str) -> str:
+        """The attempts are used up: dead-letter the image (once per generation), then fail its record."""
+        if self.dead_letters is not None and (record.dead_letter or {}).get("generation") != generation:
+            letter = DeadLetter(info.bucket, info.name, generation, record.team, record.id, record.attempts, last)
+            self._dead_letter(letter)
+        return self._fail(record, generation, f"gave up after {attempts} attempts: {last}")
+
+    def _dead_letter(self, letter: DeadLetter) -> None:
+        assert self.dead_letters is not None
+        try:
+            topic = self.dead_letters()
+            message_id = topic.publish(letter)
+        except Exception as exc:
+            if getattr(exc, "code", None) in _PUBLISH_REFUSED:
+                logs.warning(
+                    "dead letter refused; the failed record is the dead letter",
+                    team=letter.team,
+                    image_id=letter.image_id,
+                    error=describe(exc),
+                )
+                return
+            # Keep the last error for the next delivery, whose attempt gives up again.
+            self.images.note_error(letter.team, letter.image_id, letter.error)
+            raise TransientFailure(
+                f"dead letter not published: {describe(exc)}", letter.attempts, self.max_attempts
+            ) from exc
+        noted = self.images.note_dead_letter(
+            letter.team,
+            letter.image_id,
+            {
+                "topic": topic.name,
+                "message_id": message_id,
+                "generation": letter.generation,
+                "at": dt.datetime.now(dt.timezone.utc),
+            },
+        )
+        logs.info(
+            "image dead-lettered" if noted else "image dead-lettered again (the record names an earlier message)",
+            team=letter.team,
+            image_id=letter.image_id,
+            topic=topic.name,
+            message_id=message_id,
+            attempts=letter.attempts,
+        )
 
     def _fail(self, record: ImageRecord, generation: str, reason: str) -> str:
         self.images.mark_failed(record.team, record.id, reason, generation)

@@ -1,7 +1,8 @@
 """Histograms per object generation, computed once and served from caches.
 
-Lookup order: the in-process LRU, then Firestore (shared by every instance),
-then a computation. Concurrent lookups of the same generation share one
+Lookup order: the in-process LRU, then Firestore (shared by every instance;
+only for images of at least `lookup_min_pixels`, which cost more to decode
+than to fetch), then a computation. Concurrent lookups of the same generation share one
 computation (single flight), so 20 identical cold requests decode once.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -56,12 +57,14 @@ class StatsService:
         memory_bytes: int = 256 * 1024 * 1024,
         max_stored_bytes: int = 900_000,
         max_wide_pixels: int | None = None,
+        lookup_min_pixels: int = 0,
     ):
         self._objects = objects
         self._store = store
         self._max_pixels = max_pixels
         self._max_wide_pixels = max_wide_pixels
         self._max_stored_bytes = max_stored_bytes
+        self._lookup_min_pixels = lookup_min_pixels
         # Bounded by bytes (`histograms_size`), each entry counting at least memory_bytes / memory_entries,
         # so it also holds at most memory_entries images; one larger than the whole cache is not kept.
         floor = max(1, memory_bytes // max(1, memory_entries))
@@ -98,6 +101,14 @@ class StatsService:
         if start is not None:
             start()
 
+    def close(self) -> None:
+        """Finish the deferred work of every cold lookup so far, then take no more (shutdown)."""
+        with self._lock:
+            starts = list(self._deferred.values())
+        for start in starts:
+            start()
+        self._background.shutdown(wait=True)
+
     def _lookup(self, info: ObjectInfo, timings: Timings) -> tuple[ImageHistograms, str]:
         key = (info.bucket, info.name, info.generation)
         with self._lock:
@@ -132,34 +143,56 @@ class StatsService:
             self._memory.pop(key, None)
 
     def _load(self, info: ObjectInfo, key: tuple, timings: Timings) -> tuple[ImageHistograms, str]:
-        # Download and decode speculatively while Firestore is asked: on a miss
-        # (the case where speed matters) the lookup costs no wall time; on a
-        # hit, closing the reader aborts the download and the decode.
+        # Download and decode start at once. Once the header says how many pixels
+        # there are, an image under `lookup_min_pixels` is just computed (its decode
+        # costs about a Firestore read); for a larger one Firestore is asked while the
+        # decode goes on, and on a hit closing the reader aborts the download and the
+        # decode.
         reader = self._objects.stream(info)
-        decoding = self._decoders.submit(self._decode, reader)
+        header: Future = Future()
+        decoding = self._decoders.submit(self._decode, reader, header)
         try:
-            with timings.span("firestore"):
-                stored = self._store.get(info.bucket, info.name, info.generation)
-            if stored is not None:
-                try:
-                    return _from_stored(stored), FIRESTORE
-                except ValueError:  # not ours or corrupt: computed again (the stored copy stays until its TTL)
-                    logs.warning("stored histograms unreadable", bucket=info.bucket, object=info.name)
+            with timings.span("header"):
+                width, height = _header(header, decoding)
+            if worth_looking_up(width * height, self._lookup_min_pixels):
+                with timings.span("firestore"):
+                    stored = self._store.get(info.bucket, info.name, info.generation)
+                if stored is not None:
+                    try:
+                        return _from_stored(stored), FIRESTORE
+                    except ValueError:  # not ours or corrupt: computed again (the stored copy stays until its TTL)
+                        logs.warning("stored histograms unreadable", bucket=info.bucket, object=info.name)
             with timings.span("decode"):
                 image, fmt, frames, counted = decoding.result()
             return self._compute(image, fmt, frames, counted, key, info, timings), COMPUTED
         finally:
             reader.close()
 
-    def _decode(self, reader) -> tuple[Image.Image, str | None, int, statistics.RowHistograms]:
+    def _decode(self, reader, header: Future) -> tuple[Image.Image, str | None, int, statistics.RowHistograms]:
         counted = statistics.RowHistograms(self._counters)
-        image = pixels.open_image(
-            reader, max_pixels=self._max_pixels, on_rows=counted.add, max_wide_pixels=self._max_wide_pixels
-        )
+        try:
+            image = pixels.open_image(
+                reader,
+                max_pixels=self._max_pixels,
+                on_rows=counted.add,
+                max_wide_pixels=self._max_wide_pixels,
+                on_header=lambda width, height: header.set_result((width, height)),
+            )
+        except BaseException as exc:
+            if not header.done():
+                header.set_exception(exc)
+            raise
         return image, image.format, getattr(image, "n_frames", 1), counted
 
     def _compute(
-        self, image, fmt, frames, counted: statistics.RowHistograms, key: tuple, info: ObjectInfo, timings: Timings
+        self,
+        image,
+        fmt,
+        frames,
+        counted: statistics.RowHistograms,
+        key: tuple,
+        info: ObjectInfo,
+        timings: Timings,
     ) -> ImageHistograms:
         with timings.span("histogram"):
             image = pixels.normalize(image)
@@ -208,6 +241,20 @@ class StatsService:
             self._store.put(info.bucket, info.name, info.generation, stored)
         except Exception:
             logs.exception("storing histograms failed", bucket=info.bucket, object=info.name)
+
+
+def worth_looking_up(pixels: int, min_pixels: int) -> bool:
+    """Whether a cold lookup waits for Firestore's copy: not for an image cheaper to decode than to fetch."""
+    return pixels >= min_pixels
+
+
+def _header(header: Future, decoding: Future) -> tuple[int, int]:
+    """(width, height) once the decoder has read the header, or the decoder's error."""
+    wait((header, decoding), return_when=FIRST_COMPLETED)
+    if header.done():
+        return header.result()
+    decoding.result()  # raises what stopped the decode before the header
+    raise RuntimeError("the decoder finished without reading a header")
 
 
 def histograms_size(result: ImageHistograms) -> int:

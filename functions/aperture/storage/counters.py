@@ -128,7 +128,8 @@ class TeamCounters:
         @firestore.transactional
         def run(transaction) -> bool:
             wanted = Totals()
-            for snap in self._db.get_all(markers, transaction=transaction):
+            # (no read for a team without markers: a batch read of no documents is refused)
+            for snap in self._db.get_all(markers, transaction=transaction) if markers else ():
                 if snap.exists:
                     data = snap.to_dict()
                     _count(wanted, Contribution(data["day"], data["format"], data.get("camera")), +1)

@@ -42,6 +42,8 @@ _ANALYSIS_FIELDS = _FIELDS - {
     # counted by begin_attempt, never written back from a record read earlier
     "attempts",
     "attempt_generation",
+    # written by note_dead_letter only
+    "dead_letter",
 }
 
 
@@ -215,6 +217,25 @@ class ImageStore:
         """Keep why an attempt failed (shown while the record is pending; the reason it is failed
         with when attempts run out). Gone when the record was deleted."""
         self._update(team, image_id, {"error": reason[:1000]})
+
+    def note_dead_letter(self, team: str, image_id: str, dead_letter: dict[str, Any]) -> bool:
+        """Name the dead letter published for the record's generation `dead_letter["generation"]`,
+        unless one is named for it already (a concurrent or earlier delivery's): False then, and
+        the record keeps the first. Gone when the record was deleted."""
+        ref = self._doc(team, image_id)
+
+        @firestore.transactional
+        def note(transaction) -> bool:
+            snap = ref.get(field_paths=["dead_letter"], transaction=transaction)
+            if not snap.exists:
+                raise Gone(f"image record {team}/{image_id} was deleted")
+            current = (snap.to_dict() or {}).get("dead_letter") or {}
+            if current.get("generation") == dead_letter["generation"]:
+                return False
+            transaction.update(ref, {"dead_letter": dead_letter})
+            return True
+
+        return note(self._db.transaction())
 
     def mark_processed(self, record: ImageRecord, analysis: Analysis) -> ImageRecord:
         """The record with `analysis` applied, written over the stored one (Gone when it was deleted)."""

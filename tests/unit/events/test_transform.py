@@ -8,7 +8,8 @@ import json
 import pytest
 from cloudevents.http import CloudEvent
 
-from aperture.events.transform import DEAD_LETTER_COUNT, PUBLISHED, handle
+from aperture.events.pubsub import DEAD_LETTER_COUNT, PUBLISHED
+from aperture.events.transform import handle
 from aperture.storage.queue import message
 
 JOB_ID = "job_0123456789abcdef0123"

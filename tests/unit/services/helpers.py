@@ -5,6 +5,7 @@ from __future__ import annotations
 from PIL import Image
 
 from aperture.domain.imaging.validation import Limits
+from aperture.services.processing import Processor
 from aperture.services.uploads import UploadService
 from aperture.vision.base import Label
 from tests.support.images import encode, random_image
@@ -35,6 +36,21 @@ def upload_service(objects, images, limits: Limits = LIMITS, clock=None) -> Uplo
     if clock is None:
         return UploadService(objects, images, UPLOADS, limits)
     return UploadService(objects, images, UPLOADS, limits, clock=clock)
+
+
+def build_processor(objects, images, histograms, counters, identity, links, uploads=None, **changes) -> Processor:
+    """A Processor over the fakes with FakeVision and the test buckets (`changes`: other fields)."""
+    defaults = {"provider": FakeVision, "uploads_bucket": UPLOADS, "source_bucket": SOURCE, "max_pixels": MAX_PIXELS}
+    return Processor(
+        objects=objects,
+        images=images,
+        histograms=histograms,
+        counters=counters,
+        identity=identity,
+        uploads=uploads or upload_service(objects, images),
+        links=links,
+        **{**defaults, **changes},
+    )
 
 
 class FakeVision:

@@ -21,13 +21,12 @@ from tests.support.images import encode, random_image
 from tests.unit.services.helpers import (
     BY,
     EMBEDDING,
-    MAX_PIXELS,
     SOURCE,
     TEAM,
     UPLOADS,
     FakeVision,
+    build_processor,
     png,
-    upload_service,
 )
 
 
@@ -39,19 +38,7 @@ def vision() -> FakeVision:
 @pytest.fixture
 def processor(objects, images, histograms, counters, identity, links, vision) -> Processor:
     identity.create_team(TEAM, "Team A")
-    return Processor(
-        objects=objects,
-        images=images,
-        histograms=histograms,
-        counters=counters,
-        identity=identity,
-        uploads=upload_service(objects, images),
-        links=links,
-        provider=lambda: vision,
-        uploads_bucket=UPLOADS,
-        source_bucket=SOURCE,
-        max_pixels=MAX_PIXELS,
-    )
+    return build_processor(objects, images, histograms, counters, identity, links, provider=lambda: vision)
 
 
 def uploaded(processor: Processor, data: bytes, filename: str = "photo.png") -> tuple[ImageRecord, ObjectInfo]:

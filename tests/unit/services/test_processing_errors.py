@@ -20,8 +20,8 @@ from aperture.services.processing import (
     TransientFailure,
     classify,
 )
-from tests.unit.fakes import raising
-from tests.unit.services.helpers import BY, MAX_PIXELS, SOURCE, TEAM, UPLOADS, FakeVision, png, upload_service
+from tests.unit.fakes import FakeDeadLetterTopic, raising
+from tests.unit.services.helpers import BY, TEAM, UPLOADS, FakeVision, build_processor, png
 
 MAX_ATTEMPTS = 3
 
@@ -45,21 +45,23 @@ def vision() -> FlakyVision:
 
 
 @pytest.fixture
-def processor(objects, images, histograms, counters, identity, links, vision) -> Processor:
+def dead_letters() -> FakeDeadLetterTopic:
+    return FakeDeadLetterTopic()
+
+
+@pytest.fixture
+def processor(objects, images, histograms, counters, identity, links, vision, dead_letters) -> Processor:
     identity.create_team(TEAM, "Team A")
-    return Processor(
-        objects=objects,
-        images=images,
-        histograms=histograms,
-        counters=counters,
-        identity=identity,
-        uploads=upload_service(objects, images),
-        links=links,
+    return build_processor(
+        objects,
+        images,
+        histograms,
+        counters,
+        identity,
+        links,
         provider=lambda: vision,
-        uploads_bucket=UPLOADS,
-        source_bucket=SOURCE,
-        max_pixels=MAX_PIXELS,
         max_attempts=MAX_ATTEMPTS,
+        dead_letters=lambda: dead_letters,
     )
 
 
@@ -257,6 +259,137 @@ def test_a_transient_failure_of_a_write_is_counted_and_raised(processor, images,
         processor.handle(event)
 
     assert images.get(TEAM, record.id).error == "ServiceUnavailable: 503 firestore unavailable"
+
+
+# -- giving up: the dead-letter topic ----------------------------------------------------------
+
+
+def give_up(processor: Processor, vision, seed: int):
+    """An image whose every attempt fails for a passing reason, delivered until the attempts are used up."""
+    vision.errors = [gexc.ServiceUnavailable(f"down {n}") for n in range(1, 10)]
+    record, event = uploaded(processor, seed=seed)
+    for _ in range(MAX_ATTEMPTS - 1):
+        with pytest.raises(TransientFailure):
+            processor.handle(event)
+    return record, event
+
+
+def test_giving_up_publishes_one_dead_letter_and_the_record_names_it(processor, images, vision, dead_letters):
+    record, event = give_up(processor, vision, seed=20)
+    assert dead_letters.published == []  # not while attempts are left
+
+    outcome = processor.handle(event)
+    processor.handle(event)  # a redelivery of the acknowledged event
+
+    failed = images.get(TEAM, record.id)
+    assert outcome == f"failed: {failed.error}" and failed.status is ImageStatus.FAILED
+    last = f"ServiceUnavailable: 503 down {MAX_ATTEMPTS}"
+    assert dead_letters.letters() == [
+        {
+            "bucket": UPLOADS,
+            "object": record.object,
+            "generation": str(event.generation),
+            "team": TEAM,
+            "image_id": record.id,
+            "attempts": MAX_ATTEMPTS,
+            "error": last,
+        }
+    ]
+    [(message_id, _, attributes)] = dead_letters.published
+    assert attributes == {
+        "bucket": UPLOADS,
+        "object": record.object,
+        "generation": str(event.generation),
+        "team": TEAM,
+        "image_id": record.id,
+        "attempts": str(MAX_ATTEMPTS),
+    }
+    letter = failed.dead_letter
+    assert (letter["topic"], letter["message_id"], letter["generation"]) == (
+        dead_letters.name,
+        message_id,
+        str(event.generation),
+    )
+    assert failed.view()["dead_letter"] == letter  # visible in the record the API answers
+
+
+def test_attempts_that_never_finished_are_dead_lettered_too(processor, images, dead_letters):
+    record, event = uploaded(processor, seed=21)
+    for _ in range(MAX_ATTEMPTS):
+        images.begin_attempt(images.get(TEAM, record.id), str(event.generation))
+
+    processor.handle(event)
+
+    [letter] = dead_letters.letters()
+    assert letter["error"] == "an attempt did not finish (timeout or out of memory?)"
+    assert letter["attempts"] == MAX_ATTEMPTS + 1  # as the record counts them
+    assert images.get(TEAM, record.id).dead_letter["message_id"] == dead_letters.published[0][0]
+
+
+def test_a_failed_publish_is_transient_and_leaves_the_record_as_it_was(processor, images, vision, dead_letters):
+    record, event = give_up(processor, vision, seed=22)
+    publish = dead_letters.publish
+    dead_letters.publish = raising(gexc.ServiceUnavailable("pubsub is down"))
+
+    with pytest.raises(TransientFailure, match="dead letter not published: ServiceUnavailable"):
+        processor.handle(event)
+
+    pending = images.get(TEAM, record.id)
+    assert (pending.status, pending.dead_letter) == (ImageStatus.PENDING, None)
+    assert pending.error == f"ServiceUnavailable: 503 down {MAX_ATTEMPTS}"  # kept for the next delivery
+    dead_letters.publish = publish
+
+    processor.handle(event)  # the redelivery gives up again and publishes
+
+    failed = images.get(TEAM, record.id)
+    assert failed.status is ImageStatus.FAILED
+    assert failed.error == f"gave up after {MAX_ATTEMPTS} attempts: ServiceUnavailable: 503 down {MAX_ATTEMPTS}"
+    [letter] = dead_letters.letters()
+    assert letter["error"] == f"ServiceUnavailable: 503 down {MAX_ATTEMPTS}"
+    assert failed.dead_letter["message_id"] == dead_letters.published[0][0]
+
+
+def test_a_delivery_after_the_record_names_a_dead_letter_publishes_none(processor, images, vision, dead_letters):
+    """An earlier delivery published and named its dead letter, then stopped before the record was failed."""
+    record, event = give_up(processor, vision, seed=23)
+    named = {"topic": dead_letters.name, "message_id": "earlier", "generation": str(event.generation)}
+    assert images.note_dead_letter(TEAM, record.id, named)
+
+    processor.handle(event)
+
+    failed = images.get(TEAM, record.id)
+    assert dead_letters.published == []
+    assert (failed.status, failed.dead_letter) == (ImageStatus.FAILED, named)
+
+
+def test_a_record_keeps_the_first_dead_letter_of_a_generation(images, processor):
+    record, event = uploaded(processor, seed=24)
+    first = {"topic": "t", "message_id": "1", "generation": str(event.generation)}
+
+    assert images.note_dead_letter(TEAM, record.id, first)
+    assert not images.note_dead_letter(TEAM, record.id, {**first, "message_id": "2"})
+    assert images.get(TEAM, record.id).dead_letter == first
+    with pytest.raises(Gone):
+        images.note_dead_letter(TEAM, "0" * 64, first)
+
+
+@pytest.mark.parametrize("refusal", [gexc.NotFound("no such topic"), gexc.PermissionDenied("no publisher role")])
+def test_a_dead_letter_refused_for_good_still_fails_the_record(processor, images, vision, dead_letters, refusal):
+    record, event = give_up(processor, vision, seed=25)
+    dead_letters.publish = raising(refusal)
+
+    outcome = processor.handle(event)  # acknowledged: retrying would be refused the same way
+
+    failed = images.get(TEAM, record.id)
+    assert outcome == f"failed: {failed.error}" and failed.error.startswith(f"gave up after {MAX_ATTEMPTS} attempts")
+    assert failed.dead_letter is None
+
+
+def test_permanent_failures_are_not_dead_lettered(processor, objects, images, dead_letters):
+    record, event = corrupt_upload(processor, objects, images, b"\x89PNG\r\n\x1a\n" + b"\x00" * 200, seed=26)
+
+    assert processor.handle(event).startswith("failed: ")
+    assert dead_letters.published == [] and images.get(TEAM, record.id).dead_letter is None
 
 
 # -- counter keys ---------------------------------------------------------------------------------

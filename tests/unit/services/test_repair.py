@@ -9,9 +9,8 @@ import pytest
 
 from aperture.domain.records import ImageStatus
 from aperture.services.deletion import ImageDeleter
-from aperture.services.processing import Processor
 from aperture.services.repair import RepairSettings, RepairSweep
-from tests.unit.services.helpers import BY, MAX_PIXELS, SOURCE, TEAM, UPLOADS, FakeVision, png, upload_service
+from tests.unit.services.helpers import BY, TEAM, UPLOADS, build_processor, png, upload_service
 
 NOW = dt.datetime.now(dt.timezone.utc)
 LATER = NOW + dt.timedelta(hours=1)  # past `stale_after` (30 min) for everything made now
@@ -21,19 +20,7 @@ LATER = NOW + dt.timedelta(hours=1)  # past `stale_after` (30 min) for everythin
 def parts(objects, images, histograms, counters, identity, links):
     identity.create_team(TEAM, "Team A")
     uploads = upload_service(objects, images)
-    processor = Processor(
-        objects=objects,
-        images=images,
-        histograms=histograms,
-        counters=counters,
-        identity=identity,
-        uploads=uploads,
-        links=links,
-        provider=FakeVision,
-        uploads_bucket=UPLOADS,
-        source_bucket=SOURCE,
-        max_pixels=MAX_PIXELS,
-    )
+    processor = build_processor(objects, images, histograms, counters, identity, links, uploads)
     deleter = ImageDeleter(objects, images, counters, histograms)
     sweep = RepairSweep(images, objects, counters, identity, processor, deleter, UPLOADS, RepairSettings(page_size=2))
     return uploads, processor, deleter, sweep

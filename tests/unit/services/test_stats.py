@@ -151,6 +151,77 @@ def test_an_overwritten_object_is_never_served_its_old_histograms(objects, histo
     assert result.bands == expected(new_data)
 
 
+# -- when a cold lookup waits for the stored copy ------------------------------------------------
+
+
+class CountingStore:
+    """A histogram store that counts reads and writes."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.gets, self.puts = inner, 0, 0
+
+    def get(self, bucket, name, generation):
+        self.gets += 1
+        return self.inner.get(bucket, name, generation)
+
+    def put(self, bucket, name, generation, record):
+        self.puts += 1
+        return self.inner.put(bucket, name, generation, record)
+
+
+def stored(data: bytes, size: tuple[int, int]) -> StoredHistograms:
+    return StoredHistograms(statistics.serialize(expected(data)), *size, "RGB", "PNG", 1)
+
+
+def test_an_image_under_the_lookup_threshold_is_computed_without_asking_the_store(objects, histograms):
+    data = encode(random_image("RGB", size=(40, 30), seed=13))
+    info = objects.put(SOURCE, NAME, data)
+    store = CountingStore(histograms)
+    stats = service(objects, store, lookup_min_pixels=40 * 30 + 1)
+
+    result, source = stats.histograms(info, need_luma=True)
+    stats.close()  # the deferred work (luma, the write) is done
+
+    assert (source, store.gets) == (COMPUTED, 0)
+    assert result.bands == expected(data)
+    assert store.puts == 1 and histograms.get(SOURCE, NAME, info.generation) is not None
+
+
+def test_an_image_at_the_lookup_threshold_is_served_from_the_store(objects, histograms):
+    data = encode(random_image("RGB", size=(40, 30), seed=14))
+    info = objects.put(SOURCE, NAME, data)
+    histograms.put(SOURCE, NAME, info.generation, stored(data, (40, 30)))
+
+    result, source = service(objects, histograms, lookup_min_pixels=40 * 30).histograms(info)
+
+    assert source == FIRESTORE
+    assert result.bands == expected(data)
+
+
+def test_a_small_image_already_stored_is_computed_and_the_stored_copy_kept(objects, histograms):
+    data = encode(random_image("RGB", size=(40, 30), seed=15))
+    info = objects.put(SOURCE, NAME, data)
+    first = stored(data, (40, 30))
+    histograms.put(SOURCE, NAME, info.generation, first)
+    stats = service(objects, histograms, lookup_min_pixels=10**9)
+
+    result, source = stats.histograms(info, need_luma=True)
+    stats.close()
+
+    assert source == COMPUTED
+    assert result.bands == expected(data)
+    assert histograms.get(SOURCE, NAME, info.generation) is first  # create-only: the write changed nothing
+
+
+def test_a_broken_header_is_refused_without_asking_the_store(objects, histograms):
+    info = objects.put(SOURCE, "notes.txt", b"just some text\n" * 50)
+    store = CountingStore(histograms)
+
+    with pytest.raises(pixels.NotAnImage):
+        service(objects, store).histograms(info)
+    assert store.gets == 0
+
+
 # -- single flight -------------------------------------------------------------------------------
 
 

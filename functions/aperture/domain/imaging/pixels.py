@@ -144,8 +144,12 @@ def open_image(
     max_pixels: int,
     on_rows: Callable[[RowBand], None] | None = None,
     max_wide_pixels: int | None = None,
+    on_header: Callable[[int, int], None] | None = None,
 ) -> Image.Image:
     """Decode the first frame of `data`, refusing images over `max_pixels` before decoding.
+
+    `on_header(width, height)` is called once the header has passed the size
+    checks, before any pixel is decoded.
 
     With `on_rows`, an 8-bit RGB JPEG reports its rows while libjpeg decodes
     them: `on_rows` receives runs of finished rows, each once, so that work
@@ -183,6 +187,8 @@ def open_image(
     _check_size(image.size, max_pixels)
     if max_wide_pixels is not None and image.mode in WIDE_MODES and image.width * image.height > max_wide_pixels:
         raise TooWideForStatistics(image.width * image.height, max_wide_pixels, image.mode)
+    if on_header is not None:
+        on_header(image.width, image.height)
     if on_rows is not None and decodes_in_parallel(image):
         decoded = _decode_in_parallel(image, stream, on_rows)
         if decoded is not None:

@@ -45,8 +45,14 @@ class Connection:
         self._conn = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
 
     def get(self, path: str) -> tuple[int, dict[str, str]]:
-        self._conn.request("GET", path)
-        response = self._conn.getresponse()
+        try:
+            self._conn.request("GET", path)
+            response = self._conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            # gunicorn closes a connection idle for 2 s (its keepalive): open another.
+            self._conn.close()
+            self._conn.request("GET", path)
+            response = self._conn.getresponse()
         response.read()
         return response.status, dict(response.getheaders())
 
@@ -58,23 +64,37 @@ def server_timing(header: str, phases: dict[str, list[float]]) -> None:
             phases.setdefault(phase, []).append(float(ms))
 
 
-def issue19_targets(stack, bucket, warm_requests: int = 2000, cold_runs: int = 15) -> bool:
+def issue19_targets(stack, bucket, warm_requests: int = 2000, cold_runs: int = 15, rounds: int = 10) -> bool:
     """Warm p50 through the gateway (and at the function directly); cold 1 MP against its decode."""
     name = f"bench/{uuid.uuid4().hex}.jpg"
     bucket.blob(name).upload_from_string(photo_jpeg(1, 7), content_type="image/jpeg")
     path = f"/stats/{name}/p99"
-    results = {}
-    for label, base in (("gateway", stack.gateway_url), ("function", stack.function_url("stats"))):
-        conn = Connection(base)
+    # Rounds alternate between the gateway, the function directly and the floor
+    # (GET /health through the gateway: the gateway and the function framework with no
+    # work), so that the machine's drift (this VM's steal time) falls on all three alike.
+    lanes = {
+        "gateway": (Connection(stack.gateway_url), path),
+        "function": (Connection(stack.function_url("stats")), path),
+        "floor": (Connection(stack.gateway_url), "/health"),
+    }
+    for conn, target in lanes.values():
         for _ in range(50):
-            assert conn.get(path)[0] == 200
-        times = sorted(timed(lambda: conn.get(path), warm_requests))  # noqa: B023 (called at once)
-        results[label] = (median_ms(times), times[int(0.95 * len(times))] * 1000, times[int(0.99 * len(times))] * 1000)
+            assert conn.get(target)[0] == 200
+    times: dict[str, list[float]] = {label: [] for label in lanes}
+    for _ in range(rounds):
+        for label, (conn, target) in lanes.items():
+            times[label] += timed(lambda: conn.get(target), warm_requests // rounds)  # noqa: B023 (called at once)
+    results = {}
+    for label, values in times.items():
+        values.sort()
+        n = len(values)
+        results[label] = (median_ms(values), values[int(0.95 * n)] * 1000, values[int(0.99 * n)] * 1000)
     p50, p95, p99 = results["gateway"]
-    direct = results["function"]
+    direct, floor = results["function"], results["floor"]
     print(
         f"1 MP warm request through the gateway: p50 {p50:.2f} ms, p95 {p95:.2f}, p99 {p99:.2f} "
-        f"(at the function directly: p50 {direct[0]:.2f} ms, p95 {direct[1]:.2f}; {warm_requests} each) "
+        f"(at the function directly: p50 {direct[0]:.2f} ms, p95 {direct[1]:.2f}; floor, GET /health through "
+        f"the gateway: p50 {floor[0]:.2f} ms; {warm_requests} each in {rounds} alternating rounds) "
         f"(target p50 <= 2 ms) {verdict(p50 <= 2.0)}"
     )
     conn = Connection(stack.gateway_url)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import uvloop
 import yaml
-from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
+from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector, web
 from yarl import URL
 
 from aperture.runtime.logs import redact_path as redact
@@ -42,6 +42,8 @@ HOP_BY_HOP = {
 }
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 API_KEY_HEADER = "x-api-key"
+# Answers up to this size are read whole and sent in one write; larger ones are streamed.
+WHOLE_BODY_BYTES = 64 * 1024
 SESSION = web.AppKey("session", ClientSession)
 
 # An authenticator sees the key (or None) and the matched operation, and
@@ -145,6 +147,8 @@ def create_app(
 
     async def on_startup(app: web.Application) -> None:
         app[SESSION] = ClientSession(
+            # A proxy keeps no cookies (and skips the jar's work on every request).
+            cookie_jar=DummyCookieJar(),
             connector=TCPConnector(limit=256, keepalive_timeout=30),
             timeout=ClientTimeout(total=600),
             auto_decompress=False,
@@ -217,18 +221,33 @@ async def _forward(request: web.Request, session: ClientSession, base: str, requ
     except Exception as exc:  # connection refused, reset: the client gets a JSON 502
         return error(502, f"backend unavailable: {type(exc).__name__}", request_id)
     async with upstream:
+        length = upstream.headers.get("Content-Length")
+        if length is not None and int(length) <= WHOLE_BODY_BYTES and _has_body(request.method, upstream.status):
+            # A small answer (most of them) goes out in one write, headers and body
+            # together: each write is a wakeup of the client (docs/decisions.md).
+            whole = web.Response(status=upstream.status, reason=upstream.reason, body=await upstream.read())
+            _copy_headers(upstream, whole, request_id)
+            return whole
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-        for key, value in upstream.headers.items():
-            if key.lower() not in HOP_BY_HOP:
-                response.headers.add(key, value)
-        response.headers["X-Request-Id"] = request_id
-        if upstream.headers.get("Content-Length") is not None:
-            response.content_length = int(upstream.headers["Content-Length"])
+        _copy_headers(upstream, response, request_id)
+        if length is not None:
+            response.content_length = int(length)
         await response.prepare(request)
         async for chunk in upstream.content.iter_chunked(256 * 1024):
             await response.write(chunk)
         await response.write_eof()
         return response
+
+
+def _copy_headers(upstream, response: web.StreamResponse, request_id: str) -> None:
+    for key, value in upstream.headers.items():
+        if key.lower() not in HOP_BY_HOP:
+            response.headers.add(key, value)
+    response.headers["X-Request-Id"] = request_id
+
+
+def _has_body(method: str, status: int) -> bool:
+    return method != "HEAD" and status not in (204, 304) and status >= 200
 
 
 def forwarded_for(request: web.Request) -> str:

@@ -122,3 +122,58 @@ def test_declared_v1_operations_still_need_the_key():
     )
     assert [a["status"] for a in answers] == [401, 200, 401]
     assert reached == [("images", "GET", "/v1/images")]
+
+
+def _relay(requests: list[tuple[str, str]]) -> list[tuple[int, dict, bytes]]:
+    """Send each (method, path) through the gateway to a stats backend answering
+    /stats/{size}/{status} with `size` bytes (a HEAD: headers only) and that status."""
+    require("aiohttp")
+    yaml = require("yaml")
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from devstack import gateway
+
+    spec = yaml.safe_load(SPEC_PATH.read_text())
+
+    async def backend(request: web.Request) -> web.Response:
+        size, status = (int(part) for part in request.path.rsplit("/", 2)[-2:])
+        body = bytes(i % 251 for i in range(size))
+        headers = {"ETag": '"e"', "Content-Type": "application/octet-stream"}
+        if status == 304:
+            return web.Response(status=304, headers={"ETag": '"e"'})
+        return web.Response(status=status, body=body, headers=headers)
+
+    async def main() -> list[tuple[int, dict, bytes]]:
+        stub = web.Application()
+        stub.router.add_route("*", "/{tail:.*}", backend)
+        async with TestServer(stub) as stub_server:
+            backends = {"stats": str(stub_server.make_url("")).rstrip("/")}
+            async with TestClient(TestServer(gateway.create_app(spec, backends))) as client:
+                answers = []
+                for method, path in requests:
+                    response = await client.request(method, path)
+                    answers.append((response.status, response.headers.copy(), await response.read()))
+                return answers
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("size", [0, 2, 65_536, 65_537, 300_000])
+def test_answers_small_and_large_reach_the_client_whole(size):
+    [(status, headers, body)] = _relay([("GET", f"/stats/{size}/200")])
+
+    assert status == 200
+    assert body == bytes(i % 251 for i in range(size))
+    assert int(headers["Content-Length"]) == size
+    assert (headers["ETag"], headers["Content-Type"]) == ('"e"', "application/octet-stream")
+    assert headers["X-Request-Id"]
+
+
+def test_head_and_not_modified_answers_carry_no_body():
+    [(head_status, head_headers, head_body), (cached_status, cached_headers, cached_body)] = _relay(
+        [("HEAD", "/stats/1000/200"), ("GET", "/stats/10/304")]
+    )
+
+    assert (head_status, head_body, head_headers["Content-Length"]) == (200, b"", "1000")
+    assert (cached_status, cached_body, cached_headers["ETag"]) == (304, b"", '"e"')

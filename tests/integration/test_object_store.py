@@ -12,7 +12,7 @@ import pytest
 from google.api_core import exceptions as gexc
 
 from aperture.storage import clients
-from aperture.storage.objects import ObjectStore
+from aperture.storage.objects import WHOLE_READ_BYTES, ObjectStore
 
 
 class _Recorder:
@@ -26,11 +26,12 @@ class _Recorder:
         return len(chunk)
 
 
-def test_stream_never_serves_a_later_generation(storage_client, source_bucket, unique):
+@pytest.mark.parametrize("size", [700_000, WHOLE_READ_BYTES + 300_000])  # read whole, streamed
+def test_stream_never_serves_a_later_generation(storage_client, source_bucket, unique, size):
     # Without object versioning the old generation is gone: the read fails
     # rather than handing out the new bytes under the old generation number.
     name = f"{unique}/photo.bin"
-    source_bucket.blob(name).upload_from_string(os.urandom(700_000))
+    source_bucket.blob(name).upload_from_string(os.urandom(size))
     store = ObjectStore(storage_client)
     info = store.info(source_bucket.name, name)
     source_bucket.blob(name).upload_from_string(os.urandom(300_000))
@@ -41,9 +42,10 @@ def test_stream_never_serves_a_later_generation(storage_client, source_bucket, u
         reader.read(10)
 
 
-def test_stream_seeks_backwards_and_reads_to_the_end(storage_client, source_bucket, unique):
+@pytest.mark.parametrize("size", [1_000_000, WHOLE_READ_BYTES + 1_000_000])  # read whole, streamed
+def test_stream_seeks_backwards_and_reads_to_the_end(storage_client, source_bucket, unique, size):
     name = f"{unique}/seek.bin"
-    data = os.urandom(1_000_000)
+    data = os.urandom(size)
     source_bucket.blob(name).upload_from_string(data)
     store = ObjectStore(storage_client)
     reader = store.stream(store.info(source_bucket.name, name))
@@ -69,7 +71,7 @@ def test_stream_reads_objects_whatever_their_names(storage_client, source_bucket
 
 def test_a_stream_closed_part_way_stops_and_later_streams_still_work(storage_client, source_bucket, unique):
     name = f"{unique}/big.bin"
-    data = os.urandom(4 * clients.DOWNLOAD_CHUNK_BYTES)
+    data = os.urandom(WHOLE_READ_BYTES + 4 * clients.DOWNLOAD_CHUNK_BYTES)  # streamed, not read whole
     source_bucket.blob(name).upload_from_string(data)
     store = ObjectStore(storage_client)
     info = store.info(source_bucket.name, name)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -75,7 +75,7 @@ class StatsService:
         self._inflight: dict[tuple, Future] = {}
         # Each cold lookup's deferred work waits here for `finish` (at most FINISH_AFTER).
         self._background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="histograms")
-        self._decoders = ThreadPoolExecutor(max_workers=4, thread_name_prefix="decode")
+        self._lookups = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lookup")
         # Counts rows of a JPEG while the decoder thread goes on with later rows.
         self._counters = ThreadPoolExecutor(max_workers=2, thread_name_prefix="count")
         self._deferred: dict[tuple, Callable[[], None]] = {}
@@ -143,45 +143,64 @@ class StatsService:
             self._memory.pop(key, None)
 
     def _load(self, info: ObjectInfo, key: tuple, timings: Timings) -> tuple[ImageHistograms, str]:
-        # Download and decode start at once. Once the header says how many pixels
-        # there are, an image under `lookup_min_pixels` is just computed (its decode
-        # costs about a Firestore read); for a larger one Firestore is asked while the
-        # decode goes on, and on a hit closing the reader aborts the download and the
-        # decode.
+        # The download starts at once and the request's own thread decodes as bytes
+        # arrive. When the header says the image has at least `lookup_min_pixels`,
+        # Firestore is asked on another thread meanwhile; a stored copy wins, and on a
+        # hit closing the reader aborts the download and the decode. A smaller image is
+        # just counted: its decode costs about what a Firestore read does.
         reader = self._objects.stream(info)
-        header: Future = Future()
-        decoding = self._decoders.submit(self._decode, reader, header)
-        try:
-            with timings.span("header"):
-                width, height = _header(header, decoding)
+        lookup: Future | None = None
+
+        def on_header(width: int, height: int) -> None:
+            nonlocal lookup
             if worth_looking_up(width * height, self._lookup_min_pixels):
-                with timings.span("firestore"):
-                    stored = self._store.get(info.bucket, info.name, info.generation)
+                lookup = self._lookups.submit(self._stored, info, reader, timings)
+
+        try:
+            try:
+                with timings.span("decode"):
+                    image, fmt, frames, counted = self._decode(reader, on_header)
+            except BaseException:
+                stored = _found(lookup)  # the decode may have failed because a hit closed the reader
                 if stored is not None:
-                    try:
-                        return _from_stored(stored), FIRESTORE
-                    except ValueError:  # not ours or corrupt: computed again (the stored copy stays until its TTL)
-                        logs.warning("stored histograms unreadable", bucket=info.bucket, object=info.name)
-            with timings.span("decode"):
-                image, fmt, frames, counted = decoding.result()
+                    return stored, FIRESTORE
+                raise
+            stored = _found(lookup)
+            if stored is not None:
+                return stored, FIRESTORE
             return self._compute(image, fmt, frames, counted, key, info, timings), COMPUTED
         finally:
             reader.close()
 
-    def _decode(self, reader, header: Future) -> tuple[Image.Image, str | None, int, statistics.RowHistograms]:
-        counted = statistics.RowHistograms(self._counters)
+    def _stored(self, info: ObjectInfo, reader, timings: Timings) -> ImageHistograms | None:
+        """The histograms stored for `info`, closing `reader` when there are (the decode stops)."""
         try:
-            image = pixels.open_image(
-                reader,
-                max_pixels=self._max_pixels,
-                on_rows=counted.add,
-                max_wide_pixels=self._max_wide_pixels,
-                on_header=lambda width, height: header.set_result((width, height)),
-            )
-        except BaseException as exc:
-            if not header.done():
-                header.set_exception(exc)
-            raise
+            with timings.span("firestore"):
+                stored = self._store.get(info.bucket, info.name, info.generation)
+        except Exception:  # Firestore unreachable: the decode answers, the write in the background may fail too
+            logs.exception("reading stored histograms failed", bucket=info.bucket, object=info.name)
+            return None
+        if stored is None:
+            return None
+        try:
+            found = _from_stored(stored)
+        except ValueError:  # not ours or corrupt: computed again (the stored copy stays until its TTL)
+            logs.warning("stored histograms unreadable", bucket=info.bucket, object=info.name)
+            return None
+        reader.close()
+        return found
+
+    def _decode(
+        self, reader, on_header: Callable[[int, int], None]
+    ) -> tuple[Image.Image, str | None, int, statistics.RowHistograms]:
+        counted = statistics.RowHistograms(self._counters)
+        image = pixels.open_image(
+            reader,
+            max_pixels=self._max_pixels,
+            on_rows=counted.add,
+            max_wide_pixels=self._max_wide_pixels,
+            on_header=on_header,
+        )
         return image, image.format, getattr(image, "n_frames", 1), counted
 
     def _compute(
@@ -248,13 +267,9 @@ def worth_looking_up(pixels: int, min_pixels: int) -> bool:
     return pixels >= min_pixels
 
 
-def _header(header: Future, decoding: Future) -> tuple[int, int]:
-    """(width, height) once the decoder has read the header, or the decoder's error."""
-    wait((header, decoding), return_when=FIRST_COMPLETED)
-    if header.done():
-        return header.result()
-    decoding.result()  # raises what stopped the decode before the header
-    raise RuntimeError("the decoder finished without reading a header")
+def _found(lookup: Future | None) -> ImageHistograms | None:
+    """What a lookup found (waiting for it), or None when there was none or it found nothing."""
+    return None if lookup is None else lookup.result()
 
 
 def histograms_size(result: ImageHistograms) -> int:

@@ -27,6 +27,8 @@ from aperture.storage.clients import DOWNLOAD_CHUNK_BYTES
 from aperture.storage.keepalive import RETRY_STATUSES, KeepAliveGets
 
 # The metadata fields `info` reads (GCS JSON API partial response).
+# Objects up to this size are read whole on the calling thread by `stream` (measured: docs/decisions.md).
+WHOLE_READ_BYTES = 1024 * 1024
 _INFO_FIELDS = "generation%2Csize%2CcontentType%2Cmd5Hash"
 # Statuses worth another try (the JSON API's retry guidance): throttling and server errors.
 _RETRY_STATUSES = tuple(sorted(RETRY_STATUSES))
@@ -218,6 +220,10 @@ class ObjectStore:
         The download runs on a pooled background thread so that a consumer such as
         Pillow's decoder works on the first chunks while later ones are still
         on the wire: decode time and transfer time overlap instead of adding.
+        An object of at most `WHOLE_READ_BYTES` is read at once on the calling
+        thread instead: it is on the wire for about a millisecond, less than
+        handing chunks from thread to thread costs. Either way a failed read
+        raises from the reader's reads, not from here.
         """
         reader = StreamingReader()
         path = (
@@ -233,7 +239,10 @@ class ObjectStore:
             else:
                 reader.finish()
 
-        self._downloads.submit(download)
+        if info.size <= WHOLE_READ_BYTES:
+            download()
+        else:
+            self._downloads.submit(download)
         return reader
 
 

@@ -222,6 +222,23 @@ def test_a_broken_header_is_refused_without_asking_the_store(objects, histograms
     assert store.gets == 0
 
 
+class UnreachableStore(CountingStore):
+    def get(self, bucket, name, generation):
+        self.gets += 1
+        raise ConnectionError("Firestore is down")
+
+
+def test_an_image_whose_stored_copy_cannot_be_read_is_answered_from_its_decode(objects, histograms):
+    data = encode(random_image("RGB", size=(40, 30), seed=16))
+    info = objects.put(SOURCE, NAME, data)
+    store = UnreachableStore(histograms)
+
+    result, source = service(objects, store, lookup_min_pixels=1).histograms(info, need_luma=True)
+
+    assert (source, store.gets) == (COMPUTED, 1)
+    assert result.bands == expected(data)
+
+
 # -- single flight -------------------------------------------------------------------------------
 
 

@@ -346,20 +346,13 @@ class Stack:
         """The timer that publishes a tick to the repair topic every `repair_every` seconds."""
         if not self.repair_every:
             return
-        (self.log_dir / "scheduler.ready").unlink(missing_ok=True)  # `make run`'s log folder outlives a run
-        scheduler = self._spawn(
+        self._start_ready_child(
             "scheduler",
-            [
-                sys.executable,
-                "-m",
-                "devstack.scheduler",
-                f"--project={self.project}",
-                f"--topic={REPAIR_TOPIC}",
-                f"--every={self.repair_every:g}",
-                f"--ready-file={self.log_dir / 'scheduler.ready'}",
-            ],
+            "devstack.scheduler",
+            f"--project={self.project}",
+            f"--topic={REPAIR_TOPIC}",
+            f"--every={self.repair_every:g}",
         )
-        self._wait_ready("scheduler", scheduler)
 
     def _start_gateway_and_bridge(self) -> None:
         backends = [f"--backend={n}={self.function_url(n)}" for n, s in FUNCTIONS.items() if s == "http"]
@@ -378,20 +371,21 @@ class Stack:
         self._wait_ready("gateway", gateway)
         if not self.events:
             return
-        (self.log_dir / "bridge.ready").unlink(missing_ok=True)  # `make run`'s log folder outlives a run
-        bridge = self._spawn(
+        self._start_ready_child(
             "bridge",
-            [
-                sys.executable,
-                "-m",
-                "devstack.bridge",
-                f"--project={self.project}",
-                f"--subscription={NOTIFICATIONS_SUBSCRIPTION}",
-                f"--target={self.function_url('process')}",
-                f"--ready-file={self.log_dir / 'bridge.ready'}",
-            ],
+            "devstack.bridge",
+            f"--project={self.project}",
+            f"--subscription={NOTIFICATIONS_SUBSCRIPTION}",
+            f"--target={self.function_url('process')}",
         )
-        self._wait_ready("bridge", bridge)
+
+    def _start_ready_child(self, name: str, module: str, *args: str) -> None:
+        """A devstack module as the child `name`, which writes `<name>.ready` in the log folder once
+        it works; waits for that file."""
+        ready = self.log_dir / f"{name}.ready"
+        ready.unlink(missing_ok=True)  # `make run`'s log folder outlives a run
+        child = self._spawn(name, [sys.executable, "-m", module, *args, f"--ready-file={ready}"])
+        self._wait_ready(name, child)
 
     def _wait_ready(self, part: str, child: Child) -> None:
         """Until `part` (a child's name) answers, or raise with the tail of its log."""

@@ -49,20 +49,20 @@ def test_a_tick_on_the_repair_topic_runs_a_sweep_in_the_repair_function(stack, c
     child = spawn("tick", scheduler_argv(stack, REPAIR_TOPIC, "--once"), env=client_env(stack), log_dir=tmp_path)
     assert child.popen.wait(timeout=60) == 0, child.tail()
 
-    def mended() -> bool:
-        counted = container.counters.totals("team-s").formats.get("PNG", 0)
-        return container.images.get("team-s", lost.id) is None and counted == 0
+    def sweeps() -> list[dict]:
+        lines = (stack.log_dir / "function-repair.log").read_text().splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{") and '"message": "repair sweep"' in line]
+
+    def ours() -> list[dict]:  # the sweep that mended both (it logs its report once every step is done)
+        return [s for s in sweeps() if (s["pending_deleted"], s["markers_removed"]) == (1, 1)]
 
     deadline = time.monotonic() + DEADLINE
-    while not mended() and time.monotonic() < deadline:
+    while not ours() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert container.images.get("team-s", lost.id) is None, "the stale record without its object was not deleted"
     assert container.counters.totals("team-s").formats.get("PNG", 0) == 0, "the marker of a missing image was kept"
-    lines = (stack.log_dir / "function-repair.log").read_text().splitlines()
-    sweeps = [json.loads(line) for line in lines if line.startswith("{") and '"message": "repair sweep"' in line]
-    # the sweep that mended both, every step without an error (a team left with no marker too)
-    ours = [s for s in sweeps if (s["pending_deleted"], s["markers_removed"]) == (1, 1)]
-    assert ours and ours[-1]["errors"] == [], sweeps
+    # every step without an error (a team left with no marker too)
+    assert ours() and ours()[-1]["errors"] == [], sweeps()
 
 
 def test_the_stack_runs_the_timer_and_the_timer_publishes_ticks(stack, tmp_path):

@@ -110,6 +110,12 @@ class Config:
         "Age after which the repair sweep treats a pending record, or an object under teams/ with no record, "
         "as out of step (an upload or its processing would have finished by then).",
     )
+    repair_budget_seconds: int = _setting(
+        "APERTURE_REPAIR_BUDGET_SECONDS",
+        300,
+        "Seconds after which a repair sweep takes up no new record, object, team or tombstone (the rest is the "
+        "next run's), so that it ends inside the repair function's 540 s timeout.",
+    )
     repair_page_size: int = _setting(
         "APERTURE_REPAIR_PAGE_SIZE",
         200,

@@ -433,6 +433,7 @@ class Container:
                 page_size=config.repair_page_size,
                 teams_per_run=config.repair_teams_per_run,
                 team_images=config.repair_team_images,
+                budget=dt.timedelta(seconds=config.repair_budget_seconds),
             ),
         )
 

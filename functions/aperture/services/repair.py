@@ -2,7 +2,9 @@
 
 Run every 15 minutes by Cloud Scheduler (the `repair` function) and by a
 timer under `make run`. Every step is idempotent and bounded per run
-(`RepairSettings`); what one run leaves (a full page) the next one continues.
+(`RepairSettings`: pages, and a time budget after which nothing new is taken
+up); what one run leaves (a full page, the rest of a budget) the next one
+continues.
 
 (a) records still `pending` `stale_after` after their upload: the object is
     there -> processing runs again (it counts the attempt and, once attempts
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
@@ -50,6 +53,9 @@ class RepairSettings:
     page_size: int = 200  # APERTURE_REPAIR_PAGE_SIZE: records, objects, tombstones per run, each
     teams_per_run: int = 5  # APERTURE_REPAIR_TEAMS_PER_RUN: teams whose counters are checked per run
     team_images: int = 10_000  # APERTURE_REPAIR_TEAM_IMAGES: a team's records/markers read per check
+    # APERTURE_REPAIR_BUDGET_SECONDS: no new record, object, team or tombstone is taken up after
+    # this long, so a run ends well inside the function's timeout (540 s); the next run goes on.
+    budget: dt.timedelta = dt.timedelta(minutes=5)
 
 
 @dataclass
@@ -66,11 +72,12 @@ class Report:
     teams_checked: int = 0
     teams_skipped: int = 0  # more images than `team_images`: not checked
     tombstones_dropped: int = 0
+    out_of_time: bool = False  # the budget ran out: the rest is the next run's
     errors: list[str] = field(default_factory=list)
 
     @property
     def changes(self) -> int:
-        counted = {"pending_retry", "teams_checked", "teams_skipped", "errors"}
+        counted = {"pending_retry", "teams_checked", "teams_skipped", "out_of_time", "errors"}
         return sum(getattr(self, f.name) for f in fields(self) if f.name not in counted)
 
     def view(self) -> dict[str, Any]:
@@ -89,6 +96,7 @@ class RepairSweep:
         bucket: str,
         settings: RepairSettings = RepairSettings(),
         checkpoint: Callable[[str], None] = no_checkpoint,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self._images = images
         self._objects = objects
@@ -99,6 +107,8 @@ class RepairSweep:
         self._bucket = bucket
         self._settings = settings
         self._checkpoint = checkpoint
+        self._clock = clock
+        self._deadline = 0.0
         # Where the next run's object page and team check start (per instance: a new
         # instance starts from the beginning, which only repeats idempotent work).
         self._object_cursor: str | None = None
@@ -108,7 +118,10 @@ class RepairSweep:
         now = now or dt.datetime.now(dt.timezone.utc)
         report = Report()
         cutoff = now - self._settings.stale_after
+        self._deadline = self._clock() + self._settings.budget.total_seconds()
         for step in (self._stale_pending, self._orphan_objects, self._counters_in_step, self._tombstones):
+            if self._out_of_time(report):
+                break
             try:
                 step(now, cutoff, report)
             except Exception as exc:  # one step failing leaves the others to do their part
@@ -117,10 +130,17 @@ class RepairSweep:
         logs.info("repair sweep", **report.view())
         return report
 
+    def _out_of_time(self, report: Report) -> bool:
+        if self._clock() >= self._deadline:
+            report.out_of_time = True
+        return report.out_of_time
+
     # (a) ----------------------------------------------------------------------------------
 
     def _stale_pending(self, now: dt.datetime, cutoff: dt.datetime, report: Report) -> None:
         for record in self._images.stale_pending(cutoff, self._settings.page_size):
+            if self._out_of_time(report):
+                return
             info = self._objects.info(record.bucket, record.object)
             if info is None:
                 self._deleter.delete(record)
@@ -140,11 +160,13 @@ class RepairSweep:
     # (b) ----------------------------------------------------------------------------------
 
     def _orphan_objects(self, now: dt.datetime, cutoff: dt.datetime, report: Report) -> None:
-        page = self._objects.list_page(
-            self._bucket, TEAMS_PREFIX, limit=self._settings.page_size, start_after=self._object_cursor
-        )
+        before = self._object_cursor
+        page = self._objects.list_page(self._bucket, TEAMS_PREFIX, limit=self._settings.page_size, start_after=before)
         self._object_cursor = page[-1].name if len(page) == self._settings.page_size else None
-        for info in page:
+        for index, info in enumerate(page):
+            if self._out_of_time(report):
+                self._object_cursor = page[index - 1].name if index else before  # the next run goes on from here
+                return
             created = _created(info)
             if created is None or created >= cutoff or self._needed(info):
                 continue
@@ -180,7 +202,10 @@ class RepairSweep:
         start = self._team_cursor % len(teams)
         chosen = (teams[start:] + teams[:start])[: self._settings.teams_per_run]
         self._team_cursor = start + len(chosen)
-        for team in chosen:
+        for index, team in enumerate(chosen):
+            if self._out_of_time(report):
+                self._team_cursor = start + index
+                return
             self._check_team(team, report)
 
     def _check_team(self, team: str, report: Report) -> None:
@@ -206,6 +231,8 @@ class RepairSweep:
 
     def _tombstones(self, now: dt.datetime, cutoff: dt.datetime, report: Report) -> None:
         for tombstone in self._images.expired_tombstones(now, self._settings.page_size):
+            if self._out_of_time(report):
+                return
             if self._images.drop_tombstone(tombstone):
                 report.tombstones_dropped += 1
 

@@ -135,3 +135,42 @@ def test_expired_tombstones_are_dropped(parts, objects, images):
     assert sweep.run(NOW + dt.timedelta(days=2)).tombstones_dropped == 1
     assert images.tombstone(TEAM, image_id) is None
     assert sweep.run(NOW + dt.timedelta(days=2)).changes == 0
+
+
+class Clock:
+    """A monotonic clock that moves only when the test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_run_out_of_time_takes_up_nothing_new_and_the_next_run_goes_on(
+    objects, images, histograms, counters, identity, links
+):
+    identity.create_team(TEAM, "Team A")
+    uploads = upload_service(objects, images)
+    processor = build_processor(objects, images, histograms, counters, identity, links, uploads)
+    clock = Clock()
+    handle = processor.handle
+
+    def slow_handle(info):  # each reprocessing takes 100 s of the budget
+        clock.now += 100
+        return handle(info)
+
+    processor.handle = slow_handle
+    deleter = ImageDeleter(objects, images, counters, histograms)
+    settings = RepairSettings(page_size=10, budget=dt.timedelta(seconds=250))
+    sweep = RepairSweep(images, objects, counters, identity, processor, deleter, UPLOADS, settings, clock=clock)
+    ids = [upload(uploads, 20 + seed) for seed in range(5)]  # five stale pending records
+
+    first = sweep.run(LATER)
+
+    assert first.out_of_time and first.pending_reprocessed == 3  # started at 0, 100, 200 s; not at 300
+    assert first.teams_checked == 0 and first.errors == []  # later steps left to the next run
+    second = sweep.run(LATER)
+    assert second.pending_reprocessed == 2 and not second.out_of_time
+    assert all(images.get(TEAM, image_id).status is ImageStatus.PROCESSED for image_id in ids)
+    assert counters.totals(TEAM).formats == {"PNG": 5}

@@ -70,19 +70,31 @@ class KeepAliveGets:
 
     def download(self, path: str, sink: Sink) -> None:
         """Write the body of GET `path` to `sink` as it arrives. Raises the API's error for a
-        status other than 200 (NotFound, ...), `ServiceUnavailable` when unreachable, and what
-        `sink.write` raises (the consumer gave up), which stops the transfer."""
+        status other than 200 (NotFound, ...), `ServiceUnavailable` when unreachable or cut off
+        part-way, and what `sink.write` raises (the consumer gave up), which stops the transfer."""
         response = self._open(path)
         if response.status != 200:
             body = response.read()
             self._release(response)
             raise gexc.from_http_status(response.status, f"GET {self._base}{path}: {body[:300]!r}")
-        try:
-            while chunk := response.read1(self._chunk):
+        received = 0
+        while True:
+            try:
+                chunk = response.read1(self._chunk)
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop()
+                raise gexc.ServiceUnavailable(f"GET {self._base}{path}: cut off after {received} bytes: {exc}") from exc
+            if not chunk:
+                break
+            received += len(chunk)
+            try:
                 sink.write(chunk)
-        except BaseException:
-            self._drop()  # the rest of the body is still on the wire: this connection cannot be reused
-            raise
+            except BaseException:
+                self._drop()  # the rest of the body is still on the wire: this connection cannot be reused
+                raise
+        if response.length:  # the server closed before its Content-Length: not the whole object
+            self._drop()
+            raise gexc.ServiceUnavailable(f"GET {self._base}{path}: cut off after {received} bytes")
         self._release(response)
 
     def _open(self, path: str) -> http.client.HTTPResponse:

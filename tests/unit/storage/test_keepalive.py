@@ -52,6 +52,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        if close == "short":  # promises the whole body, sends half of it and hangs up
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
+            return
         if close is True:
             self.send_header("Connection", "close")
         self.end_headers()
@@ -224,3 +229,16 @@ def test_downloads_and_gets_one_after_another_share_one_connection(server):
 
     assert server.connections == 1
     assert len(server.authorizations) == 6  # no request was refused and sent again
+
+
+def test_a_download_cut_off_part_way_is_service_unavailable_not_a_short_object(server):
+    server.body = b"x" * 100_000
+    server.script = [(200, "short")]
+    reader = KeepAliveGets(server.url, AnonymousCredentials(), chunk_bytes=8192)
+    sink = Sink()
+
+    with pytest.raises(gexc.ServiceUnavailable, match="cut off"):
+        reader.download("/o/a?alt=media", sink)
+
+    assert sum(map(len, sink.chunks)) < len(server.body)
+    assert reader.get("/o/a")[0] == 200  # a new connection serves the next request

@@ -42,6 +42,8 @@ HOP_BY_HOP = {
 }
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 API_KEY_HEADER = "x-api-key"
+# Below gunicorn's keepalive (2 s), the functions' server (functions-framework runs gunicorn).
+BACKEND_KEEPALIVE_SECONDS = 1.5
 # Answers up to this size are read whole and sent in one write; larger ones are streamed.
 WHOLE_BODY_BYTES = 64 * 1024
 SESSION = web.AppKey("session", ClientSession)
@@ -149,7 +151,10 @@ def create_app(
         app[SESSION] = ClientSession(
             # A proxy keeps no cookies (and skips the jar's work on every request).
             cookie_jar=DummyCookieJar(),
-            connector=TCPConnector(limit=256, keepalive_timeout=30),
+            # Idle connections are dropped before the functions' gunicorn drops them (its
+            # keepalive is 2 s): a POST sent on a connection the backend is closing is not
+            # retried by aiohttp and would answer 502.
+            connector=TCPConnector(limit=256, keepalive_timeout=BACKEND_KEEPALIVE_SECONDS),
             timeout=ClientTimeout(total=600),
             auto_decompress=False,
         )

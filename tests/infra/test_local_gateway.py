@@ -177,3 +177,13 @@ def test_head_and_not_modified_answers_carry_no_body():
 
     assert (head_status, head_body, head_headers["Content-Length"]) == (200, b"", "1000")
     assert (cached_status, cached_body, cached_headers["ETag"]) == (304, b"", '"e"')
+
+
+def test_the_gateway_drops_idle_backend_connections_before_gunicorn_does():
+    # A request sent on a pooled connection the function's gunicorn is closing fails, and
+    # aiohttp sends only idempotent ones again: the gateway must let go first.
+    require("aiohttp")
+    gunicorn_config = require("gunicorn.config")
+    from devstack import gateway
+
+    assert gateway.BACKEND_KEEPALIVE_SECONDS < gunicorn_config.Keepalive.default

@@ -274,20 +274,21 @@ class Container:
     @_once
     def source_stats(self) -> StatsService:
         """Statistics over the source bucket (S4)."""
-        return self._stats_service(self.source_objects)
+        return self.stats_service(self.source_objects, self.histograms)
 
     @_once
     def team_stats(self) -> StatsService:
         """Statistics over team images in the uploads bucket (S8), sharing the histograms `process` stored."""
-        return self._stats_service(self.objects)
+        return self.stats_service(self.objects, self.histograms)
 
-    def _stats_service(self, objects: ObjectStore) -> StatsService:
+    def stats_service(self, objects: ObjectStore, histograms: HistogramStore) -> StatsService:
+        """A StatsService over `objects` and `histograms`, configured (benchmarks pass fakes)."""
         from aperture.services.stats import StatsService
 
         config = self.config
         return StatsService(
             objects,
-            self.histograms,
+            histograms,
             max_pixels=config.max_pixels,
             memory_entries=config.stats_memory_entries,
             memory_bytes=config.stats_memory_bytes,

@@ -169,26 +169,22 @@ def child(side: str, case: str, folder: str) -> None:
         after()
 
 
-def _config():
+def _container():
+    """The functions' composition root over this environment's settings: the limits as deployed."""
     from aperture.config import Config
+    from aperture.container import Container
 
-    return Config.from_env()
+    return Container(Config.from_env())
 
 
 def _ours(case: str, folder: Path):
     item, _, name, _ = CASES[case]
-    config = _config()
+    container = _container()
+    config = container.config
     if item == 1:
-        from aperture.domain.imaging.validation import Limits, Rejected, validate
+        from aperture.domain.imaging.validation import Rejected, validate
 
-        limits = Limits(
-            max_file_bytes=config.max_file_bytes,
-            max_pixels=config.max_upload_pixels,
-            max_frames=config.max_frames,
-            max_animation_pixels=config.max_animation_pixels,
-            max_metadata_bytes=config.max_metadata_bytes,
-            max_jpeg_scans=config.max_jpeg_scans,
-        )
+        limits = container.upload_limits
         data = (folder / name).read_bytes()
 
         def run():
@@ -203,7 +199,7 @@ def _ours(case: str, folder: Path):
         from aperture.domain import transforms
         from aperture.domain.imaging.pixels import NotAnImage, TooManyPixels
 
-        limits = transforms.Limits(max_output_pixels=config.max_output_pixels, max_render_bytes=config.max_render_bytes)
+        limits = container.render_limits
         data = (folder / name).read_bytes()
         if case == "render-8x8-gif-10000":
             query, extension = [("ops", "resize:10000x10000!")], "gif"
@@ -222,26 +218,18 @@ def _ours(case: str, folder: Path):
             return f"accepted 200: {out.extension} {out.width}x{out.height}, {len(out.data) / MiB:.1f} MiB"
 
         return run
-    return _ours_stats(case, folder, config)
+    return _ours_stats(case, folder, container)
 
 
-def _ours_stats(case: str, folder: Path, config):
+def _ours_stats(case: str, folder: Path, container):
     import pickle
 
     from aperture.domain import stats as statistics
-    from aperture.services.stats import StatsService
     from tests.unit import fakes
 
+    config = container.config
     objects, store = fakes.FakeObjectStore(), fakes.FakeHistogramStore()
-    service = StatsService(
-        objects,
-        store,
-        max_pixels=config.max_pixels,
-        memory_entries=config.stats_memory_entries,
-        memory_bytes=config.stats_memory_bytes,
-        max_stored_bytes=config.histogram_max_bytes,
-        max_wide_pixels=config.max_wide_stats_pixels,
-    )
+    service = container.stats_service(objects, store)
     name = CASES[case][2]
     stored_file = folder / f"stored-{name}.pickle"
 
@@ -283,8 +271,11 @@ def _ours_stats(case: str, folder: Path, config):
     if not stored_file.exists():
         return lambda: f"nothing stored for {name} by its cold case: nothing to read"
     stored = pickle.loads(stored_file.read_bytes())
-    # A stand-in object: on a hit the real download and speculative decode are aborted.
-    info = objects.put(config.source_bucket, "float.tif", b"not read", "image/tiff")
+    # A stand-in object: the real file's header (its pixel count sends the lookup to the store)
+    # without its pixels; on a hit the decode of the object is stopped anyway.
+    with open(folder / name, "rb") as file:
+        header = file.read(64 * 1024)
+    info = objects.put(config.source_bucket, "float.tif", header, "image/tiff")
     store.put(info.bucket, info.name, info.generation, stored)
     payload = len(stored.payload)
     del stored
@@ -509,7 +500,7 @@ def main(argv: list[str]) -> int:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "functions"), str(ROOT / "scripts"), str(ROOT)])
     sizing = deployed()
-    config = _config()
+    config = _container().config
     print(
         "limits: "
         + ", ".join(

@@ -10,16 +10,14 @@ from aperture.domain.jobs import ItemState, JobLimits
 from aperture.domain.records import Contribution, ImageStatus, Principal, rendition_name
 from aperture.services.deletion import ImageDeleter
 from aperture.services.jobs import JobService, JobWorker
-from aperture.services.processing import Processor
 from tests.unit.services.helpers import (
     BY,
     DERIVED,
     MAX_PIXELS,
     OTHER_TEAM,
-    SOURCE,
     TEAM,
     UPLOADS,
-    FakeVision,
+    build_processor,
     png,
     upload_service,
 )
@@ -39,19 +37,7 @@ def processed(objects, images, histograms, counters, identity, links):
     """A team image as `process` leaves it: record, object, stored histograms, counted."""
     identity.create_team(TEAM, "Team A")
     uploads = upload_service(objects, images)
-    processor = Processor(
-        objects=objects,
-        images=images,
-        histograms=histograms,
-        counters=counters,
-        identity=identity,
-        uploads=uploads,
-        links=links,
-        provider=FakeVision,
-        uploads_bucket=UPLOADS,
-        source_bucket=SOURCE,
-        max_pixels=MAX_PIXELS,
-    )
+    processor = build_processor(objects, images, histograms, counters, identity, links, uploads)
     result = uploads.add(TEAM, "photo.png", png(seed=1), BY)
     record = images.get(TEAM, result.id)
     assert processor.handle(objects.event(UPLOADS, record.object)) == "processed"

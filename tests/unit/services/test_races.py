@@ -16,10 +16,9 @@ import pytest
 
 from aperture.domain.records import ImageStatus
 from aperture.services.deletion import ImageDeleter
-from aperture.services.processing import Processor
 from aperture.services.repair import RepairSweep
 from aperture.services.uploads import CREATED, DUPLICATE, REJECTED, UploadService
-from tests.unit.services.helpers import BY, LIMITS, MAX_PIXELS, SOURCE, TEAM, UPLOADS, FakeVision, png
+from tests.unit.services.helpers import BY, LIMITS, TEAM, UPLOADS, build_processor, png
 
 LATER = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=3)
 
@@ -61,19 +60,8 @@ def world(objects, images, histograms, counters, identity, links):
     up_a = UploadService(objects, images, UPLOADS, LIMITS, checkpoint=hooks["a"])
     up_b = UploadService(objects, images, UPLOADS, LIMITS, checkpoint=hooks["b"])
     deleter = ImageDeleter(objects, images, counters, histograms, checkpoint=hooks["delete"])
-    processor = Processor(
-        objects=objects,
-        images=images,
-        histograms=histograms,
-        counters=counters,
-        identity=identity,
-        uploads=up_a,
-        links=links,
-        provider=FakeVision,
-        uploads_bucket=UPLOADS,
-        source_bucket=SOURCE,
-        max_pixels=MAX_PIXELS,
-        checkpoint=hooks["process"],
+    processor = build_processor(
+        objects, images, histograms, counters, identity, links, up_a, checkpoint=hooks["process"]
     )
     sweep = RepairSweep(images, objects, counters, identity, processor, deleter, UPLOADS)
     return dataclasses.make_dataclass("World", ["a", "b", "deleter", "processor", "sweep", "hooks"])(

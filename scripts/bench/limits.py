@@ -42,7 +42,6 @@ Run: PYTHONPATH=functions:scripts .venv/bin/python scripts/bench/limits.py [CASE
 
 from __future__ import annotations
 
-import gc
 import io
 import json
 import os
@@ -52,6 +51,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from rss import reset_peak, status_kib, trim
 
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
@@ -117,23 +118,6 @@ ANSWERS = ("min", "max", "mean", "median", "p99")
 # -- measuring (in the child) ---------------------------------------------------------
 
 
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _trim() -> None:
-    gc.collect()
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
 def child(side: str, case: str, folder: str) -> None:
     """Run one side of one case; writes `base` (before) and the result (after) as files."""
     import resource
@@ -141,12 +125,11 @@ def child(side: str, case: str, folder: str) -> None:
     folder_path = Path(folder)
     setup = _ours if side == "ours" else _baseline
     run = setup(case, folder_path)
-    _trim()
-    with open("/proc/self/clear_refs", "w") as refs:  # peak := current (Linux >= 4.0)
-        refs.write("5")
-    base = _status_kib("VmRSS")
+    trim()
+    reset_peak()
+    base = status_kib("VmRSS")
     if side == "baseline":
-        cap = _status_kib("VmSize") * 1024 + BASELINE_MEMORY
+        cap = status_kib("VmSize") * 1024 + BASELINE_MEMORY
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     (folder_path / f"{side}-{case}.base").write_text(str(base))
     started = time.perf_counter()
@@ -155,7 +138,7 @@ def child(side: str, case: str, folder: str) -> None:
     except MemoryError:
         outcome = f"killed at {BASELINE_MEMORY / GiB:.0f} GiB (MemoryError)"
     seconds = time.perf_counter() - started
-    peak = _status_kib("VmHWM")
+    peak = status_kib("VmHWM")
     result = {
         "base_mib": base / 1024,
         "peak_mib": (peak - base) / 1024,

@@ -27,7 +27,6 @@ Run: PYTHONPATH=functions:scripts .venv/bin/python scripts/bench/memory.py [CASE
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import subprocess
@@ -35,6 +34,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from rss import reset_peak, status_kib, trim
 
 ROOT = Path(__file__).resolve().parents[2]
 MEGAPIXELS = 100
@@ -74,29 +75,6 @@ FUNCTION_MODULES = {
 # -- measuring (in the child) ---------------------------------------------------------
 
 
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _trim() -> None:
-    gc.collect()
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _reset_peak() -> None:
-    """Peak RSS := current RSS (Linux >= 4.0), so setup does not count as the request."""
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")
-
-
 def child(case: str, jpeg_path: str, png_path: str) -> dict:
     import importlib
 
@@ -106,13 +84,13 @@ def child(case: str, jpeg_path: str, png_path: str) -> dict:
 
     importlib.import_module(FUNCTION_MODULES[function])
     run = _setup(case, Path(jpeg_path), Path(png_path))
-    _trim()
-    _reset_peak()
-    baseline = _status_kib("VmRSS")
+    trim()
+    reset_peak()
+    baseline = status_kib("VmRSS")
     started = time.perf_counter()
     outcome = run()
     seconds = time.perf_counter() - started
-    peak = _status_kib("VmHWM")
+    peak = status_kib("VmHWM")
     return {
         "case": case,
         "function": function,

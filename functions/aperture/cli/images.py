@@ -46,7 +46,7 @@ from aperture.cli import (
     table,
 )
 from aperture.cli._retry import RETRYABLE, with_retries
-from aperture.cli.jobs import UPLOAD_MAX_BYTES, UPLOAD_MAX_FILES, _file_results, _plural, _quoted, _size, batches
+from aperture.cli.jobs import UPLOAD_MAX_BYTES, UPLOAD_MAX_FILES, _file_results, _plural, _size, batches, part_head
 
 MAX_FILE_BYTES = 25 * 1024 * 1024  # the API's per-file limit (APERTURE_MAX_UPLOAD_BYTES)
 DEFAULT_PARALLEL = 4
@@ -175,14 +175,7 @@ class MultipartBody:
         self.content_type = f"multipart/form-data; boundary={boundary}"
         self._segments: list[bytes | _FilePart] = []
         for part in parts:
-            self._segments.append(
-                (
-                    f"--{boundary}\r\n"
-                    f'Content-Disposition: form-data; name="{field_name}"; filename="{_quoted(part.local.path.name)}"\r\n'
-                    "Content-Type: application/octet-stream\r\n\r\n"
-                ).encode()
-            )
-            self._segments += [part, b"\r\n"]
+            self._segments += [part_head(boundary, field_name, part.local.path.name), part, b"\r\n"]
         self._segments.append(f"--{boundary}--\r\n".encode())
         self.length = sum(len(s) if isinstance(s, bytes) else s.size for s in self._segments)
         self._index = self._offset = 0

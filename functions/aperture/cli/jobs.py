@@ -149,15 +149,18 @@ def multipart(files: Sequence[tuple[str, bytes]], field: str = "files", boundary
     boundary = boundary or f"aperture-{uuid.uuid4().hex}"
     chunks: list[bytes] = []
     for name, data in files:
-        disposition = f'Content-Disposition: form-data; name="{field}"; filename="{_quoted(name)}"\r\n'
-        chunks += [
-            f"--{boundary}\r\n".encode(),
-            disposition.encode(),
-            b"Content-Type: application/octet-stream\r\n\r\n",
-        ]
-        chunks += [data, b"\r\n"]
+        chunks += [part_head(boundary, field, name), data, b"\r\n"]
     chunks.append(f"--{boundary}--\r\n".encode())
     return b"".join(chunks), f"multipart/form-data; boundary={boundary}"
+
+
+def part_head(boundary: str, field: str, filename: str) -> bytes:
+    """What comes before one file's bytes in a multipart/form-data body."""
+    return (
+        f"--{boundary}\r\n"
+        f'Content-Disposition: form-data; name="{field}"; filename="{_quoted(filename)}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
 
 
 def _quoted(name: str) -> str:

@@ -154,33 +154,26 @@ class Access:
             ) from None
 
     def _key(self, key_hash: str) -> ApiKey | None:
-        if self._cached is None:
-            return self._identity.key_by_hash(key_hash)
-        with self._lock:
-            key = self._cached.get(key_hash)
-            forgets = self._forgets
-        if key is not None:
-            return key
-        key = self._identity.key_by_hash(key_hash)
-        if key is not None:
-            with self._lock:
-                if forgets == self._forgets:
-                    self._cached[key_hash] = key
-        return key
+        return self._through_cache(self._cached, self._identity.key_by_hash, key_hash)
 
     def _key_by_id(self, key_id: str) -> ApiKey | None:
-        if self._cached_by_id is None:
-            return self._identity.key_by_id(key_id)
+        return self._through_cache(self._cached_by_id, self._identity.key_by_id, key_id)
+
+    def _through_cache(self, cache, load: Callable[[str], ApiKey | None], name: str) -> ApiKey | None:
+        """`load(name)`, remembered in `cache` (None: no cache); a load that a `forget` overtook is
+        not remembered, so a revoked key is never cached again after its revocation."""
+        if cache is None:
+            return load(name)
         with self._lock:
-            key = self._cached_by_id.get(key_id)
+            key = cache.get(name)
             forgets = self._forgets
         if key is not None:
             return key
-        key = self._identity.key_by_id(key_id)
+        key = load(name)
         if key is not None:
             with self._lock:
                 if forgets == self._forgets:
-                    self._cached_by_id[key_id] = key
+                    cache[name] = key
         return key
 
     def _maybe_touch(self, key: ApiKey) -> None:

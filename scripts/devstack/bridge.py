@@ -4,7 +4,9 @@ fake-gcs-server publishes an object notification to Pub/Sub for every write,
 whoever makes it; this bridge pulls them and POSTs each finalize as a
 `google.cloud.storage.object.v1.finalized` CloudEvent in binary content mode,
 the shape Eventarc delivers to a Cloud Functions gen2 function. A non-2xx
-answer is retried with backoff, as Eventarc does, up to a limit.
+answer is retried with backoff, as Eventarc does, up to a limit. The backoff
+is a timer, not a sleep on the delivery thread: events waiting for a retry
+must not hold up new ones (the subscriber has a handful of callback threads).
 
 Header values are percent-encoded where the CloudEvents HTTP binding says so
 (space, `"`, `%` and anything outside printable ASCII): an object name such
@@ -17,7 +19,7 @@ import argparse
 import json
 import sys
 import threading
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -75,9 +77,16 @@ def storage_event(attributes: dict[str, str], payload: dict[str, Any], message_i
     )
 
 
+def _after(delay: float, action: Callable[[], None]) -> None:
+    timer = threading.Timer(delay, action)
+    timer.daemon = True
+    timer.start()
+
+
 class Bridge:
-    def __init__(self, target: str):
+    def __init__(self, target: str, after: Callable[[float, Callable[[], None]], None] = _after):
         self._target = target
+        self._after = after
         self._session = requests.Session()
         self._attempts: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -112,8 +121,12 @@ class Bridge:
             _log("ERROR", f"giving up on {event['subject']} after {attempt} attempts", event_id=event["id"])
             message.ack()
             return
-        time.sleep(min(0.2 * 2**attempt, 10))  # backoff before the redelivery
-        message.nack()
+        self._after(backoff_seconds(attempt), message.nack)
+
+
+def backoff_seconds(attempt: int) -> float:
+    """How long a failed event waits before it is delivered again."""
+    return min(0.2 * 2**attempt, 10.0)
 
 
 def _log(severity: str, message: str, **fields: Any) -> None:

@@ -128,7 +128,65 @@ def test_info_of_a_missing_object_or_bucket_is_none(storage_client, source_bucke
     assert store.info(f"no-such-bucket-{unique}", "x.png") is None
 
 
-def test_info_when_storage_is_unreachable_is_a_service_unavailable_error():
+@pytest.mark.parametrize("size", [50_000, WHOLE_READ_BYTES + 300_000])  # read whole, streamed
+@pytest.mark.parametrize("leaf", ["plain.png", "naïve ✓.png", "q?x=1#frag.png", "a/b/../c.png"])
+def test_stream_current_gives_the_generation_and_bytes_in_one_read(storage_client, source_bucket, unique, leaf, size):
+    name = f"{unique}/{leaf}"
+    data = os.urandom(size)
+    blob = source_bucket.blob(name)
+    blob.upload_from_string(data, content_type="image/png")
+    blob.reload()
+    store = ObjectStore(storage_client)
+
+    info, reader = store.stream_current(source_bucket.name, name)
+
+    assert (info.name, info.generation, info.size, info.content_type, info.md5_hash) == (
+        name,
+        blob.generation,
+        size,
+        "image/png",
+        blob.md5_hash,
+    )
+    assert reader.getvalue() == data
+    assert store.info(source_bucket.name, name) == info  # the connection is fit for the next request
+
+
+def test_stream_current_gives_the_latest_generation(storage_client, source_bucket, unique):
+    name = f"{unique}/overwritten.png"
+    source_bucket.blob(name).upload_from_string(b"old")
+    source_bucket.blob(name).upload_from_string(b"new bytes")
+    store = ObjectStore(storage_client)
+
+    info, reader = store.stream_current(source_bucket.name, name)
+
+    assert reader.getvalue() == b"new bytes"
+    assert info.generation == store.info(source_bucket.name, name).generation
+
+
+def test_stream_current_of_a_missing_object_or_bucket_is_none(storage_client, source_bucket, unique):
+    store = ObjectStore(storage_client)
+
+    assert store.stream_current(source_bucket.name, f"{unique}/missing.png") is None
+    assert store.stream_current(f"no-such-bucket-{unique}", "x.png") is None
+    assert store.info(source_bucket.name, f"{unique}/missing.png") is None
+
+
+def test_a_current_stream_closed_part_way_stops_and_later_reads_still_work(storage_client, source_bucket, unique):
+    name = f"{unique}/big.bin"
+    data = os.urandom(WHOLE_READ_BYTES + 4 * clients.DOWNLOAD_CHUNK_BYTES)  # streamed, not read whole
+    source_bucket.blob(name).upload_from_string(data)
+    store = ObjectStore(storage_client)
+    for _ in range(10):  # more than the download threads
+        _, reader = store.stream_current(source_bucket.name, name)
+        reader.read(100)
+        reader.close()
+
+    info, reader = store.stream_current(source_bucket.name, name)
+    assert reader.getvalue() == data
+    assert store.info(source_bucket.name, name) == info
+
+
+def test_reads_when_storage_is_unreachable_are_service_unavailable_errors():
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
@@ -144,6 +202,8 @@ def test_info_when_storage_is_unreachable_is_a_service_unavailable_error():
     # Act / Assert
     with pytest.raises(gexc.ServiceUnavailable):
         ObjectStore(client).info("bucket", "name.png")
+    with pytest.raises(gexc.ServiceUnavailable):
+        ObjectStore(client).stream_current("bucket", "name.png")
 
 
 @pytest.mark.parametrize("leaf", ["plain.jpg", "with space.jpg", "naïve ✓.jpg", "q?x=1#frag.jpg", "100%.jpg"])

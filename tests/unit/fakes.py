@@ -418,6 +418,11 @@ class FakeObjectStore:
             reader.finish()
         return reader
 
+    def stream_current(self, bucket: str, name: str) -> tuple[ObjectInfo, StreamingReader] | None:
+        """The live generation's metadata and a reader of its bytes, in one step (one GET in the real one)."""
+        info = FakeObjectStore.info(self, bucket, name)  # the class's own, not a test's stand-in
+        return None if info is None else (info, FakeObjectStore.stream(self, info))
+
     def _generation(self, info: ObjectInfo) -> _StoredObject | None:
         with self._lock:
             stored = self._objects.get((info.bucket, info.name))

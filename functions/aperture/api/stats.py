@@ -45,6 +45,28 @@ class StatsAnswers:
         func, channel = parse_stat_request(request, func_name)
         return answer(request, info, label, func, channel, self.service, timings, self.cache_control)
 
+    def answer_current(self, request: flask.Request, bucket: str, name: str, func_name: str) -> flask.Response:
+        """The statistic over the object's current generation, whatever it is (404 when none)."""
+        func, channel = parse_stat_request(request, func_name)
+        timings = Timings()
+        if request.if_none_match:
+            # A revalidation may be answered 304 from the generation alone: no bytes.
+            with timings.span("metadata"):
+                info = self.service.find(bucket, name)
+            if info is None:
+                raise not_found(f"image {name!r} not found")
+            return answer(request, info, name, func, channel, self.service, timings, self.cache_control)
+        try:
+            found = self.service.current(bucket, name, need_luma=channel == "luma", timings=timings)
+        except pixels.ImageError as exc:
+            raise exc.refusal(name) from None
+        if found is None:
+            raise not_found(f"image {name!r} not found")
+        info, hists, source = found
+        etag = _etag(info.bucket, info.name, info.generation, func.name, channel, _wants_json(request))
+        headers = _headers(etag, self.cache_control)
+        return respond(request, info, name, func, channel, hists, source, self.service, timings, headers)
+
 
 def build(container: Container) -> Callable[[flask.Request], flask.Response]:
     """The `stats` function: /health and /stats/{image}/{func} over the source bucket."""
@@ -72,12 +94,7 @@ class SourceStats:
         if not image:
             raise not_found("path must be /stats/{image}/{func}")
         parse_stat_request(request, func_name)  # a bad function or channel is refused before any I/O
-        timings = Timings()
-        with timings.span("metadata"):
-            info = self.answers.service.find(self.bucket, image)
-        if info is None:
-            raise not_found(f"image {image!r} not found")
-        return self.answers.answer(request, info, image, func_name, timings)
+        return self.answers.answer_current(request, self.bucket, image, func_name)
 
 
 def parse_stat_request(request: flask.Request, func_name: str) -> tuple[statistics.StatFunction, str | None]:
@@ -105,15 +122,31 @@ def answer(
     cache_control: str,
 ) -> flask.Response:
     """The statistic over one object generation, with ETag/304, text or JSON (S4)."""
-    wants_json = _wants_json(request)
-    etag = _etag(info.bucket, info.name, info.generation, func.name, channel, wants_json)
-    headers = {"ETag": f'"{etag}"', "Cache-Control": cache_control, "Vary": "Accept"}
+    etag = _etag(info.bucket, info.name, info.generation, func.name, channel, _wants_json(request))
+    headers = _headers(etag, cache_control)
     if request.if_none_match.contains_weak(etag):  # If-None-Match compares weakly (RFC 9110)
         return empty_response(304, headers)
     try:
         hists, source = service.histograms(info, need_luma=channel == "luma", timings=timings)
     except pixels.ImageError as exc:
         raise exc.refusal(label) from None
+    return respond(request, info, label, func, channel, hists, source, service, timings, headers)
+
+
+def respond(
+    request: flask.Request,
+    info: ObjectInfo,
+    label: str,
+    func: statistics.StatFunction,
+    channel: str | None,
+    hists: ImageHistograms,
+    source: str,
+    service: StatsService,
+    timings: Timings,
+    headers: dict[str, str],
+) -> flask.Response:
+    """The answer carrying the statistic of `hists` (text, or JSON when asked for)."""
+    wants_json = _wants_json(request)
     band = _band(hists, channel)
     value = func.apply(band)
     headers["X-Aperture-Cache"] = source
@@ -139,6 +172,10 @@ def answer(
         response = flask.Response(statistics.format_value(value), status=200, mimetype="text/plain", headers=headers)
     response.call_on_close(finish)  # deferred histogram work starts once the answer is sent
     return response
+
+
+def _headers(etag: str, cache_control: str) -> dict[str, str]:
+    return {"ETag": f'"{etag}"', "Cache-Control": cache_control, "Vary": "Accept"}
 
 
 def _band(hists: ImageHistograms, channel: str | None) -> statistics.Histogram:

@@ -26,7 +26,7 @@ from aperture.runtime.timing import Timings
 
 if TYPE_CHECKING:  # repositories are injected; their modules bring the Google clients
     from aperture.storage.histograms import HistogramStore
-    from aperture.storage.objects import ObjectStore
+    from aperture.storage.objects import ObjectStore, StreamingReader
 
 # Where a lookup's histograms came from; reported to clients and benchmarks.
 COMPUTED, MEMORY, FIRESTORE = "computed", "memory", "firestore"
@@ -79,20 +79,77 @@ class StatsService:
         # Counts rows of a JPEG while the decoder thread goes on with later rows.
         self._counters = ThreadPoolExecutor(max_workers=2, thread_name_prefix="count")
         self._deferred: dict[tuple, Callable[[], None]] = {}
+        # The generation last kept in memory per object name, and the names whose
+        # one-GET lookup (`current`) is under way, which the same name's others wait for.
+        self._latest: LRUCache = LRUCache(maxsize=4 * max(1, memory_entries))
+        self._fetching: dict[tuple[str, str], threading.Event] = {}
 
     def find(self, bucket: str, name: str) -> ObjectInfo | None:
         """The object's current generation, or None when it does not exist."""
         return self._objects.info(bucket, name)
+
+    def current(
+        self, bucket: str, name: str, *, need_luma: bool = False, timings: Timings | None = None
+    ) -> tuple[ObjectInfo, ImageHistograms, str] | None:
+        """The object's current generation and its histograms; None when it does not exist.
+
+        When memory holds some generation of the name, a metadata GET says whether it is
+        still the current one (an overwrite is never served stale). When it holds none,
+        the bytes are needed anyway (or Firestore's copy, looked up from the header), so
+        one GET brings the current generation and its bytes together, and a round trip
+        is saved. Concurrent requests for such a name wait for the first one's GET.
+        """
+        timings = timings or Timings()
+        where = (bucket, name)
+        with self._lock:
+            waiting = self._fetching.get(where)
+            fetch = waiting is None and not self._holds_some_generation(where)
+            if fetch:
+                done = self._fetching[where] = threading.Event()
+        if fetch:
+            try:
+                return self._fetch_current(bucket, name, need_luma, timings)
+            finally:
+                with self._lock:
+                    self._fetching.pop(where, None)
+                done.set()
+        if waiting is not None:
+            waiting.wait()
+        with timings.span("metadata"):
+            info = self.find(bucket, name)
+        if info is None:
+            return None
+        hists, source = self.histograms(info, need_luma=need_luma, timings=timings)
+        return info, hists, source
+
+    def _fetch_current(
+        self, bucket: str, name: str, need_luma: bool, timings: Timings
+    ) -> tuple[ObjectInfo, ImageHistograms, str] | None:
+        with timings.span("download"):
+            opened = self._objects.stream_current(bucket, name)
+        if opened is None:
+            return None
+        info, reader = opened
+        hists, source = self._lookup(info, timings, reader)
+        return info, self._with_luma(info, hists, need_luma), source
+
+    def _holds_some_generation(self, where: tuple[str, str]) -> bool:
+        """Whether memory holds histograms of some generation of this object (the caller holds the lock)."""
+        generation = self._latest.get(where)
+        return generation is not None and (*where, generation) in self._memory
 
     def histograms(
         self, info: ObjectInfo, *, need_luma: bool = False, timings: Timings | None = None
     ) -> tuple[ImageHistograms, str]:
         """The image's histograms and where they came from (computed, memory, firestore)."""
         result, source = self._lookup(info, timings or Timings())
+        return self._with_luma(info, result, need_luma), source
+
+    def _with_luma(self, info: ObjectInfo, result: ImageHistograms, need_luma: bool) -> ImageHistograms:
         if need_luma and result.pending is not None:
             self.finish(info)
-            result = result.pending.result()
-        return result, source
+            return result.pending.result()
+        return result
 
     def finish(self, info: ObjectInfo) -> None:
         """Start the deferred work of a cold lookup now (callers: once the answer is sent)."""
@@ -109,21 +166,26 @@ class StatsService:
             start()
         self._background.shutdown(wait=True)
 
-    def _lookup(self, info: ObjectInfo, timings: Timings) -> tuple[ImageHistograms, str]:
+    def _lookup(
+        self, info: ObjectInfo, timings: Timings, reader: StreamingReader | None = None
+    ) -> tuple[ImageHistograms, str]:
+        """`reader`: the object's bytes when the caller has them coming already (closed if not needed)."""
         key = (info.bucket, info.name, info.generation)
         with self._lock:
             cached = self._memory.get(key)
-            if cached is not None:
-                return cached, MEMORY
-            running = self._inflight.get(key)
-            if running is None:
+            running = None if cached is not None else self._inflight.get(key)
+            if cached is None and running is None:
                 future: Future = Future()
                 self._inflight[key] = future
+        if (cached is not None or running is not None) and reader is not None:
+            reader.close()  # not needed: in memory, or being computed by another request
+        if cached is not None:
+            return cached, MEMORY
         if running is not None:
-            result, _ = running.result()
-            return result, MEMORY
+            shared, _ = running.result()
+            return shared, MEMORY
         try:
-            result, source = self._load(info, key, timings)
+            result, source = self._load(info, key, timings, reader or self._objects.stream(info))
             with self._lock:
                 self._remember(key, result)
             future.set_result((result, source))
@@ -139,16 +201,18 @@ class StatsService:
         """Keep `result` in the memory cache (the caller holds the lock); too large for it: not kept."""
         try:
             self._memory[key] = result
+            self._latest[key[:2]] = key[2]
         except ValueError:  # cachetools: "value too large"
             self._memory.pop(key, None)
 
-    def _load(self, info: ObjectInfo, key: tuple, timings: Timings) -> tuple[ImageHistograms, str]:
-        # The download starts at once and the request's own thread decodes as bytes
+    def _load(
+        self, info: ObjectInfo, key: tuple, timings: Timings, reader: StreamingReader
+    ) -> tuple[ImageHistograms, str]:
+        # The download has started and the request's own thread decodes as bytes
         # arrive. When the header says the image has at least `lookup_min_pixels`,
         # Firestore is asked on another thread meanwhile; a stored copy wins, and on a
         # hit closing the reader aborts the download and the decode. A smaller image is
         # just counted: its decode costs about what a Firestore read does.
-        reader = self._objects.stream(info)
         lookup: Future | None = None
 
         def on_header(width: int, height: int) -> None:

@@ -1,8 +1,8 @@
 """GETs to the Cloud Storage JSON API on one keep-alive connection per thread.
 
 Every stats request reads its object's metadata (an overwrite must never be
-served stale, S4), and every cold one downloads the object: both are on the
-request path. Through urllib3 (pool manager, URL re-parsing and re-encoding)
+served stale, S4) or, on an instance that holds none of its histograms,
+downloads it at once: either is on the request path. Through urllib3 (pool manager, URL re-parsing and re-encoding)
 the metadata GET cost ~0.5 ms of CPU here, and the library's download of a
 250 KB JPEG (requests, its media layer) ~1.8 ms; over a `http.client`
 connection per thread, with the client's google-auth credentials for the
@@ -72,30 +72,19 @@ class KeepAliveGets:
         """Write the body of GET `path` to `sink` as it arrives. Raises the API's error for a
         status other than 200 (NotFound, ...), `ServiceUnavailable` when unreachable or cut off
         part-way, and what `sink.write` raises (the consumer gave up), which stops the transfer."""
+        self.start(path).pump(sink)
+
+    def start(self, path: str) -> Started:
+        """GET `path` up to its headers: the response (status and headers, raising the API's
+        error for a status other than 200) and, with `pump`, its body. The connection leaves
+        this thread's slot meanwhile, so the body may be pumped on another thread."""
         response = self._open(path)
         if response.status != 200:
             body = response.read()
             self._release(response)
             raise gexc.from_http_status(response.status, f"GET {self._base}{path}: {body[:300]!r}")
-        received = 0
-        while True:
-            try:
-                chunk = response.read1(self._chunk)
-            except (OSError, http.client.HTTPException) as exc:
-                self._drop()
-                raise gexc.ServiceUnavailable(f"GET {self._base}{path}: cut off after {received} bytes: {exc}") from exc
-            if not chunk:
-                break
-            received += len(chunk)
-            try:
-                sink.write(chunk)
-            except BaseException:
-                self._drop()  # the rest of the body is still on the wire: this connection cannot be reused
-                raise
-        if response.length:  # the server closed before its Content-Length: not the whole object
-            self._drop()
-            raise gexc.ServiceUnavailable(f"GET {self._base}{path}: cut off after {received} bytes")
-        self._release(response)
+        conn, self._local.conn = self._local.conn, None
+        return Started(self, path, response, conn)
 
     def _open(self, path: str) -> http.client.HTTPResponse:
         """The response to GET `path`, its headers read, after the retries."""
@@ -151,8 +140,63 @@ class KeepAliveGets:
             conn = self._local.conn = cls(self._host, timeout=self._timeout)
         return conn
 
+    def _adopt(self, conn: http.client.HTTPConnection) -> None:
+        """An idle connection for the calling thread's slot; closed if the slot is taken."""
+        if getattr(self._local, "conn", None) is None:
+            self._local.conn = conn
+        else:
+            conn.close()
+
     def _drop(self) -> None:
         conn = getattr(self._local, "conn", None)
         self._local.conn = None
+        if conn is not None:
+            conn.close()
+
+
+class Started:
+    """A GET whose headers have been read (`response`) and whose body `pump` writes to a sink,
+    on any thread: the connection belongs to it until then."""
+
+    def __init__(self, gets: KeepAliveGets, path: str, response: http.client.HTTPResponse, conn):
+        self.response = response
+        self._gets = gets
+        self._path = path
+        self._conn: http.client.HTTPConnection | None = conn
+
+    def header(self, name: str) -> str | None:
+        return self.response.getheader(name)
+
+    def pump(self, sink: Sink) -> None:
+        """Write the body to `sink` as it arrives. Raises `ServiceUnavailable` when cut off
+        part-way and what `sink.write` raises (the consumer gave up), which stops the transfer."""
+        response, where = self.response, f"GET {self._gets._base}{self._path}"
+        received = 0
+        try:
+            while True:
+                try:
+                    chunk = response.read1(self._gets._chunk)
+                except (OSError, http.client.HTTPException) as exc:
+                    raise gexc.ServiceUnavailable(f"{where}: cut off after {received} bytes: {exc}") from exc
+                if not chunk:
+                    break
+                received += len(chunk)
+                sink.write(chunk)  # raising: the rest of the body is still on the wire
+            if response.length:  # the server closed before its Content-Length: not the whole object
+                raise gexc.ServiceUnavailable(f"{where}: cut off after {received} bytes")
+        except BaseException:
+            self.close()
+            raise
+        response.read()  # marks the response closed, or the connection refuses its next request
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            if response.will_close:
+                conn.close()
+            else:  # kept alive for the next GET of whichever thread pumped it
+                self._gets._adopt(conn)
+
+    def close(self) -> None:
+        """Give up the body: the connection is closed (its rest is still on the wire)."""
+        conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()

@@ -315,3 +315,116 @@ def test_find_gives_the_current_generation(objects, histograms):
 
 def test_find_gives_none_for_a_missing_object(objects, histograms):
     assert service(objects, histograms).find(SOURCE, "missing.png") is None
+
+
+# -- current: the object's current generation, by name -------------------------------------------
+
+
+class Calls:
+    """Records which reads of the object store a lookup made, passing each on."""
+
+    def __init__(self, objects) -> None:
+        self.made: list[str] = []
+        for method in ("info", "stream", "stream_current"):
+            setattr(objects, method, self._recorded(method, getattr(objects, method)))
+
+    def _recorded(self, method, real):
+        def call(*args):
+            self.made.append(method)
+            return real(*args)
+
+        return call
+
+
+def test_the_first_request_for_a_name_fetches_generation_and_bytes_in_one_read(objects, histograms):
+    data = encode(random_image("RGB", seed=21))
+    put = objects.put(SOURCE, NAME, data)
+    stats = service(objects, histograms)
+    calls = Calls(objects)
+
+    info, result, source = stats.current(SOURCE, NAME, need_luma=True)
+
+    assert calls.made == ["stream_current"]
+    assert (info.generation, source) == (put.generation, COMPUTED)
+    assert result.bands == expected(data)
+
+
+def test_a_name_held_in_memory_is_checked_for_its_generation_and_served_from_memory(objects, histograms):
+    put = objects.put(SOURCE, NAME, encode(random_image("RGB", seed=22)))
+    stats = service(objects, histograms)
+    stats.current(SOURCE, NAME)
+    calls = Calls(objects)
+
+    info, _, source = stats.current(SOURCE, NAME)
+
+    assert calls.made == ["info"]
+    assert (info.generation, source) == (put.generation, MEMORY)
+
+
+def test_current_never_serves_an_overwritten_objects_old_histograms(objects, histograms):
+    objects.put(SOURCE, NAME, encode(random_image("RGB", seed=23)))
+    stats = service(objects, histograms)
+    stats.current(SOURCE, NAME, need_luma=True)
+    new_data = encode(random_image("RGB", seed=24))
+    new = objects.put(SOURCE, NAME, new_data)
+
+    info, result, source = stats.current(SOURCE, NAME, need_luma=True)
+
+    assert (info.generation, source) == (new.generation, COMPUTED)
+    assert result.bands == expected(new_data)
+
+
+def test_current_of_a_missing_object_is_none(objects, histograms):
+    stats = service(objects, histograms)
+
+    assert stats.current(SOURCE, "missing.png") is None
+    assert stats.current(SOURCE, "missing.png") is None
+
+
+def test_a_name_evicted_from_memory_is_fetched_in_one_read_again(objects, histograms):
+    objects.put(SOURCE, NAME, encode(random_image("RGB", size=(64, 48), seed=25)))
+    objects.put(SOURCE, "other.png", encode(random_image("RGB", size=(64, 48), seed=26)))
+    stats = service(objects, histograms, memory_entries=1, memory_bytes=1)
+    stats.current(SOURCE, NAME)
+    stats.current(SOURCE, "other.png")  # evicts NAME's histograms
+    calls = Calls(objects)
+
+    _, _, source = stats.current(SOURCE, NAME)
+
+    assert calls.made == ["stream_current"]
+    assert source == COMPUTED
+
+
+def test_concurrent_first_requests_for_a_name_fetch_it_once(objects, histograms):
+    objects.put(SOURCE, NAME, encode(random_image("RGB", size=(200, 150), seed=27)))
+    stats = service(objects, histograms)
+    real, fetches, release = objects.stream_current, [], threading.Event()
+
+    def held_fetch(bucket, name):  # the first fetch is held until every caller has asked
+        fetches.append(name)
+        if len(fetches) == 1:
+            release.wait(5)
+        return real(bucket, name)
+
+    objects.stream_current = held_fetch
+    sources: list[str] = []
+    threads = [threading.Thread(target=lambda: sources.append(stats.current(SOURCE, NAME)[2])) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)
+    release.set()
+    for thread in threads:
+        thread.join(10)
+
+    assert len(fetches) == 1
+    assert sorted(sources) == [COMPUTED] + [MEMORY] * 7
+
+
+def test_a_non_image_fetched_by_name_raises_not_an_image_every_time(objects, histograms):
+    objects.put(SOURCE, "notes.txt", b"just some text\n" * 50)
+    stats = service(objects, histograms)
+
+    for _ in range(2):
+        with pytest.raises(pixels.NotAnImage):
+            stats.current(SOURCE, "notes.txt")
+    assert histograms.keys() == set()

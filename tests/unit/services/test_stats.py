@@ -242,34 +242,37 @@ def test_an_image_whose_stored_copy_cannot_be_read_is_answered_from_its_decode(o
 # -- single flight -------------------------------------------------------------------------------
 
 
-def test_concurrent_lookups_of_one_generation_share_one_computation(objects, histograms):
-    info = objects.put(SOURCE, NAME, encode(random_image("RGB", size=(200, 150), seed=11)))
-    stats = service(objects, histograms)
-    real_stream, streams, release = objects.stream, [], threading.Event()
+def held_together(objects, method: str, call, callers: int = 8) -> tuple[list, list]:
+    """Runs `call` on `callers` threads at once, the first call of `objects.<method>` held
+    until every thread has started; returns that method's calls and what each `call` gave."""
+    real, calls, release = getattr(objects, method), [], threading.Event()
 
-    def slow_stream(target):  # the first download is held until every caller has asked
-        streams.append(target)
-        if len(streams) == 1:
+    def held(*args):
+        calls.append(args)
+        if len(calls) == 1:
             release.wait(5)
-        return real_stream(target)
+        return real(*args)
 
-    objects.stream = slow_stream
-    sources: list[str] = []
-
-    def lookup() -> None:
-        _, source = stats.histograms(info)
-        sources.append(source)
-
-    threads = [threading.Thread(target=lookup) for _ in range(8)]
+    setattr(objects, method, held)
+    results: list = []
+    threads = [threading.Thread(target=lambda: results.append(call())) for _ in range(callers)]
     for thread in threads:
         thread.start()
     time.sleep(0.2)
     release.set()
     for thread in threads:
         thread.join(10)
+    return calls, results
+
+
+def test_concurrent_lookups_of_one_generation_share_one_computation(objects, histograms):
+    info = objects.put(SOURCE, NAME, encode(random_image("RGB", size=(200, 150), seed=11)))
+    stats = service(objects, histograms)
+
+    streams, results = held_together(objects, "stream", lambda: stats.histograms(info))
 
     assert len(streams) == 1
-    assert sorted(sources) == [COMPUTED] + [MEMORY] * 7
+    assert sorted(source for _, source in results) == [COMPUTED] + [MEMORY] * 7
 
 
 # -- bad objects ---------------------------------------------------------------------------------
@@ -398,26 +401,11 @@ def test_a_name_evicted_from_memory_is_fetched_in_one_read_again(objects, histog
 def test_concurrent_first_requests_for_a_name_fetch_it_once(objects, histograms):
     objects.put(SOURCE, NAME, encode(random_image("RGB", size=(200, 150), seed=27)))
     stats = service(objects, histograms)
-    real, fetches, release = objects.stream_current, [], threading.Event()
 
-    def held_fetch(bucket, name):  # the first fetch is held until every caller has asked
-        fetches.append(name)
-        if len(fetches) == 1:
-            release.wait(5)
-        return real(bucket, name)
-
-    objects.stream_current = held_fetch
-    sources: list[str] = []
-    threads = [threading.Thread(target=lambda: sources.append(stats.current(SOURCE, NAME)[2])) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    time.sleep(0.2)
-    release.set()
-    for thread in threads:
-        thread.join(10)
+    fetches, results = held_together(objects, "stream_current", lambda: stats.current(SOURCE, NAME))
 
     assert len(fetches) == 1
-    assert sorted(sources) == [COMPUTED] + [MEMORY] * 7
+    assert sorted(source for _, _, source in results) == [COMPUTED] + [MEMORY] * 7
 
 
 def test_a_non_image_fetched_by_name_raises_not_an_image_every_time(objects, histograms):

@@ -179,6 +179,11 @@ class Processor:
         canonical = _CANONICAL.fullmatch(leaf)
         record = self.images.get(team, canonical.group(1)) if canonical else None
         if record is None and canonical and record_on_its_way(info):
+            current = self.objects.info(info.bucket, info.name)
+            if current is None or current.generation != info.generation:
+                # The upload gave up and removed its object (or it was replaced): no record
+                # will come for this generation, and waiting for one would only retry the event.
+                raise Gone(f"{info.name}#{info.generation} is gone")
             raise RecordPending(f"{info.name} was written by the upload API; its record is not committed yet")
         if record is None and canonical and _api_write(info) and self.images.tombstone(team, canonical.group(1)):
             # Written by an upload that lost a race with the image's delete: not filed again.

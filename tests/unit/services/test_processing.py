@@ -218,6 +218,19 @@ def test_an_api_object_whose_record_is_not_committed_yet_is_retried_later(proces
         processor.handle(event)
 
 
+def test_an_api_object_removed_before_its_record_came_is_not_waited_for(processor, objects, images):
+    # The upload gave up after writing its object (a refusal, a lost race) and removed it.
+    data = png(seed=14)
+    image_id = hashlib.sha256(data).hexdigest()
+    event = objects.put(UPLOADS, object_name(TEAM, image_id, "png"), data, "image/png", metadata=API_WRITE)
+    objects.delete(UPLOADS, event.name, event.generation)
+
+    outcome = processor.handle(event)
+
+    assert outcome.startswith("gone: ")
+    assert images.get(TEAM, image_id) is None
+
+
 def test_record_on_its_way_only_for_a_recent_api_write():
     created = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
     api = ObjectInfo(

@@ -2,8 +2,8 @@
 
 Every stats request reads its object's metadata (an overwrite must never be
 served stale, S4) or, on an instance that holds none of its histograms,
-downloads it at once: either is on the request path. Through urllib3 (pool manager, URL re-parsing and re-encoding)
-the metadata GET cost ~0.5 ms of CPU here, and the library's download of a
+downloads it at once: either is on the request path. Through urllib3 (pool
+manager, URL re-parsing and re-encoding) the metadata GET cost ~0.5 ms of CPU here, and the library's download of a
 250 KB JPEG (requests, its media layer) ~1.8 ms; over a `http.client`
 connection per thread, with the client's google-auth credentials for the
 Authorization header, 0.25 ms each (docs/decisions.md, "The stats request

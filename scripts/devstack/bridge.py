@@ -16,8 +16,8 @@ as `naïve ✓.png` travels in `ce-subject`.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +27,8 @@ from urllib.parse import quote
 import requests
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
+
+from aperture.runtime import logs
 
 FINALIZED = "google.cloud.storage.object.v1.finalized"
 MAX_ATTEMPTS = 8
@@ -129,9 +131,8 @@ def backoff_seconds(attempt: int) -> float:
     return min(0.2 * 2**attempt, 10.0)
 
 
-def _log(severity: str, message: str, **fields: Any) -> None:
-    sys.stdout.write(json.dumps({"severity": severity, "message": message, "component": "bridge", **fields}) + "\n")
-    sys.stdout.flush()
+# The functions' structured log lines (aperture.runtime.logs), tagged with this component.
+_log = functools.partial(logs.log, component="bridge")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,12 +17,14 @@ comes on time.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+
+from aperture.runtime import logs
 
 ORIGIN = "devstack-scheduler"
 
@@ -59,9 +61,8 @@ def _stop(signum, frame) -> None:
     sys.exit(0)
 
 
-def _log(severity: str, message: str, **fields: Any) -> None:
-    sys.stdout.write(json.dumps({"severity": severity, "message": message, "component": "scheduler", **fields}) + "\n")
-    sys.stdout.flush()
+# The functions' structured log lines (aperture.runtime.logs), tagged with this component.
+_log = functools.partial(logs.log, component="scheduler")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -226,22 +226,8 @@ class ObjectStore:
         handing chunks from thread to thread costs. Either way a failed read
         raises from the reader's reads, not from here.
         """
-        reader = StreamingReader()
         path = _media_path(info.bucket, info.name) + f"&generation={info.generation}"
-
-        def download() -> None:
-            try:
-                self._gets.download(path, reader)
-            except BaseException as exc:  # handed to the reading thread
-                reader.fail(exc)
-            else:
-                reader.finish()
-
-        if info.size <= WHOLE_READ_BYTES:
-            download()
-        else:
-            self._downloads.submit(download)
-        return reader
+        return self._reader(lambda sink: self._gets.download(path, sink), info.size)
 
     def stream_current(self, bucket: str, name: str) -> tuple[ObjectInfo, StreamingReader] | None:
         """The current generation's metadata and a reader of its bytes (as `stream`) from one
@@ -255,21 +241,27 @@ class ObjectStore:
         except (TypeError, ValueError) as exc:  # no usable X-Goog-Generation: not a JSON API answer
             started.close()
             raise gexc.BadGateway(f"GET {bucket}/{name}: {exc}") from exc
+        length = started.header("Content-Length")
+        return info, self._reader(started.pump, int(length) if length else None)
+
+    def _reader(self, pump: Callable[[StreamingReader], None], size: int | None) -> StreamingReader:
+        """A reader that `pump` fills: at once on this thread for an object of at most
+        `WHOLE_READ_BYTES`, else on a download thread (`stream` says why)."""
         reader = StreamingReader()
 
         def download() -> None:
             try:
-                started.pump(reader)
+                pump(reader)
             except BaseException as exc:  # handed to the reading thread
                 reader.fail(exc)
             else:
                 reader.finish()
 
-        if int(started.header("Content-Length") or WHOLE_READ_BYTES + 1) <= WHOLE_READ_BYTES:
+        if size is not None and size <= WHOLE_READ_BYTES:
             download()
         else:
             self._downloads.submit(download)
-        return info, reader
+        return reader
 
 
 def _media_path(bucket: str, name: str) -> str:

@@ -54,17 +54,18 @@ def measured() -> dict[str, list[dict]]:
     return rows
 
 
-def bench_cases() -> dict[str, tuple[str, str]]:
+def bench_cases(monkeypatch) -> dict[str, tuple[str, str]]:
+    monkeypatch.syspath_prepend(str(ROOT / "scripts" / "bench"))  # its sibling modules, as when run as a script
     spec = importlib.util.spec_from_file_location("memory_bench", ROOT / "scripts" / "bench" / "memory.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.CASES
 
 
-def test_the_measured_table_covers_every_function_that_decodes_images():
+def test_the_measured_table_covers_every_function_that_decodes_images(monkeypatch):
     rows = measured()
     assert set(rows) == set(REGISTRY) - NO_PIXELS, f"measured: {sorted(rows)}"
-    cases = bench_cases()
+    cases = bench_cases(monkeypatch)
     documented = {row["case"]: function for function, found in rows.items() for row in found}
     assert documented == {case: function for case, (function, _) in cases.items()}, "docs table != memory.py cases"
     for _function, found in rows.items():

@@ -98,6 +98,10 @@ class Operation(ABC):
         """Memory this step needs besides its input and output images (`budget.estimate`)."""
         return 0
 
+    def adds_alpha(self) -> bool:
+        """Whether this step gives an image without alpha an alpha band (`budget.estimate`)."""
+        return False
+
     def apply_many(self, image: Image.Image) -> list[Image.Image]:
         return [self.apply(image)]
 

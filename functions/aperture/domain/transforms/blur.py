@@ -86,9 +86,13 @@ class Blur(Operation):
         return cls(kernel, sigma)
 
     def scratch_bytes(self, size: Size, out: Size) -> int:
-        # float32 samples of up to 4 channels: the running sum, the pair of taps and the padded
-        # copy of the first pass, plus the premultiplied copies (48 bytes a pixel measured).
-        return 0 if self.kernel == 1 else 48 * out[0] * out[1]
+        # The uint8 result and, with alpha, the premultiplied copies in and out (12 bytes a pixel
+        # of the image), and four float32 planes of up to four channels for one strip and its halo.
+        if self.kernel == 1:
+            return 0
+        width, height = out
+        strip = min(height, _strip_rows(width)) + 2 * (self.kernel // 2)
+        return 12 * width * height + 64 * width * strip
 
     def apply(self, image: Image.Image) -> Image.Image:
         if self.kernel == 1:
@@ -101,9 +105,22 @@ class Blur(Operation):
     def _blur(self, image: Image.Image) -> Image.Image:
         pixels: np.ndarray = np.asarray(image)
         weights = gaussian_weights(self.kernel, self.sigma).astype(np.float32)
-        for axis in (0, 1):
-            pixels = _correlate(pixels, weights, axis)
-        out = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+        out = np.empty_like(pixels)
+        height = pixels.shape[0]
+        radius = self.kernel // 2
+        # Source row of each row of the padded image (np.pad's "reflect" is BORDER_REFLECT_101,
+        # and reflects again when the image is shorter than the radius).
+        rows = np.pad(np.arange(height), (radius, radius), mode="reflect")
+        step = _strip_rows(pixels.shape[1])
+        for first in range(0, height, step):
+            stop = min(height, first + step)
+            if height == 1:
+                strip = pixels.astype(np.float32)  # a single row: reflection leaves it unchanged
+            else:
+                strip = _filter(pixels[rows[first : stop + 2 * radius]], weights, 0, stop - first)
+            strip = _correlate(strip, weights, 1)
+            np.clip(np.rint(strip, out=strip), 0, 255, out=strip)
+            out[first:stop] = strip
         return Image.fromarray(out, image.mode)
 
     def __str__(self) -> str:
@@ -111,13 +128,18 @@ class Blur(Operation):
         return f"blur:{self.kernel}" if default else f"blur:{self.kernel},{number(round(self.sigma, 6))}"
 
 
-def _correlate(pixels: np.ndarray, weights: np.ndarray, axis: int) -> np.ndarray:
-    """`pixels` filtered along `axis` with reflect-101 borders, in float32.
+# Rows blurred at a time: the float32 planes of a whole 24 MP canvas would be over 1 GiB, those of
+# a strip of about a megapixel are ~50 MB, and the result is the same to the bit (each output row
+# sums the same taps in the same order).
+STRIP_PIXELS = 1 << 20
 
-    The kernel is symmetric, so each pair of taps at the same distance is added
-    first and multiplied once, into preallocated arrays (half the passes over
-    memory of the plain sum; a 12 MP job item's blur is most of its CPU).
-    """
+
+def _strip_rows(width: int) -> int:
+    return max(1, STRIP_PIXELS // max(1, width))
+
+
+def _correlate(pixels: np.ndarray, weights: np.ndarray, axis: int) -> np.ndarray:
+    """`pixels` filtered along `axis` with reflect-101 borders, in float32."""
     radius = len(weights) // 2
     length = pixels.shape[axis]
     if length == 1:
@@ -125,10 +147,21 @@ def _correlate(pixels: np.ndarray, weights: np.ndarray, axis: int) -> np.ndarray
     padding = [(0, 0)] * pixels.ndim
     padding[axis] = (radius, radius)
     # np.pad's "reflect" is BORDER_REFLECT_101; a side shorter than the radius reflects again.
-    padded = np.pad(pixels, padding, mode="reflect")
+    return _filter(np.pad(pixels, padding, mode="reflect"), weights, axis, length)
+
+
+def _filter(padded: np.ndarray, weights: np.ndarray, axis: int, length: int) -> np.ndarray:
+    """The `length` values along `axis` that `weights` make of `padded` (padded by the radius on
+    both sides), in float32.
+
+    The kernel is symmetric, so each pair of taps at the same distance is added
+    first and multiplied once, into preallocated arrays (half the passes over
+    memory of the plain sum; a 12 MP job item's blur is most of its CPU).
+    """
+    radius = len(weights) // 2
 
     def taps(start: int) -> np.ndarray:
-        window = [slice(None)] * pixels.ndim
+        window = [slice(None)] * padded.ndim
         window[axis] = slice(start, start + length)
         return padded[tuple(window)]
 

@@ -13,7 +13,8 @@ estimate is an upper bound of what the code below allocates, in bytes:
   input is the source, already counted) and what the operation needs besides
   (`Operation.scratch_bytes`: Lanczos' intermediate, blur's float32 planes,
   rotation's premultiplied copies);
-* the encoding: the final images and the encoder's copies (`ENCODER_BYTES`);
+* the encoding: the final images and the encoder's copies (`ENCODER_BYTES`, or
+  `ALPHA_ENCODER_BYTES` when the output may have an alpha band);
 * animations (GIF/WebP out of an animated source): one composited RGBA frame
   of the canvas at a time (Pillow composites every frame to the canvas, so
   that is each frame's real size), and every output frame of every branch,
@@ -34,6 +35,10 @@ WORKING_BYTES = 4  # Pillow keeps LA, RGB and RGBA pixels in 32 bits (L in 8: co
 # copy `formats._plain` makes of a file image, flattening, palette indices (GIF: packed uint32
 # colours, sorted search, the palette image), libwebp's YUV planes and output.
 ENCODER_BYTES = {"JPEG": 6, "PNG": 6, "GIF": 24, "WEBP": 26, "TIFF": 8, "BMP": 8}
+# ... when the image has an alpha band: libwebp compresses the alpha plane trying several filters
+# (37 bytes a pixel measured with noise in alpha, 31 for a rotated and blurred photo's edges).
+ALPHA_ENCODER_BYTES = {**ENCODER_BYTES, "WEBP": 38}
+_ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa", "P")  # P: a palette may carry transparency
 # Per output frame of an animation, what the encoder holds for every frame until it writes.
 HELD_FRAME_BYTES = {"GIF": 1, "WEBP": 4}
 _FLOAT_CONVERSION = 16  # to_working_mode: float64 samples, then the clipped copy
@@ -84,7 +89,9 @@ def estimate(
         largest_step = max(largest_step, held_in + sum(w * h for w, h in outs) * WORKING_BYTES + scratch)
     output_pixels = sum(w * h for w, h in outputs)
     largest_output = max((w * h for w, h in outputs), default=0)
-    encoder = ENCODER_BYTES.get(output_format, max(ENCODER_BYTES.values()))
+    alpha = mode in _ALPHA_MODES or animated or any(op.adds_alpha() for op, _, _ in steps)
+    factors = ALPHA_ENCODER_BYTES if alpha else ENCODER_BYTES
+    encoder = factors.get(output_format, max(factors.values()))
     if animated:
         held = frames * output_pixels * (WORKING_BYTES + HELD_FRAME_BYTES.get(output_format, WORKING_BYTES))
         return source + largest_step + held + largest_output * encoder

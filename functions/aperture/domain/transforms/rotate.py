@@ -56,6 +56,9 @@ class Rotate(Operation):
         # Any angle but a right one: with-alpha and premultiplied copies in and out (measured ~12 B/px).
         return 0 if self.degrees in (0.0, 90.0, 180.0, 270.0) else 12 * out[0] * out[1]
 
+    def adds_alpha(self) -> bool:
+        return self.degrees not in (0.0, 90.0, 180.0, 270.0)  # transparent corners
+
     @property
     def _counter_clockwise(self) -> float:
         return (-self.degrees) % 360.0

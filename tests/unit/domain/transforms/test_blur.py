@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from aperture.domain.transforms import InvalidOperation, Limits, parse_job_ops, parse_ops, render
+from aperture.domain.transforms import InvalidOperation, Limits, blur, parse_job_ops, parse_ops, render
 
 from .helpers import MAX_PIXELS, decode, encode, photo, render_one, same_pixels
 
@@ -212,3 +212,30 @@ def test_a_single_pixel_is_unchanged():
     image = Image.new("RGB", (1, 1), (12, 34, 56))
 
     assert blurred(image, "blur:9").getpixel((0, 0)) == (12, 34, 56)
+
+
+# -- strips --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "LA"])
+@pytest.mark.parametrize(("size", "kernel"), [((40, 90), 5), ((33, 61), 21), ((20, 7), 9), ((25, 3), 31)])
+def test_blurring_in_strips_gives_the_whole_images_result_to_the_bit(monkeypatch, mode, size, kernel):
+    image = photo(size, mode, seed=5)
+    op = only(f"blur:{kernel}")
+    whole = op.apply(image)
+    monkeypatch.setattr(blur, "STRIP_PIXELS", 4 * size[0])  # strips of 4 rows, halos past both neighbours
+
+    in_strips = op.apply(image)
+
+    assert in_strips.tobytes() == whole.tobytes()
+    if mode in ("L", "RGB"):
+        assert differs_by_at_most_one_level(in_strips, reference_blur(image, kernel))
+
+
+def test_the_float_planes_are_those_of_one_strip_not_of_the_image():
+    op = only("blur:5")
+    canvas = (4990, 4696)  # a 12 MP photo rotated by 33 degrees
+    rows = blur.STRIP_PIXELS // canvas[0] + 4  # a strip and its halo
+
+    assert op.scratch_bytes(canvas, canvas) == 12 * canvas[0] * canvas[1] + 64 * canvas[0] * rows
+    assert op.scratch_bytes(canvas, canvas) < 20 * canvas[0] * canvas[1]

@@ -158,6 +158,25 @@ def test_a_full_size_conversion_of_the_largest_accepted_upload_stays_within_the_
     assert estimate((11547, 8660), "RGB", "resize:50%", "JPEG") <= Limits().max_render_bytes
 
 
+def test_a_12_mp_photo_rotated_and_blurred_stays_within_the_default_budget():
+    # Blur works in strips of rows: its float planes no longer scale with the 24 MP rotated canvas.
+    for fmt in ("JPEG", "PNG", "WEBP"):
+        assert estimate((4000, 3000), "RGB", "rotate:33|blur:5", fmt) <= Limits().max_render_bytes
+
+
+@pytest.mark.parametrize(
+    ("mode", "ops", "alpha"),
+    [("RGBA", "", True), ("LA", "resize:50%", True), ("P", "", True), ("RGB", "rotate:33", True),
+     ("RGB", "", False), ("RGB", "rotate:90", False), ("L", "blur:5", False)],
+)  # fmt: skip
+def test_webp_is_budgeted_with_its_alpha_encoder_exactly_when_the_output_may_have_alpha(monkeypatch, mode, ops, alpha):
+    size = (2000, 1500)
+    budgeted = estimate(size, mode, ops, "WEBP")
+    monkeypatch.setitem(budget.ALPHA_ENCODER_BYTES, "WEBP", budget.ENCODER_BYTES["WEBP"])
+
+    assert (estimate(size, mode, ops, "WEBP") < budgeted) is alpha
+
+
 def test_job_operations_are_budgeted_alike(decodes):
     pipeline = parse_job_ops(["resize=100", "split=true", "blur=301"])
     source = png_with_corrupt_pixels((8000, 8000))

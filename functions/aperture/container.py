@@ -239,6 +239,7 @@ class Container:
             max_animation_pixels=config.max_animation_pixels,
             max_metadata_bytes=config.max_metadata_bytes,
             max_jpeg_scans=config.max_jpeg_scans,
+            max_png_chunks=config.max_png_chunks,
         )
 
     @_once

@@ -494,6 +494,7 @@ def main(argv: list[str]) -> int:
                 "max_frames",
                 "max_animation_pixels",
                 "max_jpeg_scans",
+                "max_png_chunks",
                 "max_pixels",
                 "max_output_pixels",
                 "max_render_bytes",

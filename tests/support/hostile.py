@@ -6,8 +6,9 @@ import functools
 import io
 import struct
 import zipfile
+import zlib
 
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from tests.support.images import encode, png_header_only, random_image
 
@@ -194,6 +195,35 @@ def bmp_v5_with_profile(profile: bytes, size=(8, 4)) -> bytes:
     return b"BM" + struct.pack("<IHHI", total, 0, 0, offset) + header + pixels + profile
 
 
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def png_with_chunks(count: int, kind: bytes = b"abCd") -> bytes:
+    """An 8x8 PNG with `count` more chunks: empty ancillary ones before the pixels, or (IDAT)
+    its compressed pixels cut into chunks, the rest of them empty."""
+    data = encode(random_image("RGB", size=(8, 8), seed=38), "PNG")
+    start = data.index(b"IDAT") - 4
+    length = struct.unpack_from(">I", data, start)[0]
+    pixels, end = data[start + 8 : start + 8 + length], data[start + 12 + length :]
+    if kind == b"IDAT":
+        cut = [pixels[i : i + 1] for i in range(len(pixels))]
+        chunks = [_png_chunk(b"IDAT", piece) for piece in cut + [b""] * max(0, count - len(cut))]
+        return data[:start] + b"".join(chunks) + end
+    return data[:start] + _png_chunk(kind, b"") * count + data[start:]
+
+
+def png_with_compressed_text(size: int = 300_000, kind: str = "zTXt") -> bytes:
+    """A PNG whose one text chunk (`zTXt` or compressed `iTXt`) inflates to `size` bytes from about a kilobyte."""
+    info = PngImagePlugin.PngInfo()
+    text = "a" * size
+    if kind == "zTXt":
+        info.add_text("Comment", text, zip=True)
+    else:
+        info.add_itxt("Comment", text, lang="en", tkey="Kommentar", zip=True)
+    return encode(random_image("RGB", size=(8, 8), seed=39), "PNG", pnginfo=info)
+
+
 # name -> (filename, bytes, expected per-file status code)
 def corpus() -> dict[str, tuple[str, bytes, int]]:
     full = jpeg(size=(400, 300))
@@ -223,6 +253,9 @@ def corpus() -> dict[str, tuple[str, bytes, int]]:
         "polyglot tiff+zip": ("poly.tif", polyglot_tiff_zip(), 422),
         "polyglot bmp+zip": ("poly.bmp", polyglot_bmp_zip(), 422),
         "png with a huge icc profile": ("icc.png", with_huge_icc("PNG"), 422),
+        "png with 100000 empty chunks": ("chunks.png", png_with_chunks(100_000), 422),
+        "png whose zTXt inflates to 300 KB": ("ztxt.png", png_with_compressed_text(), 422),
+        "png whose iTXt inflates to 300 KB": ("itxt.png", png_with_compressed_text(kind="iTXt"), 422),
         "jpeg with a huge icc profile": ("icc.jpg", with_huge_icc("JPEG"), 422),
         "webp with a huge icc profile": ("icc.webp", with_huge_icc("WEBP"), 422),
         "tiff with a huge icc profile": ("icc.tif", with_huge_icc("TIFF"), 422),

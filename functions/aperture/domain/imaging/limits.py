@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Default of `Limits.max_jpeg_scans`; the deployed value is config's APERTURE_MAX_JPEG_SCANS.
+# Defaults of `Limits.max_jpeg_scans` and `max_png_chunks`; the deployed values are config's
+# APERTURE_MAX_JPEG_SCANS and APERTURE_MAX_PNG_CHUNKS.
 DEFAULT_MAX_JPEG_SCANS = 32
+DEFAULT_MAX_PNG_CHUNKS = 20_000
 
 
 @dataclass(frozen=True)
@@ -16,6 +18,7 @@ class Limits:
     max_animation_pixels: int
     max_metadata_bytes: int
     max_jpeg_scans: int = DEFAULT_MAX_JPEG_SCANS
+    max_png_chunks: int = DEFAULT_MAX_PNG_CHUNKS
 
 
 class Rejected(ValueError):

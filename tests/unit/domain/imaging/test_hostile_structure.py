@@ -23,6 +23,7 @@ LIMITS = Limits(
     max_animation_pixels=500_000_000,
     max_metadata_bytes=256 * 1024,
     max_jpeg_scans=32,
+    max_png_chunks=20_000,
 )
 
 
@@ -238,6 +239,53 @@ def test_an_icc_profile_over_the_metadata_limit_is_refused(no_decoding, fmt: str
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP"])
 def test_an_icc_profile_under_the_metadata_limit_is_accepted(fmt: str) -> None:
     assert validate(hostile.with_huge_icc(fmt, size=100_000), LIMITS).frames == 1
+
+
+# -- PNG chunks: how many, and compressed text at its size ----------------------------------
+
+
+def test_a_png_with_more_chunks_than_the_limit_is_refused_before_pillow_reads_it(monkeypatch) -> None:
+    data = hostile.png_with_chunks(LIMITS.max_png_chunks)  # plus IHDR, IDAT, IEND
+    opened = []
+    monkeypatch.setattr(Image, "open", lambda *args, **kwargs: opened.append(args))
+
+    refused = refusal(data)
+
+    assert refused.status == 422
+    assert refused.reason == "PNG has more than 20000 chunks; the limit is 20000"
+    assert opened == []
+
+
+@pytest.mark.parametrize("kind", [b"abCd", b"tEXt", b"IDAT"])
+def test_the_chunk_limit_counts_every_kind_of_chunk(no_decoding, kind: bytes) -> None:
+    limits = Limits(10**8, 10**8, 100, 10**9, 10**6, max_png_chunks=50)
+
+    assert "more than 50 chunks" in refusal(hostile.png_with_chunks(60, kind), limits).reason
+    assert no_decoding == []
+
+
+@pytest.mark.parametrize("kind", [b"abCd", b"IDAT"])
+def test_a_png_with_many_chunks_under_the_limit_is_accepted(kind: bytes) -> None:
+    data = hostile.png_with_chunks(5_000, kind)
+
+    assert validate(data, LIMITS).format == "PNG"
+
+
+@pytest.mark.parametrize("kind", ["zTXt", "iTXt"])
+def test_compressed_png_text_counts_at_its_inflated_size(no_decoding, kind: str) -> None:
+    data = hostile.png_with_compressed_text(300_000, kind)
+
+    refused = refusal(data)
+
+    assert len(data) < 5_000
+    assert refused.status == 422
+    assert "262144" in refused.reason
+    assert no_decoding == []
+
+
+@pytest.mark.parametrize("kind", ["zTXt", "iTXt"])
+def test_compressed_png_text_under_the_metadata_limit_is_accepted(kind: str) -> None:
+    assert validate(hostile.png_with_compressed_text(100_000, kind), LIMITS).format == "PNG"
 
 
 # -- legitimate files still pass --------------------------------------------------------------

@@ -69,6 +69,7 @@ PHOTO_MEGAPIXELS = 100
 # Float TIFFs: 100 MP (APERTURE_MAX_PIXELS, as the photo), and 34.8 MP, about the
 # largest of these whose serialized histograms fit APERTURE_HISTOGRAM_MAX_BYTES
 # (~25 bytes per 1000 values), so another instance reads them back.
+PNG_CHUNKS = 2_000_000  # 12 bytes each: 23 MiB, under the 25 MiB file limit
 FLOATS = {"float-100mp.tif": (11_547, 8_660), "float-24mp.tif": (6_000, 4_000)}
 
 # case -> (item, function, input file, what)
@@ -90,6 +91,12 @@ CASES: dict[str, tuple[int, str, str, str]] = {
         "upload",
         "pages.tif",
         f"TIFF, 1x1 page 0 then {TIFF_PAGES} pages of {TIFF_SIDE}x{TIFF_SIDE} (deflate, one shared strip)",
+    ),
+    "png-many-chunks": (
+        1,
+        "upload",
+        "chunks.png",
+        f"PNG, 8x8, {PNG_CHUNKS:,} empty ancillary chunks before its pixels",
     ),
     "render-8x8-gif-10000": (2, "images", "tiny.png", "8x8 PNG as .gif?ops=resize:10000x10000!"),
     "render-100mp-png": (2, "images", "photo-100mp.jpg", "100 MP photo JPEG as .png, full size"),
@@ -331,6 +338,7 @@ def make_inputs(folder: Path, names: set[str]) -> None:
         "grow.gif": lambda: hostile.gif_small_first_frame(GIF_FRAMES, size=(GIF_SIDE, GIF_SIDE)),
         "scans.jpg": lambda: _jpeg_repeated_scans(JPEG_SIDE, JPEG_REPEATS),
         "pages.tif": lambda: _tiff_growing_pages(TIFF_PAGES, TIFF_SIDE),
+        "chunks.png": lambda: hostile.png_with_chunks(PNG_CHUNKS),
         "tiny.png": lambda: encode(random_image("RGB", size=(8, 8), seed=18), "PNG"),
         "photo-100mp.jpg": lambda: photo_jpeg(PHOTO_MEGAPIXELS, seed=17, quality=90),
     }

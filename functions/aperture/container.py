@@ -372,6 +372,7 @@ class Container:
             clock=lambda: dt.datetime.now(dt.timezone.utc),
             signer=self.url_signer,
             max_response_bytes=config.max_response_bytes,
+            render_limits=self.render_limits,
         )
 
     @_once

@@ -58,6 +58,7 @@ class JobService:
         clock: Callable[[], dt.datetime],
         signer: UrlSigner | None = None,
         max_response_bytes: int = 0,
+        render_limits: transforms.Limits = transforms.DEFAULT_LIMITS,
     ):
         self._store = store
         self._queue = queue
@@ -68,6 +69,7 @@ class JobService:
         self._clock = clock
         self._signer = signer
         self._max_response_bytes = max_response_bytes
+        self._render_limits = render_limits  # the workers' output pixels and memory budget
 
     def submit(self, principal: Principal, body: Any) -> JobRecord:
         principal.require_role("member")
@@ -79,11 +81,15 @@ class JobService:
         for index, (spec, record) in enumerate(zip(request.items, sources)):
             where = f"images[{index}]"
             size = upright_size(record)
+            output = transforms.output_format(jobs.output_extension(spec.output) or record.extension)
             try:
                 request.pipeline.plan(size)
+                # What the worker's render would refuse from the header is refused before queueing.
+                pipeline = for_render(request.pipeline, self._render_limits)
+                transforms.check_render(pipeline, size, record.mode, output, record.format, record.frames)
             except transforms.InvalidOperation as exc:
                 raise ApiError(400, f"{where} ({size[0]}x{size[1]}): {exc}") from None
-            extension = transforms.output_format(jobs.output_extension(spec.output) or record.extension).extension
+            extension = output.extension
             item = JobItem(job_id, index, spec.input, record.id, record.bucket, record.object, spec.output, extension)
             for name in jobs.outputs_of(item, request.pipeline):  # names with the input's extension filled in
                 if name in written:
@@ -268,11 +274,7 @@ class JobWorker:
             pipeline,
             item.extension,
             max_pixels=self._max_pixels,
-            limits=dataclasses.replace(
-                pipeline.limits,
-                max_output_pixels=self._render_limits.max_output_pixels,
-                max_render_bytes=self._render_limits.max_render_bytes,
-            ),
+            limits=for_render(pipeline, self._render_limits).limits,
         )
         names = jobs.outputs_of(item, pipeline)
         base = jobs.prefix(job.team, job.job_id)
@@ -280,6 +282,16 @@ class JobWorker:
             # Create-only: a redelivery finds the first attempt's output and leaves it.
             self._objects.create(self._derived, base + name, out.data, out.mime_type, {"aperture-job": job.job_id})
         return names
+
+
+def for_render(pipeline: transforms.Pipeline, render_limits: transforms.Limits) -> transforms.Pipeline:
+    """`pipeline` planned against the service's output-pixel and memory limits, as items are rendered."""
+    limits = dataclasses.replace(
+        pipeline.limits,
+        max_output_pixels=render_limits.max_output_pixels,
+        max_render_bytes=render_limits.max_render_bytes,
+    )
+    return transforms.Pipeline(pipeline.ops, limits)
 
 
 def upright_size(record: ImageRecord) -> tuple[int, int]:

@@ -31,7 +31,15 @@ def service(job_store, job_queue, images, objects) -> JobService:
     return job_service(job_store, job_queue, images, objects, clock=lambda: next(moments))
 
 
-def job_service(job_store, job_queue, images, objects, limits: JobLimits = JobLimits(), clock=None) -> JobService:
+def job_service(
+    job_store,
+    job_queue,
+    images,
+    objects,
+    limits: JobLimits = JobLimits(),
+    clock=None,
+    render_limits: transforms.Limits = transforms.DEFAULT_LIMITS,
+) -> JobService:
     return JobService(
         job_store,
         job_queue,
@@ -40,6 +48,7 @@ def job_service(job_store, job_queue, images, objects, limits: JobLimits = JobLi
         derived_bucket=DERIVED,
         limits=limits,
         clock=clock or (lambda: START),
+        render_limits=render_limits,
     )
 
 
@@ -235,6 +244,33 @@ def test_submit_refuses_an_output_over_the_pixel_limit_naming_the_item_and_its_s
     assert error.message.startswith("images[1] (60x40): ")
     assert "2400 pixels" in error.message
     assert nothing_stored(job_store, job_queue)
+
+
+def test_submit_refuses_an_item_over_the_render_memory_budget_before_queueing_anything(
+    job_store, job_queue, images, objects, uploaded
+):
+    small, large = uploaded(1), uploaded(2, data=png(seed=2, size=(600, 400)))
+    budget = transforms.Limits(max_render_bytes=5 * 2**20)
+    service = job_service(job_store, job_queue, images, objects, render_limits=budget)
+
+    error = refused(service.submit, MEMBER, job((small.id, "a.png"), (large.id, "b.webp"), operations=("blur=5",)))
+
+    assert error.status == 400
+    assert error.message.startswith("images[1] (600x400): the render would need about ")
+    assert error.message.endswith("the limit is 5 MiB: ask for a smaller size")
+    assert nothing_stored(job_store, job_queue)
+
+
+def test_submit_accepts_items_within_the_render_memory_budget(job_store, job_queue, images, objects, uploaded):
+    small = uploaded(1)
+    service = job_service(
+        job_store, job_queue, images, objects, render_limits=transforms.Limits(max_render_bytes=5 * 2**20)
+    )
+
+    submitted = service.submit(MEMBER, job((small.id, "a.webp"), operations=("blur=5",)))
+
+    assert submitted.total == 1
+    assert len(job_queue.published) == 1
 
 
 def test_submit_refuses_a_crop_outside_an_input(service, job_store, job_queue, uploaded):

@@ -11,7 +11,15 @@ One module per operation; the grammar is in docs/transforms.md.
 
 from aperture.domain.transforms.base import DEFAULT_LIMITS, InvalidOperation, Limits
 from aperture.domain.transforms.formats import EXTENSIONS, FORMATS, OutputFormat, output_format
-from aperture.domain.transforms.pipeline import Pipeline, Rendered, parse_job_ops, parse_ops, parse_query, render
+from aperture.domain.transforms.pipeline import (
+    Pipeline,
+    Rendered,
+    check_render,
+    parse_job_ops,
+    parse_ops,
+    parse_query,
+    render,
+)
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -22,6 +30,7 @@ __all__ = [
     "OutputFormat",
     "Pipeline",
     "Rendered",
+    "check_render",
     "output_format",
     "parse_job_ops",
     "parse_ops",

@@ -23,12 +23,13 @@ from aperture.domain.transforms.base import DEFAULT_LIMITS, InvalidOperation, Li
 from aperture.domain.transforms.blur import Blur
 from aperture.domain.transforms.crop import Crop
 from aperture.domain.transforms.flip import Flip
+from aperture.domain.transforms.formats import OutputFormat
 from aperture.domain.transforms.grayscale import Grayscale
 from aperture.domain.transforms.quadrant import QUADRANTS, Quadrant
 from aperture.domain.transforms.quality import Quality
 from aperture.domain.transforms.resize import Resize
 from aperture.domain.transforms.rotate import Rotate
-from aperture.domain.transforms.source import Box, all_frames, first_frame, open_source
+from aperture.domain.transforms.source import ANIMATABLE, Box, all_frames, first_frame, open_source
 
 OPERATIONS: tuple[type[Operation], ...] = (Crop, Rotate, Flip, Resize, Blur, Grayscale, Quadrant, Quality)
 _BY_NAME = {name: cls for cls in OPERATIONS for name in cls.names}
@@ -269,6 +270,36 @@ def _pipeline(ops: list[Operation | None], limits: Limits) -> Pipeline:
 # ---------------------------------------------------------------- running
 
 
+def check_render(
+    pipeline: Pipeline, size: Size, mode: str, output_format: OutputFormat, source_format: str, source_frames: int
+) -> None:
+    """InvalidOperation when `render` would refuse a source of this upright `size`, `mode`,
+    format and frame count (an upload's record has them) from its header: the sizes, an
+    animation's pixels, the memory budget. Lets a job refuse an item before it is queued."""
+    _preflight(pipeline, size, mode, output_format, source_frames if source_format in ANIMATABLE else 1)
+
+
+def _preflight(
+    pipeline: Pipeline, size: Size, mode: str, fmt: OutputFormat, source_frames: int
+) -> tuple[bool, int, list[Size]]:
+    """What `render` checks before decoding; whether the output is animated, its frames and sizes."""
+    animated = source_frames > 1 and fmt.animation
+    steps = pipeline.steps(size)
+    sizes = list(steps[-1][2]) if steps else [size]
+    formats.check_sizes(fmt, sizes)
+    frames = source_frames if animated else 1
+    if animated:
+        total = source_frames * sum(width * height for width, height in sizes)
+        if total > pipeline.limits.max_animation_pixels:
+            raise InvalidOperation(
+                f"the animation would be {total} pixels over its {source_frames} frames; "
+                f"the limit is {pipeline.limits.max_animation_pixels}"
+            )
+    needed = budget.estimate(size, mode, steps, sizes, fmt.name, frames=frames, animated=animated)
+    budget.check(pipeline.limits, needed, size, sizes, fmt.name, frames)
+    return animated, frames, sizes
+
+
 def render(
     data: bytes,
     pipeline: Pipeline | None = None,
@@ -297,20 +328,7 @@ def render(
     requested = formats.output_format(output_format) if output_format else None
     source = open_source(data, max_pixels=max_pixels)
     fmt = requested or formats.format_of_source(source.format)
-    animated = source.animated and fmt.animation
-    steps = pipeline.steps(source.size)
-    sizes = list(steps[-1][2]) if steps else [source.size]
-    formats.check_sizes(fmt, sizes)
-    frames = source.frames if animated else 1
-    if animated:
-        total = source.frames * sum(width * height for width, height in sizes)
-        if total > pipeline.limits.max_animation_pixels:
-            raise InvalidOperation(
-                f"the animation would be {total} pixels over its {source.frames} frames; "
-                f"the limit is {pipeline.limits.max_animation_pixels}"
-            )
-    needed = budget.estimate(source.size, source.image.mode, steps, sizes, fmt.name, frames=frames, animated=animated)
-    budget.check(pipeline.limits, needed, source.size, sizes, fmt.name, frames)
+    animated, frames, sizes = _preflight(pipeline, source.size, source.image.mode, fmt, source.frames)
     quality = pipeline.quality
 
     if animated:

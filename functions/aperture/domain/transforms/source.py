@@ -53,7 +53,7 @@ _MIRRORS_Y = {
     Image.Transpose.TRANSVERSE,
 }
 _BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
-_ANIMATABLE = {"GIF", "WEBP", "PNG"}  # MPO's extra images and TIFF pages are not animation
+ANIMATABLE = {"GIF", "WEBP", "PNG"}  # MPO's extra images and TIFF pages are not animation
 
 
 # (left, top, right, bottom) in pixels, fractional: an `Image.resize(box=...)` argument.
@@ -97,7 +97,7 @@ def open_source(data: bytes, *, max_pixels: int) -> Source:
         raise TooManyPixels(width * height, max_pixels)
     fmt = "JPEG" if image.format == "MPO" else (image.format or "")
     try:
-        animated = fmt in _ANIMATABLE and getattr(image, "is_animated", False)
+        animated = fmt in ANIMATABLE and getattr(image, "is_animated", False)
         frames = image.n_frames if animated else 1  # type: ignore[attr-defined]
     except DECODE_ERRORS as exc:
         raise NotAnImage(f"cannot read the frames: {error_reason(exc)}") from None

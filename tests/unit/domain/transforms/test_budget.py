@@ -11,7 +11,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
-from aperture.domain.transforms import InvalidOperation, Limits, budget, parse_job_ops, parse_ops, render
+from aperture.domain.imaging.pixels import NotAnImage
+from aperture.domain.transforms import (
+    InvalidOperation,
+    Limits,
+    budget,
+    check_render,
+    output_format,
+    parse_job_ops,
+    parse_ops,
+    render,
+)
 
 from .helpers import MAX_PIXELS, encode, photo
 
@@ -175,6 +185,41 @@ def test_webp_is_budgeted_with_its_alpha_encoder_exactly_when_the_output_may_hav
     monkeypatch.setitem(budget.ALPHA_ENCODER_BYTES, "WEBP", budget.ENCODER_BYTES["WEBP"])
 
     assert (estimate(size, mode, ops, "WEBP") < budgeted) is alpha
+
+
+@pytest.mark.parametrize(
+    ("size", "ops", "fmt"),
+    [((8000, 8000), "blur:301", "png"), ((8, 8), ISSUE_OPS, "gif"), ((3000, 2000), "resize:50%", "webp")],
+)
+def test_check_render_refuses_from_a_records_header_exactly_what_render_refuses(size, ops, fmt):
+    pipeline = parse_ops(ops)
+    output = output_format(fmt)
+    try:
+        render(png_with_corrupt_pixels(size), pipeline, fmt, max_pixels=MAX_PIXELS)
+        refused_by_render = None
+    except InvalidOperation as error:
+        refused_by_render = str(error)
+    except NotAnImage:  # the corrupt pixels: render got past its checks and decoded
+        refused_by_render = None
+
+    try:
+        check_render(pipeline, size, "RGB", output, "PNG", 1)
+        refused_by_check = None
+    except InvalidOperation as error:
+        refused_by_check = str(error)
+
+    assert refused_by_check == refused_by_render
+    assert (refused_by_check is None) == (size == (3000, 2000))
+
+
+def test_check_render_counts_an_animations_frames_only_for_animatable_sources():
+    pipeline = parse_ops("resize:2000x2000!")
+    gif = output_format("gif")
+
+    with pytest.raises(InvalidOperation, match="over its 200 frames"):
+        check_render(pipeline, (100, 100), "P", gif, "GIF", 200)
+    check_render(pipeline, (100, 100), "RGB", output_format("jpeg"), "GIF", 200)  # a still output: one frame
+    check_render(pipeline, (100, 100), "RGB", gif, "TIFF", 200)  # TIFF pages are not animation
 
 
 def test_job_operations_are_budgeted_alike(decodes):

@@ -145,6 +145,10 @@ class ImageRecord:
     status: ImageStatus = ImageStatus.PENDING
     error: str | None = None
     generation: str | None = None
+    # The EXIF orientation still to apply to width x height to show the image upright (1..8; 5-8
+    # swap the sides), read at upload so it is known before `process` has run; 1 for a TIFF, which
+    # Pillow turns upright itself. None on records made before it was stored.
+    orientation: int | None = None
     # Set once processed:
     exif: dict[str, Any] | None = None
     camera: str | None = None

@@ -346,6 +346,7 @@ class UploadService:
             height=image.height,
             frames=image.frames,
             mode=image.mode,
+            orientation=image.orientation,
             bucket=self._bucket,
             object=file.object_name(team),
             created_at=self._clock(),

@@ -39,6 +39,7 @@ _ANALYSIS_FIELDS = _FIELDS - {
     "object",
     "created_at",
     "uploaded_by",
+    "orientation",
     # counted by begin_attempt, never written back from a record read earlier
     "attempts",
     "attempt_generation",

@@ -313,23 +313,41 @@ def test_submit_refuses_outputs_that_clash_once_the_inputs_extension_is_added(se
     assert nothing_stored(job_store, job_queue)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known limit: a pending input's EXIF orientation is not known before `process` has read it, so "
-        "submit plans on the stored size; the worker then fails the item with the reason (docs/api.md)"
-    ),
-)
-def test_submit_plans_on_the_upright_size_of_an_exif_rotated_input(service, job_store, job_queue, uploaded):
-    picture = random_image("RGB", size=(40, 20), seed=4)
+def rotated_jpeg(size=(40, 20), orientation: int = 6) -> bytes:
+    picture = random_image("RGB", size=size, seed=4)
     exif = picture.getexif()
-    exif[0x0112] = 6  # stored 40x20, shown 20x40
-    record = uploaded(data=encode(picture, "JPEG", exif=exif.tobytes()), filename="rotated.jpg")
+    exif[0x0112] = orientation  # 6: stored 40x20, shown 20x40
+    return encode(picture, "JPEG", exif=exif.tobytes())
+
+
+def test_submit_plans_on_the_upright_size_of_a_pending_exif_rotated_input(service, job_store, job_queue, uploaded):
+    record = uploaded(data=rotated_jpeg(), filename="rotated.jpg")  # pending: `process` has not read its EXIF
 
     error = refused(service.submit, MEMBER, job((record.id, "a.png"), operations=("crop=0,0,30,10",)))
 
+    assert record.exif is None
     assert error.status == 400
+    assert error.message.startswith("images[0] (20x40): ")
     assert nothing_stored(job_store, job_queue)
+
+
+def test_submit_accepts_a_crop_inside_the_upright_size_of_a_pending_rotated_input(service, job_queue, uploaded):
+    record = uploaded(data=rotated_jpeg(), filename="rotated.jpg")
+
+    submitted = service.submit(MEMBER, job((record.id, "a.png"), operations=("crop=0,0,10,30",)))
+
+    assert submitted.total == 1
+
+
+def test_a_record_without_a_stored_orientation_plans_on_its_stored_size(
+    service, job_store, job_queue, images, uploaded
+):
+    record = uploaded(data=rotated_jpeg(), filename="rotated.jpg")
+    images.create(dataclasses.replace(record, id="a" * len(record.id), orientation=None))  # made before it was stored
+
+    error = refused(service.submit, MEMBER, job(("a" * len(record.id), "a.png"), operations=("crop=0,0,10,30",)))
+
+    assert error.message.startswith("images[0] (40x20): ")
 
 
 # -- get, list, cancel --------------------------------------------------------------------------

@@ -19,6 +19,42 @@ _GPS = ExifTags.GPS
 ORIENTATIONS = range(1, 9)
 
 
+def png_chunk(data: bytes, kind: bytes) -> bytes | None:
+    """The body of the first `kind` chunk of a PNG, walking the chunk headers (no decompression)."""
+    offset = 8
+    while offset + 8 <= len(data):
+        length = int.from_bytes(data[offset : offset + 4], "big")
+        found = data[offset + 4 : offset + 8]
+        if found == kind:
+            return data[offset + 8 : offset + 8 + length]
+        if found == b"IEND":
+            return None
+        offset += 12 + length
+    return None
+
+
+def header_orientation(image: Image.Image, data: bytes) -> int:
+    """The EXIF orientation (1..8; 1 when absent or unreadable) still to apply to a header-only
+    `image` opened from `data` to show it upright, without decoding pixels.
+
+    Pillow's PNG `getexif` decodes the whole image to reach an eXIf chunk after the pixel data,
+    so that chunk is found in `data` instead. A TIFF is 1: Pillow turns TIFFs upright itself (the
+    header's size is already the upright one, and `load` transposes the pixels)."""
+    if image.format == "TIFF":
+        return 1
+    if image.format == "PNG" and "exif" not in image.info:
+        body = png_chunk(data, b"eXIf")
+        if body is not None:
+            image.info["exif"] = b"Exif\x00\x00" + body
+    try:
+        # PNG: the base class reads info (the eXIf found above, XMP) without decoding pixels.
+        found = Image.Image.getexif(image) if image.format == "PNG" else image.getexif()
+        value = found.get(_TAGS.Orientation)
+    except Exception:  # a broken EXIF block is ignored, as browsers do
+        return 1
+    return value if isinstance(value, int) and value in ORIENTATIONS else 1
+
+
 def _text(value: Any, limit: int = 200) -> str | None:
     """An ASCII field's text; None for anything that is not text (a Make written as a number)."""
     if isinstance(value, bytes):

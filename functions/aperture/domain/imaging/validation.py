@@ -28,6 +28,7 @@ from PIL import Image
 
 from aperture.domain.imaging import structure
 from aperture.domain.imaging.limits import Budget, Limits, Rejected, only_padding, refuse_trailing
+from aperture.domain.imaging.metadata import header_orientation
 from aperture.domain.imaging.pixels import DECODE_ERRORS, error_reason
 from aperture.domain.transforms.formats import FORMATS as OUTPUT_FORMATS
 
@@ -48,6 +49,7 @@ class ValidImage:
     height: int
     frames: int
     mode: str
+    orientation: int = 1  # EXIF orientation, 1..8: 5-8 show the image with its sides swapped
 
 
 def validate(data: bytes, limits: Limits) -> ValidImage:
@@ -75,10 +77,11 @@ def validate(data: bytes, limits: Limits) -> ValidImage:
         if width * height > limits.max_pixels:
             raise Rejected(422, f"image has {width * height} pixels; the limit is {limits.max_pixels}")
         scan = _check_structure(image, data, limits)
+        orientation = header_orientation(image, data)
         frames = _decode_frames(image, limits, data, scan)
     fmt = "JPEG" if image.format == "MPO" else image.format
     extension, mime = FORMATS[image.format]
-    return ValidImage(fmt, extension, mime, width, height, frames, image.mode)
+    return ValidImage(fmt, extension, mime, width, height, frames, image.mode, orientation)
 
 
 def _decode_frames(image: Image.Image, limits: Limits, data: bytes, whole_scan: _WholeScan | None) -> int:

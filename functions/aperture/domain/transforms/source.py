@@ -19,8 +19,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import ExifTags, Image, ImageCms
+from PIL import Image, ImageCms
 
+from aperture.domain.imaging.metadata import header_orientation
 from aperture.domain.imaging.pixels import DECODE_ERRORS, NotAnImage, TooManyPixels, error_reason
 from aperture.domain.transforms.base import Size
 
@@ -102,29 +103,9 @@ def open_source(data: bytes, *, max_pixels: int) -> Source:
     except DECODE_ERRORS as exc:
         raise NotAnImage(f"cannot read the frames: {error_reason(exc)}") from None
     loop = image.info.get("loop") if frames > 1 else None
-    if fmt == "PNG" and "exif" not in image.info:
-        # Pillow's PNG getexif decodes the pixels to reach an eXIf chunk after the image data;
-        # find that chunk in the bytes instead, so nothing is decoded before the budget is checked.
-        trailing = _png_chunk(data, b"eXIf")
-        if trailing is not None:
-            image.info["exif"] = b"Exif\x00\x00" + trailing
-    return Source(
-        image, fmt, _ORIENTATION.get(_orientation_tag(image)), frames, int(loop) if loop is not None else None
-    )
-
-
-def _png_chunk(data: bytes, kind: bytes) -> bytes | None:
-    """The body of the first `kind` chunk of a PNG, walking the chunk headers (no decompression)."""
-    offset = 8
-    while offset + 8 <= len(data):
-        length = int.from_bytes(data[offset : offset + 4], "big")
-        found = data[offset + 4 : offset + 8]
-        if found == kind:
-            return data[offset + 8 : offset + 8 + length]
-        if found == b"IEND":
-            return None
-        offset += 12 + length
-    return None
+    # From the header: nothing is decoded before the budget is checked.
+    orientation = _ORIENTATION.get(header_orientation(image, data))
+    return Source(image, fmt, orientation, frames, int(loop) if loop is not None else None)
 
 
 def first_frame(source: Source, draft: Size | None = None) -> tuple[Image.Image, Box | None]:
@@ -182,16 +163,6 @@ def _upright_box(box: Box, size: Size, orientation: Image.Transpose | None) -> B
     if orientation in _SWAPS_AXES:
         return top, left, bottom, right
     return left, top, right, bottom
-
-
-def _orientation_tag(image: Image.Image) -> int:
-    try:
-        # PNG: the base class reads info (eXIf found by open_source, XMP) without decoding pixels.
-        exif = Image.Image.getexif(image) if image.format == "PNG" else image.getexif()
-        value = exif.get(ExifTags.Base.Orientation)
-    except DECODE_ERRORS:  # a broken EXIF block is ignored, as browsers do
-        return 1
-    return value if isinstance(value, int) else 1
 
 
 def _load(image: Image.Image) -> None:

@@ -171,3 +171,47 @@ def test_mpo_frames_are_all_decoded() -> None:
     assert validate(data, LIMITS).frames == 2
     with pytest.raises(Rejected, match="truncated"):
         validate(data[: len(data) - 2000], LIMITS)
+
+
+# -- the EXIF orientation, read from the header --------------------------------------------------
+
+
+def with_orientation(fmt: str, orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    photo(40, 20).save(buffer, fmt, exif=exif)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_the_exif_orientation_is_part_of_a_valid_image(fmt: str, orientation: int) -> None:
+    valid = validate(with_orientation(fmt, orientation), LIMITS)
+
+    assert (valid.width, valid.height, valid.orientation) == (40, 20, orientation)
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_a_tiff_is_upright_already_pillow_turns_it_itself(orientation: int) -> None:
+    valid = validate(with_orientation("TIFF", orientation), LIMITS)
+
+    upright = (20, 40) if orientation in (5, 6, 7, 8) else (40, 20)
+    assert (valid.width, valid.height, valid.orientation) == (*upright, 1)
+
+
+def test_a_png_exif_chunk_after_the_pixel_data_is_found() -> None:
+    data = with_orientation("PNG", 6)
+    start = data.index(b"eXIf") - 4
+    end = start + 12 + int.from_bytes(data[start : start + 4], "big")
+    chunk, rest = data[start:end], data[:start] + data[end:]
+    iend = rest.index(b"IEND") - 4
+    moved = rest[:iend] + chunk + rest[iend:]  # after IDAT, before IEND
+
+    assert moved.index(b"eXIf") > moved.index(b"IDAT")
+    assert validate(moved, LIMITS).orientation == 6
+
+
+@pytest.mark.parametrize("data", [jpeg(photo(40, 20)), jpeg(photo(40, 20), exif=b"Exif\x00\x00garbage, not a TIFF")])
+def test_no_or_an_unreadable_exif_block_is_orientation_1(data: bytes) -> None:
+    assert validate(data, LIMITS).orientation == 1

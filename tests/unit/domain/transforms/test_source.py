@@ -33,6 +33,17 @@ def oriented(upright: Image.Image, orientation: int, fmt: str) -> bytes:
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
+def test_tiff_orientations_come_out_upright_exactly_once(orientation):
+    # Pillow turns a TIFF upright itself (its header size is already the upright one): render must not turn it again.
+    upright = photo((60, 40))
+
+    out = render_one(oriented(upright, orientation, "TIFF"), "", "png")
+
+    assert (out.width, out.height) == (60, 40)
+    assert same_pixels(decode(out.data), upright)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
 def test_png_orientations_come_out_upright_exactly(orientation):
     upright = photo((60, 40))
     data = oriented(upright, orientation, "PNG")

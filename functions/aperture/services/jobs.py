@@ -297,7 +297,9 @@ def for_render(pipeline: transforms.Pipeline, render_limits: transforms.Limits) 
 def upright_size(record: ImageRecord) -> tuple[int, int]:
     """The size `render` plans on: the stored size, turned when the orientation still to apply
     swaps the sides (read at upload; records made before it was stored use the processed EXIF's)."""
-    orientation = record.orientation if record.orientation is not None else (record.exif or {}).get("orientation")
+    orientation = record.orientation
+    if orientation is None:  # a record made before it was stored: its processed EXIF's (TIFFs are upright)
+        orientation = 1 if record.format == "TIFF" else (record.exif or {}).get("orientation")
     return (record.height, record.width) if orientation in (5, 6, 7, 8) else (record.width, record.height)
 
 

@@ -339,15 +339,20 @@ def test_submit_accepts_a_crop_inside_the_upright_size_of_a_pending_rotated_inpu
     assert submitted.total == 1
 
 
-def test_a_record_without_a_stored_orientation_plans_on_its_stored_size(
-    service, job_store, job_queue, images, uploaded
+@pytest.mark.parametrize(
+    ("fmt", "exif", "planned"),
+    [("JPEG", None, "40x20"), ("JPEG", {"orientation": 6}, "20x40"), ("TIFF", {"orientation": 6}, "40x20")],
+)
+def test_a_record_made_before_orientations_were_stored_plans_on_its_processed_exif(
+    service, images, uploaded, fmt, exif, planned
 ):
     record = uploaded(data=rotated_jpeg(), filename="rotated.jpg")
-    images.create(dataclasses.replace(record, id="a" * len(record.id), orientation=None))  # made before it was stored
+    older = dataclasses.replace(record, id="a" * len(record.id), format=fmt, orientation=None, exif=exif)
+    images.create(older)
 
-    error = refused(service.submit, MEMBER, job(("a" * len(record.id), "a.png"), operations=("crop=0,0,10,30",)))
+    error = refused(service.submit, MEMBER, job((older.id, "a.png"), operations=("crop=0,0,50,50",)))
 
-    assert error.message.startswith("images[0] (40x20): ")
+    assert error.message.startswith(f"images[0] ({planned}): ")
 
 
 # -- get, list, cancel --------------------------------------------------------------------------

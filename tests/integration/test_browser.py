@@ -9,6 +9,7 @@ import io
 import re
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from PIL import Image
 from playwright.sync_api import expect, sync_playwright
 
@@ -222,6 +223,53 @@ def test_the_page_fits_a_phone(browser, stack, make_caller):
         shot(page, "phone-dashboard")
     finally:
         context.close()
+
+
+# WCAG 2.0/2.1 levels A and AA, and axe's best practices (axe-core, bundled by axe-playwright-python).
+AXE_RULES = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]}}
+
+
+def axe_violations(page) -> list[str]:
+    found = Axe().run(page, options=AXE_RULES).response["violations"]
+    return [f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}" for v in found]
+
+
+def test_every_view_of_the_page_passes_axes_accessibility_rules(page, gateway, make_caller):
+    erin = make_caller("team-axe", "member")
+    response = gateway.post("/v1/images", headers=erin.headers, files=[("files", (CAT[0], CAT[2], CAT[1]))])
+    assert response.status_code == 201, response.text
+    image_id = response.json()["files"][0]["id"]
+    job = gateway.post(
+        "/v1/jobs",
+        headers=erin.headers,
+        json={"images": [{"input": image_id, "output": "small"}], "operations": ["resize=50"]},
+    )
+    assert job.status_code == 202, job.text
+    wait_processed(gateway, erin, [image_id])
+    page.goto("/app#/gallery")
+    page.wait_for_selector("h1")
+    found = {"#/key (no key yet)": axe_violations(page)}
+
+    page.get_by_label("API key").fill(erin.key)
+    page.get_by_role("button", name="Use this key").click()
+    expect(page.locator("#who")).to_contain_text("team-axe")
+    views = {
+        "#/gallery": "img",
+        f"#/image/{image_id}": "img",
+        "#/upload": "input[type=file]",
+        "#/search?q=cat": "h1",
+        "#/jobs": "h1",
+        f"#/job/{job.json()['job_id']}": "h1",
+        "#/dashboard": "h1",
+        "#/key": "h1",
+    }
+    for route, ready in views.items():
+        page.goto(f"/app{route}")
+        page.wait_for_selector(ready)
+        page.wait_for_load_state("networkidle")
+        found[route] = axe_violations(page)
+
+    assert {route: problems for route, problems in found.items() if problems} == {}
 
 
 def test_swagger_ui_lists_the_operations_and_authorize_keeps_the_key(page, make_caller):

@@ -6,11 +6,10 @@ import functools
 import io
 import struct
 import zipfile
-import zlib
 
 from PIL import Image, PngImagePlugin
 
-from tests.support.images import encode, png_header_only, random_image
+from tests.support.images import encode, png_chunk, png_header_only, random_image
 
 
 def jpeg(size=(64, 48), seed=0, quality=90) -> bytes:
@@ -195,10 +194,6 @@ def bmp_v5_with_profile(profile: bytes, size=(8, 4)) -> bytes:
     return b"BM" + struct.pack("<IHHI", total, 0, 0, offset) + header + pixels + profile
 
 
-def _png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
 def png_with_chunks(count: int, kind: bytes = b"abCd") -> bytes:
     """An 8x8 PNG with `count` more chunks: empty ancillary ones before the pixels, or (IDAT)
     its compressed pixels cut into chunks, the rest of them empty."""
@@ -208,9 +203,9 @@ def png_with_chunks(count: int, kind: bytes = b"abCd") -> bytes:
     pixels, end = data[start + 8 : start + 8 + length], data[start + 12 + length :]
     if kind == b"IDAT":
         cut = [pixels[i : i + 1] for i in range(len(pixels))]
-        chunks = [_png_chunk(b"IDAT", piece) for piece in cut + [b""] * max(0, count - len(cut))]
+        chunks = [png_chunk(b"IDAT", piece) for piece in cut + [b""] * max(0, count - len(cut))]
         return data[:start] + b"".join(chunks) + end
-    return data[:start] + _png_chunk(kind, b"") * count + data[start:]
+    return data[:start] + png_chunk(kind, b"") * count + data[start:]
 
 
 def png_with_compressed_text(size: int = 300_000, kind: str = "zTXt") -> bytes:

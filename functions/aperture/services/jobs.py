@@ -78,6 +78,7 @@ class JobService:
         job_id = "job_" + secrets.token_hex(10)
         items: list[JobItem] = []
         written: dict[str, int] = {}
+        rendered_as = for_render(request.pipeline, self._render_limits)  # as the worker will plan each item
         for index, (spec, record) in enumerate(zip(request.items, sources)):
             where = f"images[{index}]"
             size = upright_size(record)
@@ -85,8 +86,7 @@ class JobService:
             try:
                 request.pipeline.plan(size)
                 # What the worker's render would refuse from the header is refused before queueing.
-                pipeline = for_render(request.pipeline, self._render_limits)
-                transforms.check_render(pipeline, size, record.mode, output, record.format, record.frames)
+                transforms.check_render(rendered_as, size, record.mode, output, record.format, record.frames)
             except transforms.InvalidOperation as exc:
                 raise ApiError(400, f"{where} ({size[0]}x{size[1]}): {exc}") from None
             extension = output.extension

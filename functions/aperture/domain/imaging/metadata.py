@@ -8,6 +8,8 @@ the EXIF string and as an ISO 8601 timestamp when it parses.
 from __future__ import annotations
 
 import datetime as dt
+import struct
+from collections.abc import Iterator
 from typing import Any
 
 from PIL import ExifTags, Image
@@ -19,18 +21,24 @@ _GPS = ExifTags.GPS
 ORIENTATIONS = range(1, 9)
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_chunks(data: bytes) -> Iterator[tuple[bytes, int, int]]:
+    """Each chunk of a PNG as (kind, where its body starts, its length), up to and including
+    IEND, walking the chunk headers (no decompression)."""
+    pos = len(PNG_SIGNATURE)
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        yield kind, pos + 8, length
+        if kind == b"IEND":
+            return
+        pos += 12 + length
+
+
 def png_chunk(data: bytes, kind: bytes) -> bytes | None:
-    """The body of the first `kind` chunk of a PNG, walking the chunk headers (no decompression)."""
-    offset = 8
-    while offset + 8 <= len(data):
-        length = int.from_bytes(data[offset : offset + 4], "big")
-        found = data[offset + 4 : offset + 8]
-        if found == kind:
-            return data[offset + 8 : offset + 8 + length]
-        if found == b"IEND":
-            return None
-        offset += 12 + length
-    return None
+    """The body of the first `kind` chunk of a PNG."""
+    return next((data[start : start + length] for found, start, length in png_chunks(data) if found == kind), None)
 
 
 def header_orientation(image: Image.Image, data: bytes) -> int:

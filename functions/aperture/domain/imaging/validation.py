@@ -28,7 +28,7 @@ from PIL import Image
 
 from aperture.domain.imaging import structure
 from aperture.domain.imaging.limits import Budget, Limits, Rejected, only_padding, refuse_trailing
-from aperture.domain.imaging.metadata import header_orientation
+from aperture.domain.imaging.metadata import PNG_SIGNATURE, header_orientation, png_chunks
 from aperture.domain.imaging.pixels import DECODE_ERRORS, error_reason
 from aperture.domain.transforms.formats import FORMATS as OUTPUT_FORMATS
 
@@ -359,37 +359,26 @@ def _png_metadata_size(kind: bytes, body: bytes, budget: Budget) -> int:
     return len(body)
 
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
 def _count_png_chunks(data: bytes, limits: Limits) -> None:
     """At most `max_png_chunks` chunks: each costs its parse however small (2 million empty
     chunks in 23 MiB took 12 s to open)."""
-    pos, chunks, limit = len(PNG_SIGNATURE), 0, limits.max_png_chunks
-    while pos + 8 <= len(data):
-        chunks += 1
-        if chunks > limit:
+    limit = limits.max_png_chunks
+    for count, _ in enumerate(png_chunks(data), 1):
+        if count > limit:
             raise Rejected(422, f"PNG has more than {limit} chunks; the limit is {limit}")
-        length, kind = struct.unpack_from(">I4s", data, pos)
-        if kind == b"IEND":
-            return
-        pos += 12 + length
 
 
 def _check_png(data: bytes, budget: Budget, canvas: tuple[int, int]) -> None:
     """Text, EXIF and ICC chunks are metadata (compressed text and profiles at their decompressed
     size); every fcTL is a frame of the canvas's size (APNG frames must fit in it); the image ends at IEND."""
-    pos, frames = 8, 0
-    while pos + 8 <= len(data):
-        length, kind = struct.unpack_from(">I4s", data, pos)
+    frames = 0
+    for kind, start, length in png_chunks(data):
         if kind in (b"iCCP", b"tEXt", b"zTXt", b"iTXt", b"eXIf"):
-            budget.add_metadata(_png_metadata_size(kind, data[pos + 8 : pos + 8 + length], budget))
+            budget.add_metadata(_png_metadata_size(kind, data[start : start + length], budget))
         elif kind == b"fcTL":
             frames += 1
             budget.frame(*canvas)
-        pos += 12 + length
-        if kind == b"IEND":
-            refuse_trailing("PNG", data, pos)
-            break
+        elif kind == b"IEND":
+            refuse_trailing("PNG", data, start + length + 4)  # after its CRC
     if frames == 0:
         budget.frame(*canvas)

@@ -54,10 +54,11 @@ class Rotate(Operation):
 
     def scratch_bytes(self, size: Size, out: Size) -> int:
         # Any angle but a right one: with-alpha and premultiplied copies in and out (measured ~12 B/px).
-        return 0 if self.degrees in (0.0, 90.0, 180.0, 270.0) else 12 * out[0] * out[1]
+        return 12 * out[0] * out[1] if self.adds_alpha() else 0
 
     def adds_alpha(self) -> bool:
-        return self.degrees not in (0.0, 90.0, 180.0, 270.0)  # transparent corners
+        # Any angle but a right one resamples onto a larger canvas with transparent corners.
+        return self.degrees != 0.0 and self.degrees not in _RIGHT_ANGLES
 
     @property
     def _counter_clockwise(self) -> float:
